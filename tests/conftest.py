@@ -1,0 +1,23 @@
+"""Shared test set-up: caches cleared between tests, area fixtures as plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_envguard import grammar
+
+# Fixtures of each area live in their own module (ELF builders, the fake NVML
+# library, virtual environments), loaded here so every test module sees them.
+pytest_plugins = [
+    "tests.fixtures_native",
+    "tests.fixtures_nvml",
+    "tests.fixtures_packages",
+]
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches() -> Iterator[None]:
+    grammar._parse_cached.cache_clear()
+    yield

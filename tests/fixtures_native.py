@@ -1,0 +1,3 @@
+"""Fixtures for the native tests."""
+
+from __future__ import annotations

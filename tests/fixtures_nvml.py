@@ -1,0 +1,3 @@
+"""Fixtures for the nvml tests."""
+
+from __future__ import annotations

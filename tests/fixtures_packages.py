@@ -1,0 +1,3 @@
+"""Fixtures for the packages tests."""
+
+from __future__ import annotations
