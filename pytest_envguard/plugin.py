@@ -1,0 +1,373 @@
+"""pytest hooks, options, marker, fixture and exit codes (DESIGN.md §3).
+
+The only module that knows pytest. With no contract and no ``requires``
+marker it does almost nothing: the grammar, the checks and the probes are
+imported the first time a requirement needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_envguard.checks import Evaluator, Verdict
+    from pytest_envguard.environment import Environment
+    from pytest_envguard.grammar import Requirement
+
+#: Exit status when the session contract is not met (DESIGN.md §3).
+EXIT_CONTRACT_UNMET = 6
+
+STRICT_MODES = ("false", "true", "ci")
+
+
+class EnvguardState:
+    """Everything the plugin keeps for one session, under a stash key."""
+
+    def __init__(self, config: pytest.Config, contract: list[Requirement], strict: str) -> None:
+        self.config = config
+        self.contract = contract
+        self.strict_mode = strict
+        self.contract_verdicts: list[Verdict] = []
+        self.tests: dict[str, list[Verdict]] = {}
+        self.groups: Counter[tuple[str, str]] = Counter()
+        self.current_item: pytest.Item | None = None
+        self._environment: Environment | None = None
+        self._evaluator: Evaluator | None = None
+
+    @property
+    def environment(self) -> Environment:
+        if self._environment is None:
+            from pytest_envguard.environment import Environment
+
+            self._environment = Environment(settings=_settings(self.config))
+        return self._environment
+
+    @property
+    def evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            from pytest_envguard.checks import Evaluator
+
+            self._evaluator = Evaluator(self.environment)
+        return self._evaluator
+
+    @property
+    def environment_if_made(self) -> Environment | None:
+        return self._environment
+
+    def strict(self) -> bool:
+        if self.strict_mode == "true":
+            return True
+        if self.strict_mode == "ci":
+            return is_ci(os.environ.get("CI"))
+        return False
+
+
+STATE = pytest.StashKey[EnvguardState]()
+
+
+def is_ci(value: str | None) -> bool:
+    """``CI`` set to a non-empty value other than ``0``/``false`` (DESIGN.md §3)."""
+    return bool(value) and value.strip().lower() not in ("0", "false")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("envguard", "environment requirements (pytest-envguard)")
+    group.addoption(
+        "--envguard-require", action="append", default=[], metavar="LINE",
+        help="add a line to the session contract, e.g. 'cuda >=12.1' (repeatable)",
+    )
+    group.addoption(
+        "--envguard-strict", action="store_true", default=False,
+        help="unmet 'requires' markers fail the test instead of skipping it",
+    )
+    group.addoption(
+        "--envguard-report", action="store_true", default=False,
+        help="print the environment and the contract's verdicts, run no tests (exit 0 if met, 6 if not)",
+    )
+    group.addoption(
+        "--envguard-json", metavar="PATH", default=None,
+        help="write the environment, contract verdicts and per-test outcomes as JSON",
+    )
+    parser.addini("envguard", type="linelist", default=[],
+                  help="the session contract: one requirement line per line")
+    parser.addini("envguard_strict", default="false",
+                  help="false (skip), true (fail) or ci (fail when $CI is set) for unmet markers")
+    parser.addini("envguard_gpu_timeout", default="10",
+                  help="seconds NVML may take to answer (default 10)")
+    parser.addini("envguard_import_timeout", default="60",
+                  help="seconds an 'import MODULE' check may take in its subprocess (default 60)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "requires(*lines, strict=None, reason=None, **keys): skip (or fail, when strict) the test "
+        "unless the environment meets these pytest-envguard requirements",
+    )
+    strict = "true" if config.getoption("envguard_strict") else str(config.getini("envguard_strict"))
+    strict = strict.strip().lower()
+    if strict not in STRICT_MODES:
+        raise pytest.UsageError(
+            f"{_ini_source(config, 'envguard_strict')}: invalid value {strict!r} "
+            f"(expected one of {', '.join(STRICT_MODES)})"
+        )
+    for name in ("envguard_gpu_timeout", "envguard_import_timeout"):
+        _timeout(config, name)
+    contract = _read_contract(config)
+    config.stash[STATE] = EnvguardState(config, contract, strict)
+
+
+def _ini_source(config: pytest.Config, option: str) -> str:
+    inipath = config.inipath
+    return f"{inipath.name if inipath else 'ini'} [{option}]"
+
+
+def _timeout(config: pytest.Config, name: str) -> float:
+    raw = str(config.getini(name)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise pytest.UsageError(
+            f"{_ini_source(config, name)}: {raw!r} is not a positive number of seconds"
+        )
+    return value
+
+
+def _settings(config: pytest.Config) -> Any:
+    from pytest_envguard.environment import Settings
+
+    cache_dir = None
+    if config.cache is not None:
+        cache_dir = Path(config.cache.mkdir("envguard"))
+    return Settings(
+        cache_dir=cache_dir,
+        gpu_timeout=_timeout(config, "envguard_gpu_timeout"),
+        import_timeout=_timeout(config, "envguard_import_timeout"),
+        extra={"rootdir": str(config.rootpath)},
+    )
+
+
+def _read_contract(config: pytest.Config) -> list[Requirement]:
+    ini_lines: list[str] = config.getini("envguard")
+    cli_lines: list[str] = config.getoption("envguard_require") or []
+    if not ini_lines and not cli_lines:
+        return []
+    from pytest_envguard.grammar import RequirementError, parse_lines
+
+    try:
+        return parse_lines(ini_lines, _ini_source(config, "envguard")) + parse_lines(
+            cli_lines, "command line --envguard-require"
+        )
+    except RequirementError as error:
+        raise pytest.UsageError(f"envguard: {error}") from None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    state = config.stash.get(STATE, None)
+    if state is None or (not state.contract and state.environment_if_made is None):
+        return None
+    from pytest_envguard import render
+
+    return render.header_line(state.environment_if_made, state.contract_verdicts)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Evaluated here, before the terminal reporter prints the header, so the
+    # header can summarise what the contract probed; acted on in
+    # pytest_collection, after the header, before anything is collected.
+    state = session.config.stash[STATE]
+    if state.contract or session.config.getoption("envguard_report"):
+        state.contract_verdicts = state.evaluator.evaluate(state.contract)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash[STATE]
+    report = bool(config.getoption("envguard_report"))
+    met = all(verdict.ok for verdict in state.contract_verdicts)
+    if not report and met:
+        return
+    from pytest_envguard import render
+
+    if report:
+        state.environment.probe_all()
+        _write(config, "envguard environment", render.environment_lines(state.environment))
+        _write(config, "envguard contract", render.verdict_table(state.contract_verdicts))
+        pytest.exit(
+            f"envguard: report only — contract {'met' if met else 'NOT met'}",
+            returncode=0 if met else EXIT_CONTRACT_UNMET,
+        )
+    unmet = [verdict for verdict in state.contract_verdicts if not verdict.ok]
+    _write(config, f"envguard: session contract not met on {render.host()}",
+           render.verdict_table(state.contract_verdicts))
+    first = unmet[0]
+    pytest.exit(
+        f"envguard: {len(unmet)} of {len(state.contract_verdicts)} contract requirements not met "
+        f"on {render.host()} (first: {first.line} — found {first.found}); no tests were collected",
+        returncode=EXIT_CONTRACT_UNMET,
+    )
+
+
+def _write(config: pytest.Config, title: str, lines: Sequence[str]) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        import sys
+
+        sys.stderr.write("\n".join([title, *lines]) + "\n")
+        return
+    reporter.write_sep("=", title)
+    for line in lines:
+        reporter.write_line(line)
+
+
+# -- per-test requirements -----------------------------------------------------------------
+
+
+def _marker_requirements(item: pytest.Item) -> tuple[list[Requirement], bool | None, str | None]:
+    from pytest_envguard.grammar import from_keywords, parse_line
+
+    source = f"requires marker of {item.nodeid}"
+    requirements: list[Requirement] = []
+    strict: bool | None = None
+    reason: str | None = None
+    for marker in item.iter_markers("requires"):
+        keywords = dict(marker.kwargs)
+        if "strict" in keywords:
+            value = keywords.pop("strict")
+            if value is not None and not isinstance(value, bool):
+                _bad_marker(item, f"strict= must be True, False or None, not {value!r}")
+            strict = value if strict is None else strict
+        if "reason" in keywords:
+            value = keywords.pop("reason")
+            if value is not None and not isinstance(value, str):
+                _bad_marker(item, f"reason= must be a string, not {type(value).__name__}")
+            reason = value if reason is None else reason
+        requirements.extend(parse_line(arg, source) for arg in marker.args)
+        requirements.extend(from_keywords(keywords, source))
+    return requirements, strict, reason
+
+
+def _bad_marker(item: pytest.Item, message: str) -> None:
+    pytest.fail(f"envguard: requires marker of {item.nodeid}: {message}", pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state = item.config.stash[STATE]
+    state.current_item = item
+    if item.get_closest_marker("requires") is None:
+        return
+    from pytest_envguard.grammar import RequirementError
+
+    try:
+        requirements, strict, reason = _marker_requirements(item)
+    except RequirementError as error:
+        message = f"envguard: {error}"
+    else:
+        _enforce(state, item.nodeid, requirements, strict, reason)
+        return
+    pytest.fail(message, pytrace=False)
+
+
+def _enforce(
+    state: EnvguardState,
+    nodeid: str | None,
+    requirements: Sequence[Requirement],
+    strict: bool | None,
+    reason: str | None,
+) -> list[Verdict]:
+    verdicts = state.evaluator.evaluate(requirements)
+    if nodeid is not None:
+        state.tests.setdefault(nodeid, []).extend(verdicts)
+    failing = next((verdict for verdict in verdicts if not verdict.ok), None)
+    if failing is None:
+        return verdicts
+    message = failing.skip_reason()
+    if reason:
+        message += f" ({reason})"
+    if state.strict() if strict is None else strict:
+        state.groups["failed", failing.skip_reason()] += 1
+        pytest.fail(message, pytrace=False)
+    state.groups["skipped", failing.skip_reason()] += 1
+    pytest.skip(message)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class EnvguardFixture:
+    """What the ``envguard`` fixture gives: the snapshot and a ``require`` callable."""
+
+    def __init__(self, state: EnvguardState) -> None:
+        self._state = state
+
+    @property
+    def environment(self) -> Environment:
+        return self._state.environment
+
+    def require(self, *lines: str, strict: bool | None = None, reason: str | None = None,
+                **keys: object) -> list[Verdict]:
+        """Skip (or fail, when strict) the running test unless every line is met;
+        returns the verdicts when they are."""
+        from pytest_envguard.grammar import RequirementError, from_keywords, parse_line
+
+        item = self._state.current_item
+        nodeid = item.nodeid if item is not None else None
+        source = f"envguard.require() in {nodeid or 'session set-up'}"
+        try:
+            requirements = [parse_line(line, source) for line in lines]
+            requirements += from_keywords(keys, source)
+        except RequirementError as error:
+            message = f"envguard: {error}"
+        else:
+            return _enforce(self._state, nodeid, requirements, strict, reason)
+        pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def envguard(pytestconfig: pytest.Config) -> EnvguardFixture:
+    """The environment snapshot (``.environment``) and ``.require(*lines, **keys)``."""
+    return EnvguardFixture(pytestconfig.stash[STATE])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    state = terminalreporter.config.stash.get(STATE, None)
+    if state is None or not state.groups:
+        return
+    from pytest_envguard import render
+
+    terminalreporter.write_sep("-", "envguard: requirements not met")
+    for line in render.skip_summary(state.groups):
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    path = config.getoption("envguard_json")
+    state = config.stash.get(STATE, None)
+    if not path or state is None:
+        return
+    from pytest_envguard import render
+
+    document = render.json_document(state.environment_if_made, state.contract_verdicts,
+                                    state.tests)
+    target = Path(path)
+    if not target.is_absolute():
+        target = Path(config.invocation_params.dir, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    except OSError as error:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        message = f"envguard: could not write {target}: {error}"
+        if reporter is not None:
+            reporter.write_line(message, red=True)

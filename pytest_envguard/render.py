@@ -1,0 +1,147 @@
+"""Terminal tables, the header line, the JSON document. Knows no pytest."""
+
+from __future__ import annotations
+
+import platform as _platform
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pytest_envguard.checks import Status, Verdict
+from pytest_envguard.environment import Environment, override_name
+
+SCHEMA = "pytest-envguard/1"
+
+_MARKS = {
+    Status.MET: "ok",
+    Status.UNMET: "FAIL",
+    Status.UNKNOWN: "??",
+    Status.NA: "n/a",
+}
+
+
+def host() -> str:
+    try:
+        return socket.gethostname() or _platform.node()
+    except OSError:
+        return _platform.node()
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def verdict_table(verdicts: Sequence[Verdict], width: int = 100) -> list[str]:
+    """One row per requirement — status · requirement · found — then the reason and hint."""
+    if not verdicts:
+        return ["(no requirements)"]
+    line_w = min(40, max(len("requirement"), *(len(v.line) for v in verdicts)))
+    found_w = min(32, max(len("found"), *(len(v.found) for v in verdicts)))
+    rows = [f"{'':4}  {'requirement':<{line_w}}  {'found':<{found_w}}  source"]
+    for verdict in verdicts:
+        source = verdict.requirement.source or "-"
+        rows.append(
+            f"{_MARKS[verdict.status]:<4}  {_clip(verdict.line, line_w):<{line_w}}  "
+            f"{_clip(verdict.found, found_w):<{found_w}}  {source}"
+        )
+        if verdict.status is not Status.MET:
+            rows.append(f"{'':6}{_clip(verdict.reason, width - 6)}")
+            if verdict.hint:
+                rows.append(f"{'':6}→ {_clip(verdict.hint, width - 8)}")
+    return rows
+
+
+def contract_summary(verdicts: Sequence[Verdict]) -> str:
+    counts: dict[Status, int] = {}
+    for verdict in verdicts:
+        counts[verdict.status] = counts.get(verdict.status, 0) + 1
+    order = (Status.MET, Status.UNMET, Status.UNKNOWN, Status.NA)
+    return ", ".join(f"{counts[status]} {status.value}" for status in order if status in counts)
+
+
+def facet_summaries(env: Environment) -> list[str]:
+    """Short descriptions of the facets probed so far, in a fixed order."""
+    facts = env.probed()
+    parts: list[str] = []
+    if "python" in facts:
+        python = facts["python"]
+        parts.append(f"Python {python.version} ({python.implementation})")
+    if "platform" in facts:
+        parts.append(f"{facts['platform'].platform} {facts['platform'].machine}")
+    if "libc" in facts and facts["libc"].name:
+        parts.append(f"{facts['libc'].name} {facts['libc'].version or '?'}")
+    if "cpu" in facts and facts["cpu"].usable is not None:
+        parts.append(f"{facts['cpu'].usable} CPUs")
+    if "memory" in facts and facts["memory"].total is not None:
+        from pytest_envguard.units import format_size
+
+        parts.append(f"{format_size(facts['memory'].total)} RAM")
+    for value in facts.values():
+        summary = getattr(value, "summary", None)
+        if callable(summary):
+            text = summary()
+            if text:
+                parts.append(str(text))
+    if env.overrides:
+        parts.append("overridden: " + ", ".join(
+            f"{key}={value or 'absent'}" for key, value in env.overrides.items()))
+    return parts
+
+
+def header_line(env: Environment | None, verdicts: Sequence[Verdict] | None) -> str | None:
+    parts = facet_summaries(env) if env is not None else []
+    if verdicts:
+        parts.append(f"contract: {contract_summary(verdicts)}")
+    if not parts:
+        return None
+    return "envguard: " + " · ".join(parts)
+
+
+def environment_lines(env: Environment) -> list[str]:
+    """The report's environment section: one line per probed facet."""
+    lines = []
+    for key, value in env.probed().items():
+        name = key if isinstance(key, str) else f"{key[0]} {' '.join(key[1:])}"
+        data = value.to_dict() if hasattr(value, "to_dict") else value
+        if isinstance(data, Mapping):
+            shown = ", ".join(
+                f"{field}={_short(item)}" for field, item in data.items() if item not in (None, "", [])
+            )
+        else:
+            shown = _short(data)
+        lines.append(f"{name:<14} {shown}")
+    for key, value in env.overrides.items():
+        lines.append(f"{'override':<14} {override_name(key)}={value!r}")
+    return lines
+
+
+def _short(value: Any, limit: int = 90) -> str:
+    if isinstance(value, list):
+        text = " ".join(str(item) for item in value[:12])
+        if len(value) > 12:
+            text += f" … (+{len(value) - 12})"
+        return f"[{text}]"
+    return _clip(str(value), limit)
+
+
+def skip_summary(groups: Mapping[tuple[str, str], int]) -> list[str]:
+    """``37 tests skipped: needs gpus >=1 — found 0: …``, most frequent first."""
+    lines = []
+    for (outcome, reason), count in sorted(groups.items(), key=lambda item: (-item[1], item[0])):
+        noun = "test" if count == 1 else "tests"
+        lines.append(f"{count} {noun} {outcome}: {reason.removeprefix('envguard: ')}")
+    return lines
+
+
+def json_document(
+    env: Environment | None,
+    contract: Iterable[Verdict],
+    tests: Mapping[str, Sequence[Verdict]],
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "host": host(),
+        "environment": env.to_dict() if env is not None else {},
+        "contract": [verdict.to_dict() for verdict in contract],
+        "tests": {nodeid: [v.to_dict() for v in verdicts] for nodeid, verdicts in tests.items()},
+    }
