@@ -79,7 +79,7 @@ KEYS: dict[str, Key] = {
         Key("gpu-memory", Argument.NONE, Spec.SIZE, None, "", "total memory of each counted GPU"),
         Key("compute-capability", Argument.NONE, Spec.VERSION, None, "",
             "SM version of each counted GPU"),
-        Key("gpu", Argument.REQUIRED, Spec.NONE, r"[^\s;]+", 'a name glob like "*H100*"',
+        Key("gpu", Argument.REQUIRED, Spec.NONE, r"[^\x00-\x1f]+", 'a name glob like "*H100*"',
             "GPU name"),
         Key("cuda-runtime", Argument.NONE, Spec.VERSION, None, "", "CUDA runtime version"),
         Key("library", Argument.REQUIRED, Spec.VERSION, _WORD,
@@ -96,7 +96,7 @@ KEYS: dict[str, Key] = {
         Key("extensions", Argument.OPTIONAL, Spec.NONE, r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?",
             "a distribution name", "extension modules' native needs are met"),
         Key("consistent", Argument.NONE, Spec.NONE, None, "", "installed requirements are met"),
-        Key("lock", Argument.REQUIRED, Spec.NONE, r"[^\s;]+",
+        Key("lock", Argument.REQUIRED, Spec.NONE, r"[^\x00-\x1f]+",
             "a path like requirements.txt or uv.lock", "installed versions equal a lock file"),
         Key("isolated", Argument.NONE, Spec.NONE, None, "", "venv or conda env with no leaks"),
     )

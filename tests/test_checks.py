@@ -1,0 +1,176 @@
+"""Core checks against environments built by hand: no OS is touched."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_envguard.checks import Evaluator, Status, Verdict, evaluate
+from pytest_envguard.environment import Environment
+from pytest_envguard.grammar import parse_line, parse_lines
+from pytest_envguard.probes.interpreter import AbiFacts, PythonFacts
+from pytest_envguard.probes.packages import DistributionFacts
+from pytest_envguard.probes.system import CommandFacts, CpuFacts, LibcFacts, MemoryFacts, PlatformFacts
+
+GiB = 1024**3
+
+
+def make_env(**overrides: object) -> Environment:
+    facts: dict[object, object] = {
+        "python": PythonFacts("3.11.7", "cpython", "3.11.7", "/usr/bin/python3", "/venv", "/usr"),
+        "abi": AbiFacts(False, ("cp311", "abi3")),
+        "platform": PlatformFacts("linux", "x86_64", "Linux", "6.1.0"),
+        "libc": LibcFacts("glibc", "2.31", "confstr"),
+        "cpu": CpuFacts(("avx", "avx2", "sse4_2"), "Test CPU", 8, 4, "CPU affinity"),
+        "memory": MemoryFacts(16 * GiB, 3 * GiB, "psutil"),
+        ("distribution", "numpy"): DistributionFacts("numpy", "1.26.4", "/venv/lib"),
+        ("distribution", "torch"): DistributionFacts("torch", None, reason="not installed"),
+        ("distribution", "weird"): DistributionFacts("weird", "not-a-version", "/venv/lib"),
+        ("command", "gcc"): CommandFacts("gcc", "/usr/bin/gcc"),
+        ("command", "nvcc"): CommandFacts("nvcc", None),
+    }
+    environ = overrides.pop("environ", {"CI": "true", "MODE": "gpu"})
+    facts.update(overrides)
+    return Environment(facts, environ=environ)  # type: ignore[arg-type]
+
+
+def verdict(line: str, env: Environment | None = None) -> Verdict:
+    return evaluate([parse_line(line, "test")], env or make_env())[0]
+
+
+CASES = [
+    ("python >=3.10", Status.MET, "3.11.7"),
+    ("python >=3.12", Status.UNMET, "3.11.7"),
+    ("python ==3.11.*", Status.MET, "3.11.7"),
+    ("python", Status.MET, "3.11.7"),
+    ("implementation cpython", Status.MET, "cpython"),
+    ("implementation pypy", Status.UNMET, "cpython"),
+    ("abi gil", Status.MET, "cp311 (gil)"),
+    ("abi free-threaded", Status.UNMET, "cp311 (gil)"),
+    ("abi cp311", Status.MET, "cp311 (gil)"),
+    ("abi abi3", Status.MET, "cp311 (gil)"),
+    ("abi cp313t", Status.UNMET, "cp311 (gil)"),
+    ("platform linux", Status.MET, "linux"),
+    ("platform darwin", Status.UNMET, "linux"),
+    ("machine x86_64", Status.MET, "x86_64"),
+    ("machine aarch64", Status.UNMET, "x86_64"),
+    ("glibc >=2.28", Status.MET, "2.31"),
+    ("glibc >=2.34", Status.UNMET, "2.31"),
+    ("musl", Status.UNMET, "glibc 2.31"),
+    ("cpu avx2", Status.MET, "avx2"),
+    ("cpu avx512f", Status.UNMET, "absent"),
+    ("cpus >=4", Status.MET, "4"),
+    ("cpus >=8", Status.UNMET, "4"),
+    ("cpus ==4", Status.MET, "4"),
+    ("memory >=16GiB", Status.MET, "16.0 GiB"),
+    ("memory >=17GB", Status.MET, "16.0 GiB"),
+    ("memory >=18GB", Status.UNMET, "16.0 GiB"),
+    ("memory-available >=4GiB", Status.UNMET, "3.0 GiB"),
+    ("memory-available >=2GiB,<4GiB", Status.MET, "3.0 GiB"),
+    ("package numpy>=1.26", Status.MET, "numpy 1.26.4"),
+    ("package numpy>=2", Status.UNMET, "numpy 1.26.4"),
+    ("package numpy", Status.MET, "numpy 1.26.4"),
+    ("package torch", Status.UNMET, "not installed"),
+    ("package weird>=1", Status.UNKNOWN, "weird not-a-version"),
+    ("command gcc", Status.MET, "/usr/bin/gcc"),
+    ("command nvcc", Status.UNMET, "not found"),
+    ("env CI", Status.MET, "set"),
+    ("env HOME", Status.UNMET, "unset"),
+    ("env MODE=gpu", Status.MET, "MODE=gpu"),
+    ("env MODE=cpu", Status.UNMET, "MODE=gpu"),
+    ("python >=3.12; sys_platform == 'nonexistent'", Status.NA, "-"),
+]
+
+
+@pytest.mark.parametrize(("line", "status", "found"), CASES)
+def test_core_checks(line: str, status: Status, found: str) -> None:
+    result = verdict(line)
+    assert (result.status, result.found) == (status, found), result.reason
+    assert result.reason and "\n" not in result.reason
+    assert result.ok is (status in (Status.MET, Status.NA))
+
+
+def test_unmet_verdicts_have_hints_where_the_field_knows_one() -> None:
+    assert "interpreter" in (verdict("python >=3.12").hint or "")
+    assert "manylinux" in (verdict("glibc >=2.34").hint or "")
+    assert "pip install 'numpy>=2'" == verdict("package numpy>=2").hint
+
+
+def test_skip_reason_format() -> None:
+    assert verdict("python >=3.12").skip_reason() == (
+        "envguard: needs python >=3.12 — found 3.11.7: Python 3.11.7 does not satisfy >=3.12"
+    )
+
+
+def test_unknown_facts_give_unknown_with_the_probe_reason() -> None:
+    env = make_env(libc=LibcFacts(None, None, "", "neither glibc nor musl found"),
+                   cpu=CpuFacts((), None, None, None, "", "/proc/cpuinfo: PermissionError"),
+                   memory=MemoryFacts(None, None, "", "psutil: OSError"))
+    assert verdict("glibc >=2.17", env).status is Status.UNKNOWN
+    assert "neither glibc nor musl" in verdict("glibc >=2.17", env).reason
+    assert verdict("cpu avx2", env).reason == "/proc/cpuinfo: PermissionError"
+    assert verdict("cpus >=1", env).status is Status.UNKNOWN
+    assert verdict("memory >=1GiB", env).status is Status.UNKNOWN
+
+
+def test_glibc_override() -> None:
+    env = make_env(environ={"ENVGUARD_OVERRIDE_GLIBC": "2.17"})
+    result = verdict("glibc >=2.28", env)
+    assert (result.status, result.found, result.overridden) == (Status.UNMET, "2.17 (overridden)", True)
+    absent = verdict("glibc", make_env(environ={"ENVGUARD_OVERRIDE_GLIBC": ""}))
+    assert absent.status is Status.UNMET and absent.overridden
+
+
+def test_a_probe_that_raises_becomes_unknown() -> None:
+    class Broken:
+        @property
+        def version(self) -> str:
+            raise PermissionError(13, "Permission denied", "/proc/self")
+
+    result = verdict("python >=3", make_env(python=Broken()))
+    assert result.status is Status.UNKNOWN
+    assert result.reason.startswith("probe failed: PermissionError")
+
+
+def test_markers_compare_as_pep_508_says() -> None:
+    # A value that is not a version compares as text (PEP 508), so this is false, not an error.
+    assert verdict("python; python_version > 'not a version'").status is Status.NA
+    assert verdict("python; python_version >= '3'").status is Status.MET
+
+
+def test_evaluator_memoises_per_distinct_line() -> None:
+    calls = []
+
+    class Counting:
+        @property
+        def version(self) -> str:
+            calls.append(1)
+            return "3.11.7"
+
+    env = make_env()
+    env._facts["python"] = Counting()  # the facet itself is memoised by Environment
+    evaluator = Evaluator(env)
+    lines = parse_lines(["python >=3.10"], "a")
+    for _ in range(1000):
+        evaluator.evaluate(lines)
+    assert len(calls) == 1
+    other_source = evaluator.evaluate(parse_lines(["python>=3.10"], "b"))
+    assert other_source[0].requirement.source == "b"
+    assert len(calls) == 1
+
+
+def test_verdict_to_dict_is_the_json_contract() -> None:
+    assert verdict("python >=3.12").to_dict() == {
+        "line": "python >=3.12", "source": "test", "status": "unmet", "found": "3.11.7",
+        "reason": "Python 3.11.7 does not satisfy >=3.12",
+        "hint": "run the suite with a matching interpreter (tox -e, pyenv, uv python)",
+        "overridden": False,
+    }
+
+
+def test_environment_to_dict_lists_probed_facets_and_overrides() -> None:
+    env = make_env(environ={"ENVGUARD_OVERRIDE_CUDA": "12.4"})
+    document = env.to_dict()
+    assert document["python"]["version"] == "3.11.7"
+    assert document["distribution:numpy"]["version"] == "1.26.4"
+    assert document["overrides"] == {"ENVGUARD_OVERRIDE_CUDA": "12.4"}
+    assert "CI" not in str(document)  # the process environment is not dumped

@@ -1,0 +1,450 @@
+"""Whole pytest sessions: every row of DESIGN.md §3."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from pytest_envguard.plugin import EXIT_CONTRACT_UNMET
+
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+MET = f"python >={PY}"
+UNMET = "python >=3.999"
+
+SENTINEL_MODULE = """
+import pathlib
+pathlib.Path("collected.txt").write_text("collected")
+def test_one():
+    pass
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A suite whose collection leaves a trace, to prove nothing was collected."""
+    pytester.makepyfile(test_sentinel=SENTINEL_MODULE)
+    return pytester
+
+
+CONFIGS = {
+    "pytest.ini": "[pytest]\nenvguard =\n    {lines}\n",
+    "tox.ini": "[pytest]\nenvguard =\n    {lines}\n",
+    "setup.cfg": "[tool:pytest]\nenvguard =\n    {lines}\n",
+    "pyproject.toml": '[tool.pytest.ini_options]\nenvguard = ["{lines}"]\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_contract_met_from_every_config_format(suite: pytest.Pytester, name: str) -> None:
+    (suite.path / name).write_text(CONFIGS[name].format(lines=MET))
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"envguard: *contract: 1 met*"])
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_contract_unmet_from_every_config_format_exits_6_before_collection(
+    suite: pytest.Pytester, name: str
+) -> None:
+    (suite.path / name).write_text(CONFIGS[name].format(lines=UNMET))
+    result = suite.runpytest()
+    assert result.ret == EXIT_CONTRACT_UNMET
+    result.stdout.fnmatch_lines([
+        "*envguard: session contract not met on *",
+        f"FAIL  python >=3.999 *{PY}.*{name} [[]envguard[]]*",
+        "*does not satisfy >=3.999*",
+        "*interpreter*",
+    ])
+    assert not (suite.path / "collected.txt").exists()
+
+
+def test_unmet_contract_message_names_the_host_and_first_line(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--envguard-require", MET, "--envguard-require", UNMET)
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["*1 of 2 contract requirements not met on *(first: python >=3.999*"])
+
+
+def test_cli_lines_add_to_the_ini_contract(suite: pytest.Pytester) -> None:
+    suite.makeini(f"[pytest]\nenvguard = {MET}\n")
+    result = suite.runpytest("--envguard-require", "cpus >=1", "--envguard-require", "memory >=1MiB")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*contract: 3 met*"])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("cdua >=12", "*unknown key 'cdua' — did you mean 'cuda'?*"),
+        ("python >=3.1O", "*invalid version specifier '>=3.1O'*"),
+        ("memory >=16XB", "*unknown size unit 'XB'*"),
+        ("python; nonexistent == '1'", "*invalid environment marker*"),
+        ("python; __import__('os').system('touch pwned')", "*invalid environment marker*"),
+    ],
+)
+def test_bad_cli_line_is_a_usage_error(suite: pytest.Pytester, line: str, message: str) -> None:
+    result = suite.runpytest("--envguard-require", line)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR == 4
+    result.stderr.fnmatch_lines(["ERROR: envguard: command line --envguard-require: " + message])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert not (suite.path / "pwned").exists()
+    assert not (suite.path / "collected.txt").exists()
+
+
+def test_bad_ini_line_names_the_file_and_option(suite: pytest.Pytester) -> None:
+    suite.makeini("[pytest]\nenvguard =\n    python >=3\n    gpus >= two\n")
+    result = suite.runpytest()
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["ERROR: envguard: tox.ini [[]envguard[]]: not a whole number: 'two'",
+                                 "    gpus >= two", "            ^^^"])
+
+
+def test_empty_contract_is_fine(suite: pytest.Pytester) -> None:
+    suite.makeini("[pytest]\nenvguard =\n")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "envguard:" not in result.stdout.str()
+
+
+# -- --envguard-report -------------------------------------------------------------------------
+
+
+def test_report_met_exits_0_and_runs_nothing(suite: pytest.Pytester) -> None:
+    suite.makeini(f"[pytest]\nenvguard = {MET}\n")
+    result = suite.runpytest("--envguard-report")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*envguard environment*", "python * version=*", "platform *",
+                                 "*envguard contract*", f"ok    python >={PY}*",
+                                 "*report only — contract met*"])
+    assert not (suite.path / "collected.txt").exists()
+
+
+def test_report_unmet_exits_6(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--envguard-report", "--envguard-require", UNMET)
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["FAIL  python >=3.999*", "*report only — contract NOT met*"])
+
+
+def test_report_with_no_contract_shows_the_environment(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--envguard-report")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*envguard environment*", "libc *", "(no requirements)"])
+
+
+# -- the marker ----------------------------------------------------------------------------------
+
+MARKED = f"""
+import pytest
+
+@pytest.mark.requires("{MET}")
+def test_met():
+    pass
+
+@pytest.mark.requires("{UNMET}")
+def test_unmet():
+    pass
+
+@pytest.mark.requires(python=">=3.999")
+def test_unmet_keyword():
+    pass
+
+@pytest.mark.requires("{UNMET}", strict=True)
+def test_unmet_strict():
+    pass
+
+@pytest.mark.requires("{UNMET}", reason="uses match statements of 3.999")
+def test_unmet_reason():
+    pass
+
+@pytest.mark.requires("{UNMET}", strict=False)
+def test_unmet_never_strict():
+    pass
+
+@pytest.mark.requires(python=">=3.999")
+class TestClass:
+    def test_in_class(self):
+        pass
+"""
+
+
+def test_marker_skips_fails_and_groups(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.runpytest("-rsfE", "--strict-markers")
+    # Strict failures happen at set-up, before fixtures that need the hardware run: pytest
+    # reports them as errors.
+    result.assert_outcomes(passed=1, skipped=5, errors=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        f"SKIPPED * envguard: needs python >=3.999 — found {PY}.*: Python {PY}.* does not satisfy >=3.999",
+    ])
+    result.stdout.fnmatch_lines(["*envguard: needs python >=3.999*(uses match statements of 3.999)*"])
+    result.stdout.fnmatch_lines([
+        "*envguard: requirements not met*",
+        f"5 tests skipped: needs python >=3.999 — found {PY}.*",
+        f"1 test failed: needs python >=3.999 — found {PY}.*",
+    ])
+    result.stdout.fnmatch_lines(["ERROR *test_unmet_strict - Failed: envguard: needs python*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "ci", "failed"),
+    [
+        ((), "false", "1", 0),
+        (("--envguard-strict",), "false", None, 1),
+        ((), "true", None, 1),
+        ((), "ci", "true", 1),
+        ((), "ci", "1", 1),
+        ((), "ci", None, 0),
+        ((), "ci", "", 0),
+        ((), "ci", "0", 0),
+        ((), "ci", "false", 0),
+        ((), "CI", "yes", 1),
+    ],
+)
+def test_strict_modes(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                      args: tuple[str, ...], ini: str, ci: str | None, failed: int) -> None:
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    pytester.makeini(f"[pytest]\nenvguard_strict = {ini}\n")
+    pytester.makepyfile(f"""
+        import pytest
+        @pytest.mark.requires("{UNMET}")
+        def test_x():
+            pass
+        @pytest.mark.requires("{UNMET}", strict=False)
+        def test_never():
+            pass
+    """)
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(errors=failed, skipped=2 - failed)
+
+
+def test_bad_strict_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nenvguard_strict = sometimes\n")
+    result = pytester.runpytest()
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*envguard_strict*invalid value 'sometimes'*false, true, ci*"])
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ('"cdua >=12"', "*unknown key 'cdua' — did you mean 'cuda'?*"),
+        ("gpus=2", "*the value of gpus= must be a string or True, not int*"),
+        ("None", "*a requirement must be a string, not NoneType*"),
+        ('"python", strict="yes"', "*strict= must be True, False or None*"),
+        ('"python; os.getcwd() == \'/\'"', "*invalid environment marker*"),
+        ('"python; __import__(\'os\').system(\'touch pwned\')"', "*invalid environment marker*"),
+    ],
+)
+def test_bad_marker_is_an_error_naming_the_test(pytester: pytest.Pytester, marker: str, message: str) -> None:
+    pytester.makepyfile(f"""
+        import pytest
+        @pytest.mark.requires({marker})
+        def test_bad():
+            pass
+        def test_good():
+            pass
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of test_bad*",
+        "envguard: requires marker of test_bad_marker_is_an_error_naming_the_test.py::test_bad: " + message,
+    ])
+    assert "Traceback" not in result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert not (pytester.path / "pwned").exists()
+
+
+def test_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.requires(*lines, strict=None, reason=None, **keys):*"])
+
+
+def test_marker_evaluation_is_memoised_across_many_tests(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+        import pytest
+        from pytest_envguard.probes import system
+        calls = []
+        original = system.probe_cpu
+        def counting(*args, **kwargs):
+            calls.append(1)
+            return original(*args, **kwargs)
+        system.probe_cpu = counting
+        def pytest_sessionfinish(session):
+            print(f"probe_cpu calls: {len(calls)}")
+    """)
+    pytester.makepyfile("""
+        import pytest
+        @pytest.mark.parametrize("i", range(300))
+        @pytest.mark.requires("cpus >=1", "cpu sse2")
+        def test_many(i):
+            pass
+    """)
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=300)
+    result.stdout.fnmatch_lines(["*probe_cpu calls: 1*"])
+
+
+# -- the fixture ---------------------------------------------------------------------------------
+
+
+def test_fixture_environment_and_require(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        import sys
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def needs_new_python(envguard):
+            envguard.require("{UNMET}")
+
+        def test_environment(envguard):
+            assert envguard.environment.python.version.startswith("{PY}")
+            assert "python" in envguard.environment.to_dict()
+
+        def test_require_met(envguard):
+            verdicts = envguard.require("{MET}", cpus=">=1")
+            assert [v.status.value for v in verdicts] == ["met", "met"]
+
+        def test_require_unmet(envguard):
+            envguard.require(python=">=3.999")
+
+        def test_require_strict(envguard):
+            envguard.require("{UNMET}", strict=True)
+
+        def test_from_session_fixture(needs_new_python):
+            pass
+
+        def test_require_bad(envguard):
+            envguard.require("cdua")
+    """)
+    result = pytester.runpytest("-rsfE")
+    result.assert_outcomes(passed=2, skipped=2, failed=2)
+    result.stdout.fnmatch_lines(["*unknown key 'cdua'*"])
+
+
+# -- --envguard-json -----------------------------------------------------------------------------
+
+
+def test_json_document(pytester: pytest.Pytester) -> None:
+    pytester.makeini(f"[pytest]\nenvguard = {MET}\n")
+    pytester.makepyfile(f"""
+        import pytest
+        @pytest.mark.requires("{UNMET}")
+        def test_y():
+            pass
+        def test_plain():
+            pass
+    """)
+    result = pytester.runpytest("--envguard-json", "out/report.json")
+    result.assert_outcomes(passed=1, skipped=1)
+    document = json.loads((pytester.path / "out" / "report.json").read_text())
+    assert document["schema"] == "pytest-envguard/1"
+    assert document["environment"]["python"]["version"].startswith(PY)
+    assert document["contract"] == [{
+        "line": MET, "source": "tox.ini [envguard]", "status": "met",
+        "found": document["environment"]["python"]["version"],
+        "reason": f"Python {document['environment']['python']['version']} satisfies >={PY}",
+        "hint": None, "overridden": False,
+    }]
+    [(nodeid, verdicts)] = document["tests"].items()
+    assert nodeid == "test_json_document.py::test_y"
+    assert verdicts[0]["status"] == "unmet" and verdicts[0]["line"] == UNMET
+
+
+def test_json_is_written_when_the_contract_fails(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--envguard-require", UNMET, "--envguard-json", "r.json")
+    assert result.ret == 6
+    document = json.loads((suite.path / "r.json").read_text())
+    assert document["contract"][0]["status"] == "unmet"
+    assert document["tests"] == {}
+
+
+def test_json_to_an_unwritable_path_is_reported_not_raised(suite: pytest.Pytester) -> None:
+    (suite.path / "file").write_text("")
+    result = suite.runpytest("--envguard-json", "file/sub/r.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*envguard: could not write *r.json*"])
+
+
+# -- overrides, disabling, no contract -----------------------------------------------------------
+
+
+def test_override_is_marked_in_reports(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVGUARD_OVERRIDE_GLIBC", "2.17")
+    result = suite.runpytest("--envguard-report", "--envguard-require", "glibc >=2.28")
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["override * ENVGUARD_OVERRIDE_GLIBC='2.17'",
+                                 "FAIL  glibc >=2.28  2.17 (overridden)*"])
+
+
+def test_plugin_can_be_disabled(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("-p", "no:envguard", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result = suite.runpytest("-p", "no:envguard", "--envguard-require", UNMET)
+    assert result.ret == 4  # the option no longer exists
+    result.stderr.fnmatch_lines(["*unrecognized arguments: --envguard-require*"])
+
+
+NO_CONTRACT_SUITE = """
+import pytest
+
+def test_pass():
+    pass
+
+def test_fail():
+    assert 0
+
+@pytest.mark.skip(reason="plain skip")
+def test_skip():
+    pass
+
+@pytest.mark.xfail(reason="known")
+def test_xfail():
+    assert 0
+
+@pytest.mark.parametrize("i", range(5))
+def test_param(i):
+    assert i != 3
+"""
+
+
+def test_no_contract_no_markers_outcomes_are_identical_without_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain=NO_CONTRACT_SUITE)
+    with_plugin = pytester.runpytest("-rA")
+    without = pytester.runpytest("-rA", "-p", "no:envguard")
+    assert with_plugin.parseoutcomes() == without.parseoutcomes()
+    assert with_plugin.ret == without.ret == 1
+    assert "envguard:" not in with_plugin.stdout.str()
+
+    def summary(result: pytest.RunResult) -> list[str]:
+        lines = result.stdout.lines
+        start = next(i for i, line in enumerate(lines) if "short test summary info" in line)
+        return lines[start:-1]
+
+    assert summary(with_plugin) == summary(without)
+
+
+def test_with_no_contract_nothing_is_probed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        def test_x(pytestconfig):
+            from pytest_envguard.plugin import STATE
+            assert pytestconfig.stash[STATE].environment_if_made is None
+    """)
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_bad_timeout_setting_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nenvguard_gpu_timeout = soon\n")
+    result = pytester.runpytest()
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*envguard_gpu_timeout*'soon' is not a positive number of seconds*"])
+
+
+def test_header_summarises_what_the_contract_probed(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--envguard-require", MET, "--envguard-require", "cpus >=1")
+    result.stdout.fnmatch_lines([f"envguard: Python {PY}.* (cpython) · * CPUs · contract: 2 met"])
