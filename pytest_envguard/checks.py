@@ -327,7 +327,7 @@ def run_check(requirement: Requirement, env: Environment) -> Verdict:
     """One requirement; a probe that raises becomes ``unknown`` with the reason."""
     try:
         return CHECKS[requirement.key](requirement, env)
-    except Exception as error:  # noqa: BLE001 — a probe bug must never break the suite
+    except Exception as error:
         from pytest_envguard.probes import describe_error
 
         return unknown(requirement, f"probe failed: {describe_error(error)}")
@@ -351,11 +351,11 @@ def evaluate(requirements: Sequence[Requirement], env: Environment) -> list[Verd
     if gpu:
         try:
             results = check_gpu_group([requirement for _, requirement in gpu], env)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             from pytest_envguard.probes import describe_error
 
             results = [unknown(r, f"probe failed: {describe_error(error)}") for _, r in gpu]
-        for (index, _), verdict in zip(gpu, results):
+        for (index, _), verdict in zip(gpu, results, strict=True):
             verdicts[index] = verdict
     return [verdicts[index] for index in range(len(requirements))]
 
@@ -374,4 +374,4 @@ class Evaluator:
             self._cache[key] = evaluate(key, self.env)
         # The verdicts carry this caller's requirements (their sources differ).
         return [replace(verdict, requirement=requirement)
-                for verdict, requirement in zip(self._cache[key], requirements)]
+                for verdict, requirement in zip(self._cache[key], requirements, strict=True)]

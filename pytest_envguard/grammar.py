@@ -275,8 +275,10 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def error(self, message: str, start: int, end: int | None = None, **kw: str | None) -> RequirementError:
-        return RequirementError(message, self.text, start=start, end=end, **kw)
+    def error(
+        self, message: str, start: int, end: int | None = None, suggestion: str | None = None
+    ) -> RequirementError:
+        return RequirementError(message, self.text, start=start, end=end, suggestion=suggestion)
 
     def parse(self) -> Requirement:
         text = self.text

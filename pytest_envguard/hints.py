@@ -30,4 +30,7 @@ def manylinux_tag(major: int, minor: int, machine: str = "x86_64") -> str:
 def libc_hint(requirement: Requirement) -> str:
     if requirement.key == "musl":
         return "run on a musl-based image (Alpine) with a new enough musl"
-    return "run on a newer OS image (glibc is part of the OS), or install wheels built for an older manylinux tag"
+    return (
+        "run on a newer OS image (glibc is part of the OS), "
+        "or install wheels built for an older manylinux tag"
+    )

@@ -74,7 +74,7 @@ STATE = pytest.StashKey[EnvguardState]()
 
 def is_ci(value: str | None) -> bool:
     """``CI`` set to a non-empty value other than ``0``/``false`` (DESIGN.md §3)."""
-    return bool(value) and value.strip().lower() not in ("0", "false")
+    return value is not None and value.strip().lower() not in ("", "0", "false")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_envguard.grammar import KEYS, Requirement, RequirementError, from_keywords, parse_line, parse_lines
+from pytest_envguard.grammar import (
+    KEYS,
+    Requirement,
+    RequirementError,
+    from_keywords,
+    parse_line,
+    parse_lines,
+)
 
 VALID = [
     ("python>=3.10", Requirement("python", None, ">=3.10")),

@@ -41,7 +41,7 @@ def test_contract_met_from_every_config_format(suite: pytest.Pytester, name: str
     (suite.path / name).write_text(CONFIGS[name].format(lines=MET))
     result = suite.runpytest()
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"envguard: *contract: 1 met*"])
+    result.stdout.fnmatch_lines(["envguard: *contract: 1 met*"])
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -32,7 +32,7 @@ def probe_python() -> PythonFacts:
         version += {"alpha": "a", "beta": "b", "candidate": "rc"}.get(info.releaselevel, "")
         version += str(info.serial)
     impl = sys.implementation
-    impl_version = "{0.major}.{0.minor}.{0.micro}".format(impl.version)
+    impl_version = f"{impl.version.major}.{impl.version.minor}.{impl.version.micro}"
     return PythonFacts(
         version=version,
         implementation=impl.name,
