@@ -448,3 +448,44 @@ def test_bad_timeout_setting_is_a_usage_error(pytester: pytest.Pytester) -> None
 def test_header_summarises_what_the_contract_probed(suite: pytest.Pytester) -> None:
     result = suite.runpytest("--envguard-require", MET, "--envguard-require", "cpus >=1")
     result.stdout.fnmatch_lines([f"envguard: Python {PY}.* (cpython) · * CPUs · contract: 2 met"])
+
+
+# -- every core key, met and unmet, through one real session -------------------------------------
+
+CORE_KEY_LINES = {
+    # key: (a line met on any Linux machine running this suite, a line unmet on it)
+    "python": (MET, UNMET),
+    "implementation": (f"implementation {sys.implementation.name}", "implementation jython"),
+    "abi": ("abi gil", "abi cp299"),
+    "platform": ("platform linux", "platform win32"),
+    "machine": (f"machine {__import__('platform').machine()}", "machine pdp11"),
+    "glibc": ("glibc >=2.17", "glibc >=9.0"),
+    "musl": ("python", "musl >=1.2"),
+    "cpu": ("cpus >=1", "cpu no_such_flag_anywhere"),
+    "cpus": ("cpus >=1", "cpus >=100000"),
+    "memory": ("memory >=1MiB", "memory >=1000TiB"),
+    "memory-available": ("memory-available >=1MiB", "memory-available >=1000TiB"),
+    "package": ("package pytest>=7", "package pytest<1"),
+    "command": ("command sh", "command surely-no-such-command-xyz"),
+    "env": ("env ENVGUARD_TEST_SET=yes", "env ENVGUARD_TEST_UNSET"),
+}
+
+
+def test_every_core_key_met_and_unmet_in_one_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENVGUARD_TEST_SET", "yes")
+    monkeypatch.delenv("ENVGUARD_TEST_UNSET", raising=False)
+    tests = ["import pytest"]
+    for index, (key, (met_line, unmet_line)) in enumerate(CORE_KEY_LINES.items()):
+        tests.append(f"@pytest.mark.requires({met_line!r})\ndef test_met_{index}():\n    pass")
+        tests.append(f"@pytest.mark.requires({unmet_line!r})\ndef test_unmet_{index}():\n    pass")
+        assert key in met_line or key in unmet_line
+    pytester.makepyfile("\n\n".join(tests))
+    result = pytester.runpytest("-rs", "--envguard-json", "r.json")
+    result.assert_outcomes(passed=len(CORE_KEY_LINES), skipped=len(CORE_KEY_LINES))
+    document = json.loads((pytester.path / "r.json").read_text())
+    statuses = {nodeid.split("::")[1]: verdicts[0]["status"] for nodeid, verdicts in document["tests"].items()}
+    assert {name for name, status in statuses.items() if status == "met"} == {
+        f"test_met_{i}" for i in range(len(CORE_KEY_LINES))}
+    assert all(statuses[f"test_unmet_{i}"] == "unmet" for i in range(len(CORE_KEY_LINES)))
