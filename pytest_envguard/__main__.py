@@ -130,14 +130,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         requirements: list[Requirement] = parse_lines(lines, source if not args.lines else "command line")
         settings = Settings(gpu_timeout=_seconds(options, "envguard_gpu_timeout", 10.0),
                             import_timeout=_seconds(options, "envguard_import_timeout", 60.0),
-                            extra={"rootdir": str(Path.cwd())})
+                            extra={"rootdir": str(Path.cwd()),
+                                   "lock_extras": _lock_extras(options)})
     except (ConfigError, RequirementError) as error:
         print(f"envguard: {error}", file=sys.stderr)
         return EXIT_USAGE
 
     env = Environment(settings=settings)
     verdicts = Evaluator(env).evaluate(requirements)
-    env.probe_all()
+    if not args.quiet:
+        env.probe_all()
     met = all(verdict.ok for verdict in verdicts)
     if args.json == "-":
         print(json.dumps(render.json_document(env, verdicts, {}), indent=2))
@@ -158,6 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"envguard: could not write {args.json}: {error}", file=sys.stderr)
             return EXIT_USAGE
     return EXIT_OK if met else EXIT_CONTRACT_UNMET
+
+
+def _lock_extras(options: dict[str, object]) -> str:
+    value = str(options.get("envguard_lock_extras", "report")).strip().lower()
+    if value not in ("report", "ignore", "fail"):
+        raise ConfigError(f"[envguard_lock_extras]: invalid value {value!r} (expected report, ignore or fail)")
+    return value
 
 
 def _seconds(options: dict[str, object], name: str, default: float) -> float:

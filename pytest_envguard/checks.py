@@ -290,6 +290,136 @@ def check_env(requirement: Requirement, env: Environment) -> Verdict:
     return met(requirement, f"{name}={value}" if has_value else "set", f"${name} is set")
 
 
+# -- environment hygiene: consistent, wheels, lock, isolated ------------------------------
+
+
+def _listing(items: Sequence[str], limit: int = 3) -> str:
+    shown = "; ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _problem_hint(problem: Any, env: Environment) -> str:
+    from pytest_envguard import hints
+
+    if problem.kind in ("missing", "conflict"):
+        return f"pip install '{problem.requirement}'"
+    if problem.kind == "duplicate":
+        name = problem.distribution.split()[0]
+        installers = sorted({dist.installer for dist in env.installed.distributions
+                             if dist.name == name and dist.installer})
+        how = " or ".join(hints.uninstall_hint(name, installer) for installer in installers)
+        return f"keep one copy of {name}: {how or hints.uninstall_hint(name, None)}"
+    name = problem.distribution.split()[0]
+    return f"reinstall it: pip install --force-reinstall --no-deps {name}"
+
+
+@check("consistent")
+def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
+    from pytest_envguard.probes import packages
+
+    installed = env.installed
+    if installed.reason:
+        return unknown(requirement, installed.reason)
+    problems = packages.find_problems(installed)
+    count = len(installed.active())
+    if not problems:
+        return met(requirement, f"{count} distributions",
+                   f"every requirement of the {count} installed distributions is met")
+    return unmet(requirement, f"{len(problems)} problem{'s' if len(problems) > 1 else ''}",
+                 _listing([problem.describe() for problem in problems]),
+                 hint=_problem_hint(problems[0], env))
+
+
+@check("wheels")
+def check_wheels(requirement: Requirement, env: Environment) -> Verdict:
+    from pytest_envguard.probes import packages
+
+    installed, supported = env.installed, env.supported_tags
+    if installed.reason or not supported.tags:
+        return unknown(requirement, installed.reason or supported.reason or "no supported tags")
+    wheels = sum(1 for dist in installed.active().values() if dist.wheel_tags)
+    mismatches = packages.unsupported_wheels(installed, supported.tags)
+    if not mismatches:
+        return met(requirement, f"{wheels} wheels",
+                   f"every installed wheel has a tag this interpreter supports ({supported.tags[0]}, …)")
+    first = mismatches[0].distribution.split()[0]
+    return unmet(requirement, f"{len(mismatches)} unsupported",
+                 _listing([mismatch.describe() for mismatch in mismatches]),
+                 hint=f"reinstall for this interpreter ({supported.tags[0]}): "
+                      f"pip install --force-reinstall --no-deps {first}")
+
+
+def _same_version(installed: str, locked: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(installed) == Version(locked)
+    except InvalidVersion:
+        return installed == locked
+
+
+@check("lock")
+def check_lock(requirement: Requirement, env: Environment) -> Verdict:
+    from pytest_envguard import hints
+    from pytest_envguard.probes import locks
+
+    lock = env.lock(requirement.argument or "")
+    if lock.error:
+        # The line parsed; the file did not. `unknown` (which fails a contract)
+        # carries the file:line, since the plugin cannot read the file at parse time.
+        return unknown(requirement, f"lock file unusable: {lock.error}", found="unreadable",
+                       hint="fix or regenerate the lock file")
+    installed = env.installed
+    active = installed.active()
+    wanted = locks.applicable(lock, dict(installed.marker_environment))
+    differ: list[str] = []
+    missing: list[str] = []
+    for name in dict.fromkeys(package.name for package in wanted):
+        versions = [package for package in wanted if package.name == name]
+        found = active.get(name)
+        if found is None:
+            if any(package.required for package in versions):
+                pinned = versions[0]
+                missing.append(f"{name}{'==' + pinned.version if pinned.version else ''} "
+                               f"({pinned.source})")
+            continue
+        pinned_versions = [package.version for package in versions if package.version]
+        if pinned_versions and not any(_same_version(found.version, v) for v in pinned_versions):
+            differ.append(f"{name} {found.version} installed, lock has {pinned_versions[0]} "
+                          f"({versions[0].source})")
+    locked_names = {package.name for package in lock.packages}
+    extra = sorted(name for name in active if name not in locked_names
+                   and name not in hints.LOCK_EXEMPT)
+    mode = env.settings.extra.get("lock_extras", "report")
+    name = lock.filename
+    extra_text = f"; not in the lock: {', '.join(extra[:8])}{' …' if len(extra) > 8 else ''}" \
+        if extra and mode != "ignore" else ""
+    if differ or missing or (extra and mode == "fail"):
+        parts = [f"{len(differ)} differ", f"{len(missing)} missing"]
+        if mode == "fail":
+            parts.append(f"{len(extra)} extra")
+        problems = differ + [f"missing {item}" for item in missing]
+        return unmet(requirement, ", ".join(parts),
+                     f"{name}: " + _listing(problems) + extra_text if problems
+                     else f"{name}: installed distributions are not in the lock{extra_text}",
+                     hint=hints.lock_hint(lock.format, requirement.argument or lock.path))
+    return met(requirement, f"{len(wanted)} pinned",
+               f"{name}: the {len(wanted)} packages locked for this interpreter are installed "
+               f"at the locked versions{extra_text}")
+
+
+@check("isolated")
+def check_isolated(requirement: Requirement, env: Environment) -> Verdict:
+    facts = env.isolation
+    if not facts.leaks:
+        return met(requirement, facts.kind, f"running in a {facts.kind} ({facts.prefix}) "
+                                            "with no activation leaks")
+    return unmet(requirement,
+                 f"{facts.kind}, {len(facts.leaks)} leak{'s' if len(facts.leaks) > 1 else ''}",
+                 "; ".join(leak.reason for leak in facts.leaks),
+                 hint="; ".join(dict.fromkeys(leak.hint for leak in facts.leaks)))
+
+
 # -- checks that later issues fill in --------------------------------------------------------
 
 
@@ -297,8 +427,7 @@ def _not_implemented(requirement: Requirement, env: Environment) -> Verdict:
     return unknown(requirement, f"the {requirement.key!r} probe is not available in this version")
 
 
-for _key in ("cuda", "driver", "cuda-runtime", "library", "import", "wheels", "extensions",
-             "consistent", "lock", "isolated"):
+for _key in ("cuda", "driver", "cuda-runtime", "library", "import", "extensions"):
     CHECKS.setdefault(_key, _not_implemented)
 
 

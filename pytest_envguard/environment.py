@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from pytest_envguard.probes.interpreter import AbiFacts, PythonFacts
-    from pytest_envguard.probes.packages import DistributionFacts
+    from pytest_envguard.probes.interpreter import AbiFacts, IsolationFacts, PythonFacts
+    from pytest_envguard.probes.locks import LockFacts
+    from pytest_envguard.probes.packages import DistributionFacts, InstalledFacts, SupportedTags
     from pytest_envguard.probes.system import (
         CommandFacts,
         CpuFacts,
@@ -157,6 +158,34 @@ class Environment:
 
         return self.fact(("distribution", name), lambda: packages.probe_distribution(name))
 
+    @property
+    def installed(self) -> InstalledFacts:
+        """Every distribution on this interpreter's sys.path (one cheap scan)."""
+        from pytest_envguard.probes import packages
+
+        return self.fact("installed", packages.probe_installed)
+
+    @property
+    def supported_tags(self) -> SupportedTags:
+        from pytest_envguard.probes import packages
+
+        return self.fact("supported-tags", packages.probe_supported_tags)
+
+    @property
+    def isolation(self) -> IsolationFacts:
+        from pytest_envguard.probes import interpreter
+
+        return self.fact("isolation", lambda: interpreter.probe_isolation(self.environ))
+
+    def lock(self, path: str) -> LockFacts:
+        """The lock file at ``path``; a relative path is taken from the rootdir."""
+        from pytest_envguard.probes import locks
+
+        base = self.settings.extra.get("rootdir") or os.getcwd()
+        resolved = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+        return self.fact(("lock", resolved), lambda: locks.read_lock(resolved))
+
 
 #: The facets a report probes even when no requirement asked for them.
-REPORTED_FACETS: list[str] = ["python", "platform", "libc", "cpu", "memory"]
+REPORTED_FACETS: list[str] = ["python", "platform", "libc", "cpu", "memory", "isolation",
+                              "installed"]

@@ -34,3 +34,40 @@ def libc_hint(requirement: Requirement) -> str:
         "run on a newer OS image (glibc is part of the OS), "
         "or install wheels built for an older manylinux tag"
     )
+
+
+# -- environment hygiene: consistent, wheels, lock, isolated -------------------------------
+# Source: pip's user guide ("pip check", "Requirements File Format"), uv's docs
+# ("uv sync", "uv pip sync"), Poetry's CLI docs ("poetry sync", Poetry 2; "poetry install
+# --sync" before it), pip-tools' README (pip-sync), PEP 751 (pylock.toml).
+
+#: How to make an environment equal each lock format again.
+LOCK_SYNC: dict[str, str] = {
+    "requirements": "pip-sync {path} (pip-tools), or pip install --no-deps -r {path}",
+    "pylock": "uv pip sync {path}, or pip install -r {path} with a pip that reads PEP 751 locks",
+    "uv": "uv sync --locked",
+    "poetry": "poetry sync (Poetry 2; poetry install --sync before it)",
+}
+
+#: Distributions lock tools leave out by default, so never "extra" when installed.
+#: Source: pip-tools' UNSAFE_PACKAGES (setuptools, distribute, pip); uv's and
+#: pip's own installers seed pip and, on older Pythons, setuptools and wheel.
+LOCK_EXEMPT: frozenset[str] = frozenset({"pip", "setuptools", "distribute", "wheel"})
+
+#: How to remove one copy of a duplicate, by the installer that put it there.
+UNINSTALL: dict[str, str] = {
+    "pip": "pip uninstall {name}",
+    "uv": "uv pip uninstall {name}",
+    "conda": "conda remove --force {name}",
+    "poetry": "poetry remove {name}",
+}
+
+
+def lock_hint(kind: str, path: str) -> str:
+    return "sync the environment with the lock: " + LOCK_SYNC.get(
+        kind, "reinstall from the lock").format(path=path)
+
+
+def uninstall_hint(name: str, installer: str | None) -> str:
+    return UNINSTALL.get(installer or "", "remove {name}'s metadata directory by hand").format(
+        name=name)

@@ -103,6 +103,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="seconds NVML may take to answer (default 10)")
     parser.addini("envguard_import_timeout", default="60",
                   help="seconds an 'import MODULE' check may take in its subprocess (default 60)")
+    parser.addini("envguard_lock_extras", default="report",
+                  help="installed packages missing from a 'lock' file: report (default), ignore or fail")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -120,6 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     for name in ("envguard_gpu_timeout", "envguard_import_timeout"):
         _timeout(config, name)
+    _lock_extras(config)
     contract = _read_contract(config)
     config.stash[STATE] = EnvguardState(config, contract, strict)
 
@@ -142,17 +145,32 @@ def _timeout(config: pytest.Config, name: str) -> float:
     return value
 
 
+LOCK_EXTRAS = ("report", "ignore", "fail")
+
+
+def _lock_extras(config: pytest.Config) -> str:
+    value = str(config.getini("envguard_lock_extras")).strip().lower()
+    if value not in LOCK_EXTRAS:
+        raise pytest.UsageError(
+            f"{_ini_source(config, 'envguard_lock_extras')}: invalid value {value!r} "
+            f"(expected one of {', '.join(LOCK_EXTRAS)})"
+        )
+    return value
+
+
 def _settings(config: pytest.Config) -> Any:
     from pytest_envguard.environment import Settings
 
     cache_dir = None
-    if config.cache is not None:
-        cache_dir = Path(config.cache.mkdir("envguard"))
+    # The cache provider may be disabled (-p no:cacheprovider): then nothing is cached on disk.
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        cache_dir = Path(cache.mkdir("envguard"))
     return Settings(
         cache_dir=cache_dir,
         gpu_timeout=_timeout(config, "envguard_gpu_timeout"),
         import_timeout=_timeout(config, "envguard_import_timeout"),
-        extra={"rootdir": str(config.rootpath)},
+        extra={"rootdir": str(config.rootpath), "lock_extras": _lock_extras(config)},
     )
 
 

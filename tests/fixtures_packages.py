@@ -1,3 +1,246 @@
-"""Fixtures for the packages tests."""
+"""Fixtures for the packages tests: real wheels, real venvs, real pip.
+
+Wheels are written by :func:`build_wheel` (a wheel is a zip file with a
+``.dist-info`` directory; PEP 427), so nothing is downloaded and the tests
+run offline. Virtual environments are made with ``python -m venv
+--without-pip`` and filled by the *real* pip of the test interpreter through
+``pip --python``, which also runs ``pip check`` inside them. Each venv gets
+the source tree of pytest-envguard (and ``packaging``) through a ``.pth``
+file pointing at a shim directory of symlinks, so ``python -m
+pytest_envguard`` runs there without adding a distribution or setting
+``PYTHONPATH``.
+"""
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import packaging
+import pytest
+
+import pytest_envguard
+
+# A clean environment for subprocesses: no activation, no PYTHONPATH.
+LEAKY = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH",
+         "PYTHONSTARTUP", "PIP_REQUIRE_VIRTUALENV")
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in LEAKY and not key.startswith("ENVGUARD_")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    env.update(extra)
+    return env
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def build_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    requires: Sequence[str] = (),
+    *,
+    extras: Sequence[str] = (),
+    tag: str = "py3-none-any",
+) -> Path:
+    """A minimal, valid wheel of one module named after the distribution."""
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    metadata = "".join([
+        "Metadata-Version: 2.1\n", f"Name: {name}\n", f"Version: {version}\n",
+        *(f"Provides-Extra: {extra}\n" for extra in extras),
+        *(f"Requires-Dist: {requirement}\n" for requirement in requires),
+        "\n", f"{name}: a wheel built by the pytest-envguard tests.\n",
+    ])
+    files = {
+        f"{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
+        f"{dist_info}/METADATA": metadata.encode(),
+        f"{dist_info}/WHEEL": (f"Wheel-Version: 1.0\nGenerator: envguard-tests\n"
+                               f"Root-Is-Purelib: true\nTag: {tag}\n").encode(),
+    }
+    record = [_record_line(path, data) for path, data in files.items()]
+    record.append(f"{dist_info}/RECORD,,")
+    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = directory / f"{module}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in files.items():
+            archive.writestr(member, data)
+    return path
+
+
+def write_dist_info(
+    site: Path,
+    name: str,
+    version: str,
+    requires: Sequence[str] = (),
+    *,
+    installer: str | None = "pip",
+    wheel_tag: str | None = None,
+    egg_info: bool = False,
+    requires_txt: str | None = None,
+) -> Path:
+    """A hand-made metadata directory, for states pip refuses to create."""
+    module = name.replace("-", "_")
+    suffix = "egg-info" if egg_info else "dist-info"
+    directory = site / f"{module}-{version}.{suffix}"
+    directory.mkdir(parents=True)
+    headers = [f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"]
+    headers += [f"Requires-Dist: {requirement}\n" for requirement in requires]
+    (directory / ("PKG-INFO" if egg_info else "METADATA")).write_text(
+        "".join(headers) + "\nbody\n", encoding="utf-8")
+    if installer is not None:
+        (directory / "INSTALLER").write_text(installer + "\n", encoding="utf-8")
+    if wheel_tag is not None:
+        (directory / "WHEEL").write_text(f"Wheel-Version: 1.0\nTag: {wheel_tag}\n",
+                                         encoding="utf-8")
+    if requires_txt is not None:
+        (directory / "requires.txt").write_text(requires_txt, encoding="utf-8")
+    return directory
+
+
+@dataclass
+class Venv:
+    """A real virtual environment made by ``python -m venv``."""
+
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    @property
+    def site(self) -> Path:
+        return next((self.root / "lib").glob("python3*/site-packages"))
+
+    def pip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The test interpreter's pip, working on this venv (``pip --python``)."""
+        return subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(self.python), *args],
+            capture_output=True, text=True, check=check, env=clean_environ(), timeout=120,
+            cwd=self.root,
+        )
+
+    def run(self, *args: str, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.python), *args], capture_output=True, text=True, check=False,
+            env=clean_environ() if env is None else env, cwd=cwd or self.root, timeout=120,
+        )
+
+    def envguard(self, *lines: str, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """``python -m pytest_envguard LINE…`` run by this venv's interpreter."""
+        return self.run("-m", "pytest_envguard", "-q", *lines, env=env, cwd=cwd)
+
+    def pip_check(self) -> tuple[int, set[tuple[str, str, str]]]:
+        """``pip check``'s exit status and problems as (kind, distribution, dependency)."""
+        result = self.pip("check", check=False)
+        return result.returncode, parse_pip_check(result.stdout)
+
+    def envguard_problems(self) -> list[dict[str, str]]:
+        """The ``consistent`` problems as this venv's interpreter computes them."""
+        code = ("import json; from pytest_envguard.probes import packages as p; "
+                "print(json.dumps([dict(x.to_dict(), pip_check=x.pip_check) "
+                "for x in p.find_problems(p.probe_installed())]))")
+        result = self.run("-c", code)
+        assert result.returncode == 0, result.stderr
+        problems: list[dict[str, str]] = json.loads(result.stdout)
+        return problems
+
+
+def parse_pip_check(output: str) -> set[tuple[str, str, str]]:
+    """pip check's lines as (``missing``/``conflict``, distribution, dependency)."""
+    problems = set()
+    for line in output.splitlines():
+        words = line.split()
+        if " which is not installed" in line:
+            problems.add(("missing", words[0], words[3].rstrip(",")))
+        elif " has requirement " in line:
+            problems.add(("conflict", words[0], words[-2]))
+    return problems
+
+
+def as_pip_check(problems: list[dict[str, str]]) -> set[tuple[str, str, str]]:
+    return {(p["kind"], p["distribution"].split()[0], p["dependency"])
+            for p in problems if p["pip_check"]}
+
+
+@pytest.fixture(scope="session")
+def envguard_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory exposing the source of pytest_envguard and packaging (no metadata)."""
+    shim = tmp_path_factory.mktemp("shim")
+    (shim / "pytest_envguard").symlink_to(Path(pytest_envguard.__file__).parent)
+    (shim / "packaging").symlink_to(Path(packaging.__file__).parent)
+    return shim
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small pure-Python wheels with requirements, markers and extras."""
+    house = tmp_path_factory.mktemp("wheelhouse")
+    build_wheel(house, "alpha", "1.0", ["beta>=1.0", 'gamma ; extra == "gpu"',
+                                        'delta ; python_version < "3"'], extras=["gpu"])
+    build_wheel(house, "beta", "1.5")
+    build_wheel(house, "beta", "2.0")
+    build_wheel(house, "gamma", "0.3")
+    build_wheel(house, "needs-missing", "0.1", ["not-there>=1", 'linux-only ; sys_platform == "linux"'])
+    build_wheel(house, "needs-new-beta", "3.0", ["beta>=2"])
+    build_wheel(house, "wants-gpu", "1.1", ["alpha[gpu]>=1"])
+    return house
+
+
+MakeVenv = Callable[..., Venv]
+
+
+@pytest.fixture(scope="session")
+def make_venv(tmp_path_factory: pytest.TempPathFactory, envguard_shim: Path) -> MakeVenv:
+    """``make_venv(name)``: a fresh real venv with pytest_envguard importable."""
+
+    def make(name: str) -> Venv:
+        root = tmp_path_factory.mktemp(name) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)],
+                       check=True, env=clean_environ(), timeout=120)
+        venv = Venv(root)
+        (venv.site / "envguard-shim.pth").write_text(f"{envguard_shim}\n", encoding="utf-8")
+        return venv
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def consistent_venv(make_venv: MakeVenv, wheelhouse: Path) -> Venv:
+    """A venv pip installed with dependency resolution: nothing is broken."""
+    venv = make_venv("consistent")
+    venv.pip("install", "--no-index", "--find-links", str(wheelhouse), "alpha", "wants-gpu",
+             "beta==1.5")
+    return venv
+
+
+@pytest.fixture(scope="session")
+def broken_venv(make_venv: MakeVenv, wheelhouse: Path) -> Venv:
+    """A venv broken the usual ways: ``--no-deps`` installs, a conflict, an extra
+    whose requirement is missing, a duplicate from another installer, invalid metadata."""
+    venv = make_venv("broken")
+    venv.pip("install", "--no-deps", "--no-index", "--find-links", str(wheelhouse),
+             "alpha", "beta==1.5", "needs-missing", "needs-new-beta", "wants-gpu")
+    # A second site directory on sys.path holding another copy of beta, put there
+    # by "conda": pip check is silent, importlib.metadata returns the first.
+    other = venv.root / "other-site"
+    write_dist_info(other, "beta", "2.0", installer="conda")
+    (venv.site / "zz-other.pth").write_text(f"{other}\n", encoding="utf-8")
+    write_dist_info(venv.site, "bad-meta", "1.0", ["[not a requirement]"])
+    return venv

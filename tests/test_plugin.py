@@ -489,3 +489,16 @@ def test_every_core_key_met_and_unmet_in_one_session(
     assert {name for name, status in statuses.items() if status == "met"} == {
         f"test_met_{i}" for i in range(len(CORE_KEY_LINES))}
     assert all(statuses[f"test_unmet_{i}"] == "unmet" for i in range(len(CORE_KEY_LINES)))
+
+
+def test_contract_without_the_cache_provider(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("-p", "no:cacheprovider", "--envguard-require", MET)
+    result.assert_outcomes(passed=1)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_bad_lock_extras_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nenvguard_lock_extras = maybe\n")
+    result = pytester.runpytest()
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*envguard_lock_extras*invalid value 'maybe'*report, ignore, fail*"])

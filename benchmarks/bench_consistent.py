@@ -1,0 +1,124 @@
+"""`consistent` against `pip check`: time both on this interpreter's environment and
+diff their verdicts.
+
+    python benchmarks/bench_consistent.py [--repeat N] [--python PATH]
+
+Without ``--python`` the environment is the one running this script; with it,
+the script re-runs itself under that interpreter (which must be able to import
+pytest_envguard and packaging). ``pip check`` runs as a subprocess of the same
+interpreter (``python -m pip check``, or, when the target has no pip, the pip
+of the interpreter that started the script, through ``pip --python``). Three timings, best of N:
+
+* ``probe``: what the plugin pays, in process: scan sys.path and judge;
+* ``python -m pytest_envguard consistent``: a whole new interpreter, imports included;
+* ``pip check``.
+
+Exit status 1 when the verdicts differ (the problems ``pip check`` reports
+compared with those ``consistent`` reports that ``pip check`` would too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+Problems = set[tuple[str, str, str]]
+
+
+def best_of(repeat: int, function: Callable[[], object]) -> float:
+    timings = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def pip_command(python: str, pip_from: str | None) -> list[str]:
+    if importlib.util.find_spec("pip") is not None:
+        return [python, "-m", "pip", "--disable-pip-version-check", "check"]
+    if pip_from is None:
+        sys.exit("this interpreter has no pip: run with --python from one that has")
+    return [pip_from, "-m", "pip", "--python", python, "--disable-pip-version-check", "check"]
+
+
+def parse_pip_check(output: str) -> Problems:
+    problems: Problems = set()
+    for line in output.splitlines():
+        words = line.split()
+        if " which is not installed" in line:
+            problems.add(("missing", words[0], words[3].rstrip(",")))
+        elif " has requirement " in line:
+            problems.add(("conflict", words[0], words[-2]))
+    return problems
+
+
+def envguard_problems() -> tuple[Problems, list[str]]:
+    from pytest_envguard.probes import packages
+
+    found = packages.find_problems(packages.probe_installed())
+    same = {(p.kind, p.distribution.split()[0], p.dependency or "") for p in found if p.pip_check}
+    beyond = [p.describe() for p in found if not p.pip_check]
+    return same, beyond
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--python", help="benchmark another interpreter's environment")
+    parser.add_argument("--pip-from", help=argparse.SUPPRESS)  # whose pip to use with --python
+    args = parser.parse_args()
+    if args.python:  # the child runs without --python: no loop
+        command = [args.python, os.path.abspath(__file__), "--repeat", str(args.repeat),
+                   "--pip-from", sys.executable]
+        return subprocess.run(command, check=False).returncode
+
+    from pytest_envguard.probes import packages
+
+    def probe() -> None:
+        packages.find_problems(packages.probe_installed())
+
+    probe()  # imports packaging once, as a pytest session has already done
+    pip = pip_command(sys.executable, args.pip_from)
+    ours_cli = [sys.executable, "-m", "pytest_envguard", "-q", "consistent"]
+
+    def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    t_probe = best_of(args.repeat, probe)
+    t_cli = best_of(args.repeat, lambda: run(ours_cli))
+    t_pip = best_of(args.repeat, lambda: run(pip))
+
+    pip_result = run(pip)
+    pip_problems = parse_pip_check(pip_result.stdout)
+    ours, beyond = envguard_problems()
+    distributions = len(packages.probe_installed().active())
+
+    print(f"environment: {sys.prefix} ({distributions} distributions)")
+    print(f"pip check:                            {t_pip * 1000:8.1f} ms  ({' '.join(pip[1:])})")
+    print(f"python -m pytest_envguard consistent: {t_cli * 1000:8.1f} ms  "
+          f"({t_pip / t_cli:5.1f}x faster)")
+    print(f"probe in process (what pytest pays):  {t_probe * 1000:8.1f} ms  "
+          f"({t_pip / t_probe:5.1f}x faster)")
+    print(f"pip check exit {pip_result.returncode}, {len(pip_problems)} problems; "
+          f"consistent: {len(ours)} of the same kind, {len(beyond)} beyond pip check")
+    for line in beyond:
+        print(f"  beyond pip check: {line}")
+    if ours != pip_problems:
+        for problem in sorted(pip_problems - ours):
+            print(f"  only pip check: {problem}")
+        for problem in sorted(ours - pip_problems):
+            print(f"  only consistent: {problem}")
+        print("verdicts DIFFER")
+        return 1
+    print("verdicts agree")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
