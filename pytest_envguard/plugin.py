@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,6 +106,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="seconds an 'import MODULE' check may take in its subprocess (default 60)")
     parser.addini("envguard_lock_extras", default="report",
                   help="installed packages missing from a 'lock' file: report (default), ignore or fail")
+    parser.addini("envguard_junit_properties", type="bool", default=False,
+                  help="add the environment snapshot to the junit-xml report as testsuite properties")
+    parser.addini("envguard_tox_python", type="bool", default=False,
+                  help="under tox, add 'python ==X.Y.*' to the contract from the env's pyXY factor")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,7 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in ("envguard_gpu_timeout", "envguard_import_timeout"):
         _timeout(config, name)
     _lock_extras(config)
-    contract = _read_contract(config)
+    contract = _read_contract(config) + _tox_python_lines(config)
     config.stash[STATE] = EnvguardState(config, contract, strict)
 
 
@@ -206,6 +211,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash[STATE]
     if state.contract or session.config.getoption("envguard_report"):
         state.contract_verdicts = state.evaluator.evaluate(state.contract)
+    if not _is_xdist_worker(session.config):
+        _publish_snapshot(session.config, state)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -227,8 +234,11 @@ def pytest_collection(session: pytest.Session) -> None:
             returncode=0 if met else EXIT_CONTRACT_UNMET,
         )
     unmet = [verdict for verdict in state.contract_verdicts if not verdict.ok]
-    _write(config, f"envguard: session contract not met on {render.host()}",
-           render.verdict_table(state.contract_verdicts))
+    # An xdist worker leaves the table to the controller (pytest_testnodedown), which
+    # prints it once, naming the worker and its host.
+    if not _is_xdist_worker(config):
+        _write(config, f"envguard: session contract not met on {render.host()}",
+               render.verdict_table(state.contract_verdicts))
     first = unmet[0]
     pytest.exit(
         f"envguard: {len(unmet)} of {len(state.contract_verdicts)} contract requirements not met "
@@ -341,6 +351,13 @@ class EnvguardFixture:
         item = self._state.current_item
         nodeid = item.nodeid if item is not None else None
         source = f"envguard.require() in {nodeid or 'session set-up'}"
+        # The same rules as the marker's (a typed signature does not stop a caller).
+        if strict is not None and not isinstance(strict, bool):
+            pytest.fail(f"envguard: {source}: strict= must be True, False or None, not {strict!r}",
+                        pytrace=False)
+        if reason is not None and not isinstance(reason, str):
+            pytest.fail(f"envguard: {source}: reason= must be a string, not {type(reason).__name__}",
+                        pytrace=False)
         try:
             requirements = [parse_line(line, source) for line in lines]
             requirements += from_keywords(keys, source)
@@ -372,12 +389,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     path = config.getoption("envguard_json")
     state = config.stash.get(STATE, None)
+    if state is not None and _is_xdist_worker(config):
+        _send_to_controller(config, state)
+        return
     if not path or state is None:
         return
     from pytest_envguard import render
 
     document = render.json_document(state.environment_if_made, state.contract_verdicts,
                                     state.tests)
+    workers = config.stash.get(WORKERS, None)
+    if workers:
+        document["workers"] = workers
     target = Path(path)
     if not target.is_absolute():
         target = Path(config.invocation_params.dir, target)
@@ -389,3 +412,179 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         message = f"envguard: could not write {target}: {error}"
         if reporter is not None:
             reporter.write_line(message, red=True)
+
+
+# -- pytest-xdist: every process checks its own environment ----------------------------------
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    # xdist gives each worker's config a ``workerinput`` dict: the documented way to tell.
+    return hasattr(config, "workerinput")
+
+
+#: On the xdist controller: what each worker reported, by worker id (for --envguard-json).
+WORKERS = pytest.StashKey[dict[str, dict[str, Any]]]()
+
+_WORKEROUTPUT_KEY = "envguard"
+
+
+def _send_to_controller(config: pytest.Config, state: EnvguardState) -> None:
+    """On a worker: hand the contract verdicts, the per-test verdicts and the skip groups to
+    the controller through ``config.workeroutput`` (plain data, as it crosses execnet)."""
+    if not (state.contract_verdicts or state.tests or state.groups):
+        return
+    from pytest_envguard import render
+
+    output: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
+    output[_WORKEROUTPUT_KEY] = {
+        "host": render.host(),
+        "contract": [verdict.to_dict() for verdict in state.contract_verdicts],
+        "tests": {nodeid: [verdict.to_dict() for verdict in verdicts]
+                  for nodeid, verdicts in state.tests.items()},
+        "groups": [[outcome, reason, count] for (outcome, reason), count in state.groups.items()],
+    }
+
+
+def _verdict_from_dict(data: dict[str, Any]) -> Verdict:
+    from pytest_envguard.checks import Status, Verdict
+    from pytest_envguard.grammar import parse_line
+
+    return Verdict(parse_line(data["line"], data.get("source") or ""), Status(data["status"]),
+                   data["found"], data["reason"], data.get("hint"), bool(data.get("overridden")))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    """pytest-xdist, on the controller: merge what a finished worker found, and end the run
+    with exit status 6, naming the worker and its host, when its contract was not met.
+
+    A worker whose contract fails exits before collecting, so the scheduler, which
+    waits for every worker's collection, has started no test anywhere yet.
+    """
+    output = getattr(node, "workeroutput", None)
+    if not isinstance(output, dict) or _WORKEROUTPUT_KEY not in output:
+        return
+    payload = output.pop(_WORKEROUTPUT_KEY)  # xdist may report a crashed worker down twice
+    config: pytest.Config = node.config
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    worker = str(node.gateway.id)
+    contract = [_verdict_from_dict(data) for data in payload["contract"]]
+    config.stash.setdefault(WORKERS, {})[worker] = {"host": payload["host"],
+                                                    "contract": payload["contract"]}
+    for nodeid, verdicts in payload["tests"].items():
+        state.tests.setdefault(nodeid, []).extend(_verdict_from_dict(data) for data in verdicts)
+    for outcome, reason, count in payload["groups"]:
+        state.groups[outcome, reason] += count
+    from pytest_envguard import render
+
+    where = f"worker {worker} (host {payload['host']})"
+    log = _junit_xml_plugin(config) if config.getini("envguard_junit_properties") else None
+    if log is not None and contract:
+        log.add_global_property(f"envguard.worker.{worker}",
+                                f"{payload['host']}: contract {render.contract_summary(contract)}")
+    unmet = [verdict for verdict in contract if not verdict.ok]
+    if not unmet:
+        return
+    _write(config, f"envguard: session contract not met on {where}", render.verdict_table(contract))
+    first = unmet[0]
+    pytest.exit(
+        f"envguard: {len(unmet)} of {len(contract)} contract requirements not met on {where} "
+        f"(first: {first.line} — found {first.found}); no tests were run",
+        returncode=EXIT_CONTRACT_UNMET,
+    )
+
+
+# -- CI reports: junit-xml testsuite properties, pytest-metadata -----------------------------
+
+
+def _junit_xml_plugin(config: pytest.Config) -> Any:
+    """pytest's junit-xml writer when --junitxml is given, found by the method that
+    ``record_testsuite_property`` uses (that fixture only reaches tests, not the session)."""
+    for plugin in config.pluginmanager.get_plugins():
+        if callable(getattr(plugin, "add_global_property", None)):
+            return plugin
+    return None
+
+
+def snapshot_properties(env: Environment, verdicts: Sequence[Verdict], host: str) -> list[tuple[str, str]]:
+    """The environment snapshot as flat ``(name, value)`` pairs: ``envguard.<facet>.<field>``
+    for each probed facet, then one ``envguard.contract`` per verdict."""
+    from pytest_envguard import render
+
+    properties = [("envguard.schema", render.SCHEMA), ("envguard.host", host)]
+    for facet, data in env.to_dict().items():
+        fields = data if isinstance(data, dict) else {"value": data}
+        for field, value in fields.items():
+            if value is None or value in ("", [], {}):
+                continue
+            if isinstance(value, dict):
+                shown = " ".join(f"{key}={item}" for key, item in value.items())
+            elif isinstance(value, list):
+                shown = " ".join(str(item) for item in value)
+            else:
+                shown = str(value)
+            properties.append((f"envguard.{facet}.{field}", shown))
+    for verdict in verdicts:
+        properties.append(("envguard.contract",
+                           f"{verdict.status.value}: {verdict.line} — found {verdict.found}"))
+    return properties
+
+
+def _publish_snapshot(config: pytest.Config, state: EnvguardState) -> None:
+    """Opt-in junit-xml properties; the pytest-metadata entry when that plugin is active
+    and there is a contract (without one the plugin stays silent and probes nothing)."""
+    junit = bool(config.getini("envguard_junit_properties"))
+    metadata = config.pluginmanager.hasplugin("metadata") and bool(state.contract or junit)
+    if not (junit or metadata):
+        return
+    from pytest_envguard import render
+
+    if junit:
+        log = _junit_xml_plugin(config)
+        if log is not None:
+            state.environment.probe_all()
+            for name, value in snapshot_properties(state.environment, state.contract_verdicts,
+                                                   render.host()):
+                log.add_global_property(name, value)
+    if metadata:
+        # pytest-metadata's public API: the dict under its stash key, filled at configure time.
+        from pytest_metadata.plugin import metadata_key
+
+        environment = state.environment_if_made
+        config.stash[metadata_key]["envguard"] = {
+            "host": render.host(),
+            "environment": " · ".join(render.facet_summaries(environment)) if environment else "",
+            "contract": render.contract_summary(state.contract_verdicts) or "empty",
+        }
+
+
+# -- tox: the interpreter matches the env's pyXY factor ---------------------------------------
+
+_TOX_PYTHON_FACTOR = re.compile(r"(?:py)?(?P<major>[23])\.?(?P<minor>\d{1,2})(?P<t>t?)")
+
+
+def tox_python_lines(env_name: str) -> list[str]:
+    """The requirement lines that a tox env name's Python factor implies: ``py311`` and
+    ``3.11`` give ``python ==3.11.*``; ``py313t`` adds ``abi free-threaded``."""
+    for factor in env_name.split("-"):
+        match = _TOX_PYTHON_FACTOR.fullmatch(factor)
+        if match:
+            lines = [f"python =={match['major']}.{match['minor']}.*"]
+            if match["t"]:
+                lines.append("abi free-threaded")
+            return lines
+    return []
+
+
+def _tox_python_lines(config: pytest.Config) -> list[Requirement]:
+    if not config.getini("envguard_tox_python"):
+        return []
+    env_name = os.environ.get("TOX_ENV_NAME", "")
+    lines = tox_python_lines(env_name)
+    if not lines:
+        return []
+    from pytest_envguard.grammar import parse_lines
+
+    return parse_lines(lines, f"tox env {env_name} [envguard_tox_python]")

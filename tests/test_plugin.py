@@ -385,7 +385,8 @@ def test_override_is_marked_in_reports(suite: pytest.Pytester, monkeypatch: pyte
 def test_plugin_can_be_disabled(suite: pytest.Pytester) -> None:
     result = suite.runpytest("-p", "no:envguard", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    result = suite.runpytest("-p", "no:envguard", "--envguard-require", UNMET)
+    # In a subprocess: on pytest 7.4 an in-process usage error under -W error exits 3.
+    result = suite.runpytest_subprocess("-p", "no:envguard", "--envguard-require", UNMET)
     assert result.ret == 4  # the option no longer exists
     result.stderr.fnmatch_lines(["*unrecognized arguments: --envguard-require*"])
 

@@ -1,0 +1,211 @@
+"""CI reports: junit-xml testsuite properties, pytest-metadata, the JSON document's schema."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from pytest_envguard.plugin import snapshot_properties
+
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+SUITE = """
+import pytest
+
+@pytest.mark.requires("python >=3.999")
+def test_future():
+    pass
+
+@pytest.mark.requires(cpus=">=1")
+def test_now():
+    pass
+
+def test_fixture(envguard):
+    envguard.require("memory >=1KiB")
+"""
+
+
+def properties(path: Path) -> list[tuple[str, str]]:
+    root = ET.parse(path).getroot()  # noqa: S314 (our own report, written by the test)
+    return [(p.get("name", ""), p.get("value", "")) for p in root.iter("property")]
+
+
+def by_name(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    return grouped
+
+
+@pytest.fixture
+def schema() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(files("pytest_envguard").joinpath("schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(document)
+    return document
+
+
+# -- junit-xml ------------------------------------------------------------------------------------
+
+
+def test_junit_properties_are_opt_in(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--junitxml=plain.xml", "--envguard-require", f"python >={PY}")
+    result.assert_outcomes(passed=2, skipped=1)
+    assert not [name for name, _ in properties(pytester.path / "plain.xml") if name.startswith("envguard")]
+
+
+def test_junit_properties_hold_the_snapshot_and_the_contract(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nenvguard_junit_properties = true\nenvguard =\n"
+                     f"    python >={PY}\n    machine {platform.machine()}\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--junitxml=report.xml")
+    result.assert_outcomes(passed=2, skipped=1)
+    found = by_name(properties(pytester.path / "report.xml"))
+    assert found["envguard.schema"] == ["pytest-envguard/1"]
+    assert found["envguard.python.version"] == [platform.python_version()]
+    assert found["envguard.platform.machine"] == [platform.machine()]
+    assert found["envguard.host"][0]
+    # every cheap facet is there, not only those the contract needed
+    assert "envguard.memory.total" in found
+    assert "envguard.isolation.kind" in found
+    assert found["envguard.contract"] == [
+        f"met: python >={PY} — found {platform.python_version()}",
+        f"met: machine {platform.machine()} — found {platform.machine()}",
+    ]
+    assert all(value for values in found.values() for value in values)  # no empty properties
+
+
+def test_junit_properties_without_junitxml_are_harmless(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nenvguard_junit_properties = true\n")
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.runpytest().assert_outcomes(passed=2, skipped=1)
+
+
+def test_junit_properties_under_xdist_name_each_worker(pytester: pytest.Pytester) -> None:
+    pytester.makeini(f"[pytest]\nenvguard_junit_properties = true\nenvguard = python >={PY}\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess("-n", "2", "--junitxml=report.xml", timeout=120)
+    result.assert_outcomes(passed=2, skipped=1)
+    found = by_name(properties(pytester.path / "report.xml"))
+    assert found["envguard.worker.gw0"] == [f"{found['envguard.host'][0]}: contract 1 met"]
+    assert "envguard.worker.gw1" in found
+
+
+def test_a_bad_junit_option_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nenvguard_junit_properties = maybe\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess()
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*invalid truth value 'maybe'*"])
+
+
+def test_snapshot_properties_flatten_facets() -> None:
+    from pytest_envguard.environment import Environment
+    from pytest_envguard.probes.system import PlatformFacts
+
+    env = Environment({"platform": PlatformFacts(platform="linux", machine="riscv64", system="Linux",
+                                                 release="")},
+                      environ={"ENVGUARD_OVERRIDE_GPUS": "0"})
+    pairs = snapshot_properties(env, [], "h")
+    assert ("envguard.platform.machine", "riscv64") in pairs
+    assert "envguard.platform.release" not in dict(pairs)  # empty values are left out
+    assert ("envguard.overrides.ENVGUARD_OVERRIDE_GPUS", "0") in pairs
+
+
+# -- pytest-metadata ------------------------------------------------------------------------------
+
+METADATA_TEST = """
+def test_metadata(metadata):
+    print("ENVGUARD", repr(metadata.get("envguard")))
+"""
+
+
+def test_metadata_gains_the_snapshot_summary_with_a_contract(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_meta=METADATA_TEST)
+    result = pytester.runpytest("-s", "--envguard-require", f"python >={PY}")
+    result.assert_outcomes(passed=1)
+    line = next(line for line in result.outlines if "ENVGUARD" in line)
+    assert "'contract': '1 met'" in line
+    assert f"'environment': 'Python {platform.python_version()} " in line
+    assert "'host': '" in line
+
+
+def test_metadata_is_untouched_without_a_contract(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_meta=METADATA_TEST)
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ENVGUARD None*"])
+
+
+# -- the JSON document and its schema ------------------------------------------------------------
+
+
+def test_session_documents_validate(pytester: pytest.Pytester, schema: dict[str, Any]) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--envguard-json", "out.json", "--envguard-require", f"python >={PY}",
+                                "--envguard-require", "cpu no_such_flag; sys_platform == 'nope'")
+    result.assert_outcomes(passed=2, skipped=1)
+    document = json.loads((pytester.path / "out.json").read_text())
+    jsonschema.validate(document, schema)
+    assert [verdict["status"] for verdict in document["contract"]] == ["met", "n/a"]
+    assert len(document["tests"]) == 3
+
+
+def test_xdist_documents_validate(pytester: pytest.Pytester, schema: dict[str, Any]) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.runpytest_subprocess("--envguard-json", "out.json",
+                                  "--envguard-require", "glibc >=2.28",
+                                  "--tx", "popen//env:ENVGUARD_OVERRIDE_GLIBC=2.17", "--tx", "popen",
+                                  "-d", timeout=120)
+    document = json.loads((pytester.path / "out.json").read_text())
+    jsonschema.validate(document, schema)
+    assert document["workers"]["gw0"]["contract"][0]["status"] == "unmet"
+
+
+def test_python_m_documents_validate(tmp_path: Path, schema: dict[str, Any]) -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "pytest_envguard", "--json", "-", f"python >={PY}", "memory >=1KiB",
+         "consistent"],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+        env={"PATH": "/usr/bin:/bin", "ENVGUARD_OVERRIDE_CUDA": "12.4"},
+    )
+    assert process.returncode == 0, process.stderr
+    document = json.loads(process.stdout)
+    jsonschema.validate(document, schema)
+    assert document["environment"]["overrides"] == {"ENVGUARD_OVERRIDE_CUDA": "12.4"}
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda d: d.pop("contract"), "'contract' is a required property"),
+        (lambda d: d.update(schema="pytest-envguard/2"), "'pytest-envguard/1' was expected"),
+        (lambda d: d["contract"][0].update(status="ok"), "'ok' is not one of"),
+        (lambda d: d["contract"][0].pop("hint"), "'hint' is a required property"),
+        (lambda d: d["tests"].update({"t::x": [{"line": "python"}]}), "is a required property"),
+        (lambda d: d["environment"]["python"].update(version=3.11), "3.11 is not of type 'string'"),
+    ],
+)
+def test_the_schema_rejects_renamed_removed_or_retyped_keys(
+    change: Any, complaint: str, schema: dict[str, Any]
+) -> None:
+    document = {
+        "schema": "pytest-envguard/1", "host": "h",
+        "environment": {"python": {"version": "3.11.7", "implementation": "cpython"}},
+        "contract": [{"line": "python >=3.10", "source": "pytest.ini [envguard]", "status": "met",
+                      "found": "3.11.7", "reason": "r", "hint": None, "overridden": False}],
+        "tests": {},
+    }
+    jsonschema.validate(document, schema)
+    change(document)
+    with pytest.raises(jsonschema.ValidationError, match=complaint.replace("(", r"\(")):
+        jsonschema.validate(document, schema)
