@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from pytest_envguard.probes.interpreter import AbiFacts, IsolationFacts, PythonFacts
+    from pytest_envguard.probes.loader import LibraryFacts
     from pytest_envguard.probes.locks import LockFacts
+    from pytest_envguard.probes.native import ExtensionsFacts, ImportFacts
     from pytest_envguard.probes.packages import DistributionFacts, InstalledFacts, SupportedTags
     from pytest_envguard.probes.system import (
         CommandFacts,
@@ -184,6 +186,27 @@ class Environment:
         base = self.settings.extra.get("rootdir") or os.getcwd()
         resolved = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
         return self.fact(("lock", resolved), lambda: locks.read_lock(resolved))
+
+    def library(self, name: str) -> LibraryFacts:
+        """Where the dynamic loader would find ``name`` (``libssl.so.3``, ``cudnn``)."""
+        from pytest_envguard.probes import loader
+
+        return self.fact(("library", name), lambda: loader.find_library(name, self.environ))
+
+    def extensions(self, distribution: str | None = None) -> ExtensionsFacts:
+        """The native needs of the extension modules of ``distribution`` (None: all)."""
+        from pytest_envguard.probes import native
+
+        return self.fact(("extensions", distribution or "*"), lambda: native.probe_extensions(
+            distribution, self.environ, self.installed, cache_dir=self.settings.cache_dir))
+
+    def module_import(self, name: str) -> ImportFacts:
+        """``import name`` in a child interpreter, under ``settings.import_timeout``."""
+        from pytest_envguard.probes import native
+
+        return self.fact(("import", name), lambda: native.probe_import(
+            name, self.environ, timeout=self.settings.import_timeout,
+            cwd=self.settings.extra.get("rootdir")))
 
 
 #: The facets a report probes even when no requirement asked for them.

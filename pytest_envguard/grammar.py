@@ -238,6 +238,8 @@ def parse_lines(lines: Iterable[str], source: str = "") -> list[Requirement]:
     """Parse several lines, skipping blank ones and ``#`` comments."""
     requirements = []
     for line in lines:
+        if not isinstance(line, str):  # a TOML list of numbers, say
+            parse_line(line, source)  # raises: "a requirement must be a string, not int"
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             requirements.append(parse_line(stripped, source))
@@ -264,6 +266,26 @@ def from_keywords(keywords: Mapping[str, object], source: str = "") -> list[Requ
             )
         requirements.append(parse_line(line, source))
     return requirements
+
+
+MAX_MARKER_NESTING = 16
+
+
+def _nesting(text: str) -> int:
+    """The deepest parenthesis nesting of ``text`` outside quotes."""
+    depth = deepest = 0
+    quote = None
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
 
 
 def closest_key(word: str) -> str | None:
@@ -330,6 +352,11 @@ class _Parser:
         offset = start + len(source) - len(source.lstrip())
         if not source.strip():
             raise self.error("empty condition after ';'", start - 1, len(self.text))
+        # packaging parses (and evaluates) markers recursively: deep nesting would
+        # raise RecursionError, here or later inside a pytest hook.
+        if _nesting(source) > MAX_MARKER_NESTING:
+            raise self.error(f"environment marker nested more than {MAX_MARKER_NESTING} "
+                             "parentheses deep", offset, len(self.text.rstrip()))
         try:
             return str(Marker(source.strip()))
         except InvalidMarker as error:

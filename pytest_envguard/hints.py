@@ -71,3 +71,98 @@ def lock_hint(kind: str, path: str) -> str:
 def uninstall_hint(name: str, installer: str | None) -> str:
     return UNINSTALL.get(installer or "", "remove {name}'s metadata directory by hand").format(
         name=name)
+
+
+# -- native libraries: library, extensions, import ---------------------------------------
+# Sources: the PyPI projects NVIDIA publishes its CUDA libraries as (nvidia-cudnn-cu12,
+# nvidia-cublas-cu12, … on pypi.org), Debian's package search (packages.debian.org,
+# "search the contents of packages"), Fedora's package index (packages.fedoraproject.org)
+# and the conda-forge feedstocks of the same names.
+
+_DRIVER = ("it comes with the NVIDIA driver, not with pip or conda: install the driver on "
+           "the host (in a container, use the NVIDIA container toolkit)")
+
+#: Library stem (the file name before ``.so``) → how it is usually installed.
+LIBRARY_PACKAGES: dict[str, str] = {
+    "libcudnn": "pip install nvidia-cudnn-cu12 (nvidia-cudnn-cu11 for CUDA 11), "
+                "or conda install cudnn",
+    "libcublas": "pip install nvidia-cublas-cu12, or conda install libcublas",
+    "libcublasLt": "pip install nvidia-cublas-cu12, or conda install libcublas",
+    "libcudart": "pip install nvidia-cuda-runtime-cu12, or conda install cuda-cudart",
+    "libcufft": "pip install nvidia-cufft-cu12, or conda install libcufft",
+    "libcurand": "pip install nvidia-curand-cu12, or conda install libcurand",
+    "libcusolver": "pip install nvidia-cusolver-cu12, or conda install libcusolver",
+    "libcusparse": "pip install nvidia-cusparse-cu12, or conda install libcusparse",
+    "libnccl": "pip install nvidia-nccl-cu12, or conda install nccl",
+    "libnvrtc": "pip install nvidia-cuda-nvrtc-cu12, or conda install cuda-nvrtc",
+    "libnvJitLink": "pip install nvidia-nvjitlink-cu12, or conda install libnvjitlink",
+    "libcuda": _DRIVER,
+    "libnvidia-ml": _DRIVER,
+    "libgomp": "apt install libgomp1 / dnf install libgomp, or conda install libgomp",
+    "libomp": "apt install libomp-dev / dnf install libomp, or conda install llvm-openmp",
+    "libiomp5": "pip install intel-openmp, or conda install intel-openmp",
+    "libssl": "apt install libssl3 / dnf install openssl-libs, or conda install openssl",
+    "libcrypto": "apt install libssl3 / dnf install openssl-libs, or conda install openssl",
+    "libstdc++": "apt install libstdc++6 / dnf install libstdc++, "
+                 "or conda install -c conda-forge libstdcxx-ng",
+    "libgcc_s": "apt install libgcc-s1 / dnf install libgcc, or conda install libgcc-ng",
+    "libgfortran": "apt install libgfortran5 / dnf install libgfortran, "
+                   "or conda install libgfortran-ng",
+    "libopenblas": "apt install libopenblas0 / dnf install openblas, or conda install libopenblas",
+    "libGL": "apt install libgl1 / dnf install mesa-libGL (for OpenCV: pip install "
+             "opencv-python-headless instead)",
+    "libglib-2.0": "apt install libglib2.0-0 / dnf install glib2, or conda install glib",
+    "libz": "apt install zlib1g / dnf install zlib, or conda install zlib",
+    "libffi": "apt install libffi8 / dnf install libffi, or conda install libffi",
+    "libsndfile": "apt install libsndfile1 / dnf install libsndfile, or conda install libsndfile",
+}
+
+# -- GLIBCXX → GCC ----------------------------------------------------------------------
+# Source: GCC's libstdc++ manual, "ABI Policy and Guidelines" (the list of symbol
+# versions each GCC release added; GLIBCXX_3.4.N ships as libstdc++.so.6.0.N).
+GLIBCXX_GCC: dict[tuple[int, ...], str] = {
+    (3, 4, 19): "4.8.3", (3, 4, 20): "4.9", (3, 4, 21): "5.1", (3, 4, 22): "6.1",
+    (3, 4, 23): "7.1", (3, 4, 24): "7.2", (3, 4, 25): "8.1", (3, 4, 26): "9.1",
+    (3, 4, 27): "9.2", (3, 4, 28): "9.3", (3, 4, 29): "11.1", (3, 4, 30): "12.1",
+    (3, 4, 31): "13.1", (3, 4, 32): "13.2", (3, 4, 33): "14.1",
+}
+
+
+def library_stem(name: str) -> str:
+    """``libcudnn.so.9`` → ``libcudnn``; a vendored ``libgfortran-040039e1.so.5`` →
+    ``libgfortran``; a short name ``cudnn`` → ``libcudnn``."""
+    import re
+
+    stem = name.split(".so", 1)[0]
+    stem = re.sub(r"(-[0-9a-f]{8})+$", "", stem)
+    return stem if stem.startswith("lib") else f"lib{stem}"
+
+
+def library_hint(name: str) -> str | None:
+    """Which package usually provides a missing library, when it is well known."""
+    provider = LIBRARY_PACKAGES.get(library_stem(name))
+    return f"{library_stem(name)}: {provider}" if provider else None
+
+
+def version_hint(version: str, library: str | None, machine: str, distribution: str | None) -> str:
+    """What fixes a missing symbol version: a too-new ``GLIBC_x.y`` names the
+    manylinux tag the wheel was built for; ``GLIBCXX_x`` names the GCC it needs."""
+    import re
+
+    match = re.fullmatch(r"(GLIBC|GLIBCXX|CXXABI)_(\d+(?:\.\d+)*)", version)
+    dist = distribution or "the package"
+    if match and match.group(1) == "GLIBC":
+        major, minor = (int(part) for part in [*match.group(2).split("."), "0"][:2])
+        return (f"{dist} was built for {manylinux_tag(major, minor, machine)} (glibc >= "
+                f"{major}.{minor}): install a wheel built for an older manylinux tag (an older "
+                f"release, or pip install --no-binary {dist} {dist}), or run on a newer OS")
+    if match and match.group(1) == "GLIBCXX":
+        parts = tuple(int(part) for part in match.group(2).split("."))
+        gcc = GLIBCXX_GCC.get(parts)
+        needs = f"the libstdc++ of GCC >= {gcc}" if gcc else "a newer libstdc++"
+        return (f"{version} needs {needs}: upgrade the system's libstdc++ (apt install "
+                "libstdc++6 from a newer release), or conda install -c conda-forge "
+                "libstdcxx-ng; check that LD_LIBRARY_PATH does not put an older "
+                f"{library or 'libstdc++'} first")
+    return (f"{library or 'the library'} is older than {dist} expects: upgrade it, or install "
+            f"a build of {dist} made against the older version")

@@ -39,6 +39,7 @@ class EnvguardState:
         self.tests: dict[str, list[Verdict]] = {}
         self.groups: Counter[tuple[str, str]] = Counter()
         self.current_item: pytest.Item | None = None
+        self.marker_cache: dict[object, MarkerRequirements] = {}
         self._environment: Environment | None = None
         self._evaluator: Evaluator | None = None
 
@@ -262,14 +263,38 @@ def _write(config: pytest.Config, title: str, lines: Sequence[str]) -> None:
 # -- per-test requirements -----------------------------------------------------------------
 
 
-def _marker_requirements(item: pytest.Item) -> tuple[list[Requirement], bool | None, str | None]:
+MarkerRequirements = tuple[list["Requirement"], "bool | None", "str | None"]
+
+#: The source of marker requirements in verdicts; errors name the test instead.
+MARKER_SOURCE = "requires marker"
+
+
+def _marker_requirements(item: pytest.Item, cache: dict[object, MarkerRequirements]
+                         ) -> MarkerRequirements:
+    """The requirements of the item's ``requires`` markers, parsed once per distinct set of
+    marker arguments (parametrized and similar tests share them)."""
+    marks = list(item.iter_markers("requires"))
+    key: object = None
+    try:
+        key = tuple((mark.args, tuple(sorted(mark.kwargs.items()))) for mark in marks)
+        hash(key)
+    except TypeError:  # an unhashable argument: parse it uncached, and report it
+        key = None
+    if key is not None and key in cache:
+        return cache[key]
+    result = _parse_marks(item, marks)
+    if key is not None:
+        cache[key] = result
+    return result
+
+
+def _parse_marks(item: pytest.Item, marks: Sequence[pytest.Mark]) -> MarkerRequirements:
     from pytest_envguard.grammar import from_keywords, parse_line
 
-    source = f"requires marker of {item.nodeid}"
     requirements: list[Requirement] = []
     strict: bool | None = None
     reason: str | None = None
-    for marker in item.iter_markers("requires"):
+    for marker in marks:
         keywords = dict(marker.kwargs)
         if "strict" in keywords:
             value = keywords.pop("strict")
@@ -281,8 +306,8 @@ def _marker_requirements(item: pytest.Item) -> tuple[list[Requirement], bool | N
             if value is not None and not isinstance(value, str):
                 _bad_marker(item, f"reason= must be a string, not {type(value).__name__}")
             reason = value if reason is None else reason
-        requirements.extend(parse_line(arg, source) for arg in marker.args)
-        requirements.extend(from_keywords(keywords, source))
+        requirements.extend(parse_line(arg, MARKER_SOURCE) for arg in marker.args)
+        requirements.extend(from_keywords(keywords, MARKER_SOURCE))
     return requirements, strict, reason
 
 
@@ -299,9 +324,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     from pytest_envguard.grammar import RequirementError
 
     try:
-        requirements, strict, reason = _marker_requirements(item)
+        requirements, strict, reason = _marker_requirements(item, state.marker_cache)
     except RequirementError as error:
-        message = f"envguard: {error}"
+        message = f"envguard: {error.with_source(f'requires marker of {item.nodeid}')}"
     else:
         _enforce(state, item.nodeid, requirements, strict, reason)
         return

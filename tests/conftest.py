@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures_native",
     "tests.fixtures_nvml",
     "tests.fixtures_packages",
+    "tests.fixtures_reliability",
 ]
 
 

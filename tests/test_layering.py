@@ -46,7 +46,10 @@ def test_only_the_plugin_layer_imports_pytest(path: Path) -> None:
 
 
 FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__"}
-FORBIDDEN_METHODS = {"import_module", "__import__", "eval", "exec"}  # re.compile is fine
+FORBIDDEN_METHODS = {"import_module", "__import__", "eval", "exec",  # re.compile is fine
+                     # other ways to run or import code a string names:
+                     "run_module", "run_path", "resolve_name", "exec_module", "load_module",
+                     "spec_from_file_location"}
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=relative)

@@ -111,9 +111,9 @@ def test_marker_skips_and_json_aggregate_across_workers(pytester: pytest.Pyteste
     assert statuses["test_future[0]"] == ["unmet"]
     assert statuses["test_now[2]"] == ["met"]
     assert statuses["test_fixture"] == ["unmet"]
-    assert document["tests"]["test_marked.py::test_future[5]"][0]["source"] == (
-        "requires marker of test_marked.py::test_future[5]"
-    )
+    assert document["tests"]["test_marked.py::test_future[5]"][0]["source"] == "requires marker"
+    assert document["tests"]["test_marked.py::test_fixture"][0]["source"] == (
+        "envguard.require() in test_marked.py::test_fixture")
 
 
 def test_strict_failures_are_counted_across_workers(pytester: pytest.Pytester) -> None:

@@ -9,7 +9,10 @@ facts. Nothing here imports pytest.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import errno
+import os
+import stat
+from typing import IO, Any
 
 
 class Facts:
@@ -35,3 +38,22 @@ def describe_error(error: BaseException) -> str:
     """An exception as one line: ``PermissionError: [Errno 13] … '/proc/x'``."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def open_regular(path: str, encoding: str | None = None, errors: str | None = None) -> IO[Any]:
+    """Open a *regular* file for reading (text when ``encoding`` is given, else bytes).
+
+    Anything else raises ``OSError``: a FIFO would block the probe until a
+    writer came, a device like ``/dev/zero`` would never end.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+        if encoding is None:
+            return os.fdopen(fd, "rb")
+        return os.fdopen(fd, encoding=encoding, errors=errors)
+    except BaseException:
+        os.close(fd)
+        raise

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_envguard.probes import Facts, describe_error
+from pytest_envguard.probes import Facts, describe_error, open_regular
 from pytest_envguard.probes.packages import canonical_name
 
 
@@ -65,6 +65,10 @@ class LockFacts(Facts):
         return f"lock {self.filename} ({self.format}, {len(self.packages)} packages)"
 
 
+#: Larger files are refused unread: a lock this size would be a mistake (or a device).
+MAX_LOCK_BYTES = 64 << 20
+
+
 class LockError(ValueError):
     """A lock file that cannot be read; ``str()`` is ``path[:line]: reason``."""
 
@@ -102,6 +106,13 @@ def read_lock(path: str) -> LockFacts:
         return LockFacts(path, kind, packages, graph=graph)
     except LockError as error:
         return LockFacts(path, kind, error=str(error))
+    except (TypeError, AttributeError) as error:
+        # A table or array where a string belongs (or the reverse), deeper than the
+        # checks above look: the document is not the lock format its name says.
+        return LockFacts(path, kind, error=f"{path}: unexpected {kind} lock structure "
+                                           f"({describe_error(error)})")
+    except RecursionError:
+        return LockFacts(path, kind, error=f"{path}: nested too deeply to be a lock file")
     except FileNotFoundError:
         return LockFacts(path, kind, error=f"{path}: no such file")
     except OSError as error:
@@ -131,8 +142,14 @@ class _RequirementsReader:
         if real in self.seen:
             return []  # an include cycle: each file counts once
         self.seen.add(real)
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
+        with open_regular(path) as file:
+            data = file.read(MAX_LOCK_BYTES + 1)
+        if len(data) > MAX_LOCK_BYTES:
+            raise LockError(f"{path}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise LockError(f"{path}: not UTF-8 text ({error.reason})") from None
         packages: list[LockedPackage] = []
         for number, line in _logical_lines(text):
             where = f"{path}:{number}"
@@ -217,8 +234,10 @@ def _load_toml(path: str) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-    with open(path, "rb") as file:
-        data = file.read()
+    with open_regular(path) as file:
+        data = file.read(MAX_LOCK_BYTES + 1)
+    if len(data) > MAX_LOCK_BYTES:
+        raise LockError(f"{path}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file")
     try:
         document: dict[str, Any] = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as error:
@@ -375,14 +394,14 @@ def marker_holds(marker: str | None, environment: Mapping[str, str], extra: str 
                               "dependency_groups": frozenset()}
     try:
         parsed = Marker(marker)
-    except InvalidMarker:
+    except (InvalidMarker, TypeError, RecursionError):  # a non-string, or nested too deeply
         return True
     try:
         try:
             return bool(parsed.evaluate(values, "lock_file"))  # type: ignore[call-arg,unused-ignore]
         except TypeError:  # packaging < 25 has no evaluation context
             return bool(parsed.evaluate(values))
-    except (UndefinedComparison, UndefinedEnvironmentName, ValueError, KeyError):
+    except (UndefinedComparison, UndefinedEnvironmentName, ValueError, KeyError, RecursionError):
         return True
 
 

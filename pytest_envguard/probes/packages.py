@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_envguard.probes import Facts, describe_error
+from pytest_envguard.probes import Facts, describe_error, open_regular
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -42,12 +42,14 @@ def probe_distribution(name: str) -> DistributionFacts:
 
     try:
         distribution = metadata.distribution(name)
+        # Reading METADATA happens here, lazily: a binary file or a symlink loop
+        # raises now (UnicodeDecodeError is a ValueError).
+        version = distribution.version
+        location = str(distribution.locate_file(""))
     except metadata.PackageNotFoundError:
         return DistributionFacts(name, None, reason="not installed")
     except (OSError, ValueError) as error:
         return DistributionFacts(name, None, reason=describe_error(error))
-    version = distribution.version
-    location = str(distribution.locate_file(""))
     if not version:
         return DistributionFacts(name, None, location, "its metadata has no Version")
     return DistributionFacts(name, version, location)
@@ -130,7 +132,7 @@ def read_metadata_headers(path: str) -> dict[str, list[str]]:
     the body: ``{"name": ["foo"], "requires-dist": [...]}``, lower-cased keys."""
     headers: dict[str, list[str]] = {}
     last: str | None = None
-    with open(path, encoding="utf-8", errors="surrogateescape") as file:
+    with open_regular(path, "utf-8", "surrogateescape") as file:
         for raw in file:
             line = raw.rstrip("\r\n")
             if not line:
@@ -174,8 +176,9 @@ def requires_txt_requirements(text: str) -> list[str]:
 
 def _read_small(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return file.read()
+        with open_regular(path, "utf-8", "replace") as file:
+            text: str = file.read(64 << 20)
+            return text
     except OSError:
         return None
 
@@ -430,6 +433,9 @@ def find_problems(installed: InstalledFacts) -> tuple[Problem, ...]:
             except InvalidRequirement as error:
                 problems.append(Problem("invalid", dist.display, requirement=text,
                                         detail=str(error).splitlines()[0]))
+            except RecursionError:
+                problems.append(Problem("invalid", dist.display, requirement=text[:80] + "…",
+                                        detail="its marker is nested too deeply"))
         parsed[dist.name] = requirements
 
     def applies(requirement: Requirement, extra: str) -> bool:

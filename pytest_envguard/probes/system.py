@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_envguard.probes import Facts, describe_error
+from pytest_envguard.probes import Facts, describe_error, open_regular
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _glibc_from_ctypes() -> str | None:
 def elf_interpreter(path: str) -> str | None:
     """The PT_INTERP of an ELF executable, read from its program headers alone."""
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             ident = file.read(64)
             if len(ident) < 64 or ident[:4] != b"\x7fELF":
                 return None
@@ -125,8 +125,9 @@ def elf_interpreter(path: str) -> str | None:
                     offset, = struct.unpack_from(order + "I", header, 4)
                     size, = struct.unpack_from(order + "I", header, 16)
                 file.seek(offset)
-                return file.read(min(size, 4096)).rstrip(b"\x00").decode("utf-8", "replace")
-    except OSError:
+                found: bytes = file.read(min(size, 4096))
+                return found.rstrip(b"\x00").decode("utf-8", "replace")
+    except (OSError, ValueError, OverflowError):  # offsets past what seek() takes: corrupt
         return None
     return None
 
@@ -148,7 +149,8 @@ def probe_cpu(cpuinfo: str = "/proc/cpuinfo", cgroup_root: str = "/sys/fs/cgroup
     model = None
     reason = None
     try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+        with open_regular(cpuinfo, "utf-8", "replace") as file:
+            text = file.read(1 << 24)
     except OSError as error:
         text = ""
         reason = f"{cpuinfo}: {describe_error(error)}"
@@ -185,7 +187,8 @@ def _usable_cpus(cgroup_root: str) -> tuple[int | None, str]:
 
 def _cgroup_cpu_quota(root: str) -> int | None:
     try:
-        fields = Path(root, "cpu.max").read_text(encoding="ascii").split()
+        with open_regular(os.path.join(root, "cpu.max"), "ascii") as file:
+            fields = file.read(4096).split()
     except (OSError, UnicodeDecodeError):
         return None
     if len(fields) != 2 or fields[0] == "max":
@@ -206,7 +209,7 @@ def probe_memory(cgroup_root: str = "/sys/fs/cgroup") -> MemoryFacts:
     except (ImportError, OSError) as error:
         return MemoryFacts(None, None, "", describe_error(error))
     limit = _read_int(Path(root_path := cgroup_root, "memory.max"))
-    if limit is not None and limit < total:
+    if limit is not None and 0 < limit < total:  # a non-positive "limit" is a corrupt file
         used = _read_int(Path(root_path, "memory.current")) or 0
         return MemoryFacts(limit, min(available, max(0, limit - used)), "cgroup v2 memory.max")
     return MemoryFacts(total, available, source)
@@ -214,7 +217,8 @@ def probe_memory(cgroup_root: str = "/sys/fs/cgroup") -> MemoryFacts:
 
 def _read_int(path: Path) -> int | None:
     try:
-        return int(path.read_text(encoding="ascii").strip())
+        with open_regular(str(path), "ascii") as file:
+            return int(file.read(4096).strip())
     except (OSError, ValueError, UnicodeDecodeError):
         return None
 

@@ -1,0 +1,318 @@
+"""Fault injection: every probe, with the OS failing under it, still yields a
+verdict — within its time limit, and without raising.
+
+Permission errors are real ones: the probe runs in a child interpreter for
+which file modes hold (root drops its capabilities first, see
+``tests/fixtures_reliability.py``). Vanished files are really deleted, while
+a probe runs. /proc- and /sys-like files are given through the probes' path
+parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_envguard.checks import Status, evaluate
+from pytest_envguard.environment import Environment, Settings
+from pytest_envguard.grammar import parse_lines
+from pytest_envguard.probes import locks, packages, system
+from tests.fixtures_reliability import make_unreadable, restore, run_unprivileged
+
+# -- permission errors --------------------------------------------------------------------------
+
+PERMISSION_PROBES = """
+import json, os, sys
+from pytest_envguard.probes import locks, packages, system, interpreter
+root = sys.argv[1] if len(sys.argv) > 1 else {root!r}
+out = {{}}
+out["cpu"] = system.probe_cpu(os.path.join(root, "cpuinfo"), os.path.join(root, "cgroup")).reason
+memory = system.probe_memory(os.path.join(root, "cgroup"))
+out["memory"] = [memory.total is not None, memory.source, memory.reason]
+out["lock"] = locks.read_lock(os.path.join(root, "requirements.txt")).error
+out["lock-include"] = locks.read_lock(os.path.join(root, "including.txt")).error
+out["uv"] = locks.read_lock(os.path.join(root, "locked", "uv.lock")).error
+facts = packages.scan_distributions([os.path.join(root, "site"), os.path.join(root, "closed-site")])
+out["dists"] = {{d.name: [d.version, d.reason, d.installer, d.wheel_tags] for d in facts.distributions}}
+out["interp"] = system.elf_interpreter(os.path.join(root, "cpuinfo"))
+isolation = interpreter.probe_isolation({{"LD_LIBRARY_PATH": os.path.join(root, "closed-site", "lib")}})
+out["isolation"] = [leak.variable for leak in isolation.leaks]
+try:
+    from pytest_envguard.probes import elf
+except ImportError:
+    out["elf"] = "no elf reader"
+else:
+    out["elf"] = elf.read_elf(os.path.join(root, "cpuinfo")).reason
+from pytest_envguard.checks import evaluate
+from pytest_envguard.environment import Environment, Settings
+from pytest_envguard.grammar import parse_lines
+env = Environment({{"cpu": system.probe_cpu(os.path.join(root, "cpuinfo")), "installed": facts}},
+                  settings=Settings(extra={{"rootdir": root, "lock_extras": "report"}}))
+lines = ["cpu avx2", "cpus >=1", "consistent", "wheels", "lock requirements.txt", "lock locked/uv.lock"]
+out["verdicts"] = [[v.status.value, v.reason] for v in evaluate(parse_lines(lines), env)]
+try:
+    open(os.path.join(root, "cpuinfo"))
+    out["enforced"] = False
+except PermissionError:
+    out["enforced"] = True
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+def closed_tree(tmp_path: Path) -> Iterator[Path]:
+    """Files and directories every probe reads, with the permissions taken away."""
+    (tmp_path / "cpuinfo").write_text("flags : avx2 sse2\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "cpu.max").write_text("200000 100000\n")
+    (cgroup / "memory.max").write_text("1073741824\n")
+    (tmp_path / "requirements.txt").write_text("numpy==1.26.4\n")
+    (tmp_path / "included.txt").write_text("numpy==1.26.4\n")
+    (tmp_path / "including.txt").write_text("-r included.txt\n")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "uv.lock").write_text("version = 1\n")
+    site = tmp_path / "site"
+    for name, closed in (("meta", "METADATA"), ("wheel", "WHEEL"), ("installer", "INSTALLER")):
+        directory = site / f"{name}-1.0.dist-info"
+        directory.mkdir(parents=True)
+        (directory / "METADATA").write_text(f"Name: {name}\nVersion: 1.0\n")
+        (directory / "WHEEL").write_text("Tag: py3-none-any\n")
+        (directory / "INSTALLER").write_text("pip\n")
+        make_unreadable(directory / closed)
+    closed_dir = site / "closed-1.0.dist-info"
+    closed_dir.mkdir()
+    (closed_dir / "METADATA").write_text("Name: closed\nVersion: 1.0\n")
+    closed_site = tmp_path / "closed-site"
+    (closed_site / "lib").mkdir(parents=True)
+    (closed_site / "pyvenv.cfg").write_text("home = /usr\n")
+    for path in (tmp_path / "cpuinfo", cgroup / "cpu.max", cgroup / "memory.max",
+                 tmp_path / "requirements.txt", tmp_path / "included.txt", tmp_path / "locked",
+                 closed_dir, closed_site):
+        make_unreadable(path)
+    yield tmp_path
+    restore(*[path for path in tmp_path.rglob("*") if not path.is_symlink()])
+
+
+def test_permission_errors_under_every_probe(closed_tree: Path) -> None:
+    result = run_unprivileged(PERMISSION_PROBES.format(root=str(closed_tree)))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["enforced"] is True  # the child really is refused
+    assert "PermissionError" in out["cpu"]
+    assert out["memory"][0] is True and out["memory"][1] == "psutil"  # cgroup refused: psutil
+    assert "PermissionError" in out["lock"]
+    assert "PermissionError" in out["lock-include"]
+    assert "PermissionError" in out["uv"]
+    assert "PermissionError" in out["dists"]["meta"][1]
+    assert out["dists"]["wheel"][:2] == ["1.0", None] and out["dists"]["wheel"][3] is None
+    assert out["dists"]["installer"][2] is None
+    assert "PermissionError" in out["dists"]["closed"][1]
+    assert out["interp"] is None
+    assert out["elf"] is None or "Permission" in out["elf"] or out["elf"] == "no elf reader"
+    statuses = [status for status, _ in out["verdicts"]]
+    assert statuses[0] == "unknown" and "PermissionError" in out["verdicts"][0][1]
+    assert statuses[1] == "met"
+    assert statuses[4] == statuses[5] == "unknown"
+    assert all("probe failed" not in reason for _, reason in out["verdicts"])
+
+
+# -- vanished files ---------------------------------------------------------------------------
+
+
+def _churn(site: Path, stop: threading.Event) -> None:
+    """Create and delete dist-info folders and lock files as fast as possible."""
+    index = 0
+    while not stop.is_set():
+        directory = site / f"churn{index % 7}-1.0.dist-info"
+        try:
+            directory.mkdir()
+            (directory / "METADATA").write_text(f"Name: churn{index % 7}\nVersion: 1\n")
+            (directory / "WHEEL").write_text("Tag: py3-none-any\n")
+            (site / "requirements.txt").write_text("churn0==1\n")
+            shutil.rmtree(directory)
+            (site / "requirements.txt").unlink()
+        except OSError:
+            pass
+        index += 1
+
+
+def test_files_vanishing_while_probes_read_them(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    stop = threading.Event()
+    churner = threading.Thread(target=_churn, args=(site, stop), daemon=True)
+    churner.start()
+    errors: list[str] = []
+    try:
+        for _ in range(300):
+            facts = packages.scan_distributions([str(site)])
+            lock = locks.read_lock(str(site / "requirements.txt"))
+            if lock.error and not ("no such file" in lock.error or "FileNotFound" in lock.error):
+                errors.append(lock.error)
+            env = Environment({"installed": facts}, environ={},
+                              settings=Settings(extra={"rootdir": str(site), "lock_extras": "report"}))
+            for verdict in evaluate(parse_lines(["consistent", "wheels", "lock requirements.txt"]), env):
+                if "probe failed" in verdict.reason:
+                    errors.append(verdict.reason)
+    finally:
+        stop.set()
+        churner.join()
+    assert not errors, errors[:5]
+
+
+def test_vanished_working_directory(tmp_path: Path) -> None:
+    """The process's cwd deleted under it: relative paths cannot be resolved."""
+    code = """
+import json, os
+os.chdir({cwd!r})
+os.rmdir({cwd!r})
+from pytest_envguard.checks import evaluate
+from pytest_envguard.environment import Environment
+from pytest_envguard.grammar import parse_lines
+from pytest_envguard import render
+env = Environment()
+verdicts = evaluate(parse_lines(["python", "consistent", "wheels", "lock requirements.txt",
+                                 "isolated", "command ls", "cpus >=1", "memory >=1"]), env)
+env.probe_all()
+render.environment_lines(env)
+print(json.dumps([[v.status.value, v.reason] for v in verdicts]))
+""".format(cwd=str(tmp_path / "gone"))
+    (tmp_path / "gone").mkdir()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    verdicts = json.loads(result.stdout)
+    assert verdicts[0][0] == "met"
+    assert verdicts[3][0] == "unknown"
+    assert len(verdicts) == 8
+
+
+# -- /proc- and /sys-like files with unexpected contents ------------------------------------
+
+CPUINFO = {
+    "empty": b"",
+    "binary": bytes(range(256)) * 4,
+    "no-flags": b"processor : 0\nmodel name : X\n",
+    "colons": b":::\n::\nflags\nflags:\n",
+    "huge": b"processor : 0\n" * 200000 + b"flags : avx2\n",
+    "non-utf8": b"model name : \xff\xfe\nflags : avx2 \xff\n",
+    "arm": b"Processor : ARMv7\nFeatures : neon vfp\n",
+}
+CPU_MAX = {"max": b"max 100000\n", "zero": b"0 100000\n", "negative": b"-1 100000\n", "div0": b"1 0\n",
+           "garbage": b"abc def\n", "float": b"1.5 2\n", "one-field": b"100000\n",
+           "huge": b"99999999999999999999999 1\n", "non-ascii": b"\xff\xfe\n", "empty": b""}
+MEMORY_MAX = {"max": b"max\n", "negative": b"-1\n", "zero": b"0\n", "huge": b"9" * 40 + b"\n",
+              "garbage": b"lots\n", "non-ascii": b"\xff\n", "empty": b""}
+
+
+@pytest.mark.parametrize("name", sorted(CPUINFO))
+def test_cpuinfo_contents(tmp_path: Path, name: str) -> None:
+    (tmp_path / "cpuinfo").write_bytes(CPUINFO[name])
+    facts = system.probe_cpu(str(tmp_path / "cpuinfo"), str(tmp_path))
+    [cpu, cpus] = evaluate(parse_lines(["cpu avx2", "cpus >=1"]), Environment({"cpu": facts}))
+    assert cpu.status in (Status.MET, Status.UNMET, Status.UNKNOWN)
+    assert cpus.status is Status.MET
+    if name in ("huge", "non-utf8"):
+        assert cpu.status is Status.MET
+
+
+@pytest.mark.parametrize("name", sorted(CPU_MAX))
+def test_cgroup_cpu_max_contents(tmp_path: Path, name: str) -> None:
+    (tmp_path / "cpu.max").write_bytes(CPU_MAX[name])
+    facts = system.probe_cpu("/proc/cpuinfo", str(tmp_path))
+    assert facts.usable is not None and facts.usable >= 1
+    [verdict] = evaluate(parse_lines(["cpus >=1"]), Environment({"cpu": facts}))
+    assert verdict.status is Status.MET
+
+
+@pytest.mark.parametrize("name", sorted(MEMORY_MAX))
+def test_cgroup_memory_max_contents(tmp_path: Path, name: str) -> None:
+    (tmp_path / "memory.max").write_bytes(MEMORY_MAX[name])
+    (tmp_path / "memory.current").write_bytes(MEMORY_MAX[name])
+    facts = system.probe_memory(str(tmp_path))
+    verdicts = evaluate(parse_lines(["memory >=0", "memory-available >=0"]), Environment({"memory": facts}))
+    assert [verdict.status for verdict in verdicts] == [Status.MET, Status.MET]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device", "loop", "missing"])
+def test_proc_files_of_the_wrong_kind(tmp_path: Path, kind: str) -> None:
+    """A FIFO would block a plain open() until a writer came: run in a child with a limit."""
+    for name in ("cpuinfo", "cpu.max", "memory.max"):
+        path = tmp_path / name
+        if kind == "directory":
+            path.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "device":
+            path.symlink_to("/dev/zero")
+        elif kind == "loop":
+            path.symlink_to(path)
+    code = (f"from pytest_envguard.probes import system\n"
+            f"cpu = system.probe_cpu({str(tmp_path / 'cpuinfo')!r}, {str(tmp_path)!r})\n"
+            f"memory = system.probe_memory({str(tmp_path)!r})\n"
+            "print(cpu.reason); print(cpu.usable_source); print(memory.source)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    reason, usable_source, memory_source = result.stdout.splitlines()
+    assert str(tmp_path / "cpuinfo") in reason
+    assert usable_source != "cgroup cpu.max quota"
+    assert memory_source == "psutil"
+
+
+# -- an `import` check whose module hangs, crashes or misbehaves ----------------------------
+
+MODULES = {
+    "hangs_forever": "import time\ntime.sleep(600)\n",
+    "hangs_with_a_child": (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "open(os.environ['ENVGUARD_TEST_PIDFILE'], 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n"),
+    "segfaults": "import ctypes\nctypes.string_at(0)\n",
+    "exits": "import sys\nsys.exit(3)\n",
+    "kills_itself": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+    "floods_stdout": "import sys\nsys.stdout.write('x' * (8 << 20))\nsys.stdout.flush()\nraise ImportError('after the flood')\n",
+    "closes_stdout": "import os\nos.close(1)\nos.close(2)\n",
+    "binary_error": "raise ImportError(b'\\xff\\xfe'.decode('latin-1') + '\\udcff'.encode('utf-8', 'surrogatepass').decode('latin-1'))\n",
+}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_import_check_of_a_misbehaving_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              module: str) -> None:
+    import time
+
+    (tmp_path / f"{module}.py").write_text(MODULES[module], encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pidfile = tmp_path / "child.pid"
+    environ = {**os.environ, "ENVGUARD_TEST_PIDFILE": str(pidfile)}
+    env = Environment(environ=environ, settings=Settings(import_timeout=3.0))
+    started = time.monotonic()
+    try:
+        [verdict] = evaluate(parse_lines([f"import {module}"]), env)
+    finally:
+        if pidfile.exists():  # the grandchild outlives its killed parent: end it here
+            with_pid = int(pidfile.read_text())
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(with_pid, signal.SIGKILL)
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0 + 10, elapsed  # the time limit, plus the interpreter's start-up
+    assert "probe failed" not in verdict.reason
+    if module.startswith("hangs"):
+        assert verdict.status is Status.UNKNOWN and "3" in verdict.reason
+    elif module in ("segfaults", "kills_itself"):
+        assert verdict.status is Status.UNMET and "crashed" in verdict.found
+    else:
+        assert verdict.status in (Status.UNMET, Status.UNKNOWN), verdict
