@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform as _platform
 import socket
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,9 +46,12 @@ def verdict_table(verdicts: Sequence[Verdict], width: int = 100) -> list[str]:
             f"{_clip(verdict.found, found_w):<{found_w}}  {source}"
         )
         if verdict.status is not Status.MET:
-            rows.append(f"{'':6}{_clip(verdict.reason, width - 6)}")
+            # Wrapped, not clipped: an `extensions` reason lists every broken file.
+            rows.extend(textwrap.wrap(verdict.reason, width, initial_indent=" " * 6,
+                                      subsequent_indent=" " * 8, break_on_hyphens=False))
             if verdict.hint:
-                rows.append(f"{'':6}→ {_clip(verdict.hint, width - 8)}")
+                rows.extend(textwrap.wrap(verdict.hint, width, initial_indent=" " * 6 + "→ ",
+                                          subsequent_indent=" " * 8, break_on_hyphens=False))
     return rows
 
 
