@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pytest_envguard.probes.loader import LibraryFacts
     from pytest_envguard.probes.locks import LockFacts
     from pytest_envguard.probes.native import ExtensionsFacts, ImportFacts
+    from pytest_envguard.probes.nvidia import CudaRuntimeFacts, NvidiaFacts
     from pytest_envguard.probes.packages import DistributionFacts, InstalledFacts, SupportedTags
     from pytest_envguard.probes.system import (
         CommandFacts,
@@ -208,7 +209,27 @@ class Environment:
             name, self.environ, timeout=self.settings.import_timeout,
             cwd=self.settings.extra.get("rootdir")))
 
+    @property
+    def nvidia(self) -> NvidiaFacts:
+        """Driver, CUDA version and GPUs (NVML in a child, under ``settings.gpu_timeout``)."""
+        from pytest_envguard.probes import nvidia
+
+        return self.fact("nvidia", lambda: nvidia.probe_nvidia(
+            self.environ, timeout=self.settings.gpu_timeout, cache_dir=self.settings.cache_dir))
+
+    @property
+    def cuda_runtime(self) -> CudaRuntimeFacts:
+        """The libcudart loaded here or found by the loader, and its version."""
+        from pytest_envguard.probes import nvidia
+
+        return self.fact("cuda-runtime", lambda: nvidia.probe_cuda_runtime(
+            self.environ, find=self.library,
+            distribution_version=lambda name: self.distribution(name).version,
+            timeout=self.settings.gpu_timeout))
+
 
 #: The facets a report probes even when no requirement asked for them.
+#: ("nvidia" is cheap without a driver: its child interpreter fails to load
+#: libnvidia-ml.so.1 at once, about 0.1 s; with one, the answer is cached.)
 REPORTED_FACETS: list[str] = ["python", "platform", "libc", "cpu", "memory", "isolation",
-                              "installed"]
+                              "installed", "nvidia"]

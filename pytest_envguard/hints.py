@@ -166,3 +166,72 @@ def version_hint(version: str, library: str | None, machine: str, distribution: 
                 f"{library or 'libstdc++'} first")
     return (f"{library or 'the library'} is older than {dist} expects: upgrade it, or install "
             f"a build of {dist} made against the older version")
+
+
+# -- CUDA and GPUs: cuda, driver, cuda-runtime, gpus ---------------------------------------
+# Source: NVIDIA's CUDA Toolkit release notes, table "CUDA Toolkit and Corresponding Driver
+# Versions" (Linux x86_64 column; the GA release of each toolkit), and NVIDIA's "CUDA
+# Compatibility" guide, "Minor Version Compatibility" (the minimum driver of each CUDA major).
+
+#: CUDA major → the oldest Linux driver that runs every toolkit of that major
+#: (minor version compatibility: no PTX JIT of code newer than the driver).
+CUDA_MAJOR_MIN_DRIVER: dict[int, str] = {13: "580", 12: "525.60.13", 11: "450.80.02"}
+
+#: CUDA (major, minor) → the Linux driver shipped with that toolkit (full support).
+CUDA_TOOLKIT_DRIVER: dict[tuple[int, int], str] = {
+    (13, 0): "580.65.06",
+    (12, 9): "575.51.03", (12, 8): "570.26", (12, 6): "560.28.03", (12, 5): "555.42.02",
+    (12, 4): "550.54.14", (12, 3): "545.23.06", (12, 2): "535.54.03", (12, 1): "530.30.02",
+    (12, 0): "525.60.13",
+    (11, 8): "520.61.05", (11, 7): "515.43.04", (11, 6): "510.39.01", (11, 5): "495.29.05",
+    (11, 4): "470.42.01", (11, 3): "465.19.01", (11, 2): "460.27.03", (11, 1): "455.23",
+    (11, 0): "450.36.06",
+    (10, 2): "440.33", (10, 1): "418.39", (10, 0): "410.48",
+    (9, 2): "396.26", (9, 1): "390.46", (9, 0): "384.81",
+}
+
+# Source: NVML's API reference (nvmlReturn_t) for the codes; the fixes are the usual ones
+# (NVIDIA's driver installation guide, "Driver Persistence" for slow initialisation).
+_PIN_DRIVER = ("pin the driver packages so unattended upgrades cannot replace the driver under a "
+               "running kernel module (apt-mark hold 'nvidia-*' / dnf versionlock add 'nvidia-*')")
+
+#: NVML error code → what usually fixes it.
+NVML_ERROR_HINTS: dict[int, str] = {
+    18: ("the NVIDIA driver was upgraded but the old kernel module is still loaded: reboot, or "
+         "reload the module (rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && modprobe "
+         f"nvidia); then {_PIN_DRIVER}"),
+    9: "load the NVIDIA kernel module (modprobe nvidia; see dmesg for why it failed)",
+    12: ("install the NVIDIA driver on the host; in a container, expose the GPUs "
+         "(docker run --gpus all, or the NVIDIA container toolkit)"),
+    4: "give this user access to /dev/nvidia* (the video group), or run the job where it has it",
+}
+
+NVML_TIMEOUT_HINT = ("check nvidia-smi on the host (a wedged GPU or driver); enable persistence "
+                     "mode (nvidia-persistenced, or nvidia-smi -pm 1) if initialisation is slow, "
+                     "or raise envguard_gpu_timeout")
+
+
+def nvml_hint(code: int | None, reason: str | None = None) -> str | None:
+    """What fixes an NVML failure, by its error code (or a time-out)."""
+    if code is not None and code in NVML_ERROR_HINTS:
+        return NVML_ERROR_HINTS[code]
+    if reason and "did not answer" in reason:
+        return NVML_TIMEOUT_HINT
+    return None
+
+
+def driver_for_cuda(version: str) -> str | None:
+    """``"12.4"`` → ``"upgrade the NVIDIA driver to >= 550.54.14 (the driver of CUDA 12.4;
+    >= 525.60.13 runs CUDA 12.x with minor version compatibility)"``."""
+    parts = [int(part) for part in version.split(".")[:2] if part.isdigit()]
+    if not parts:
+        return None
+    major, minor = parts[0], parts[1] if len(parts) > 1 else 0
+    full = CUDA_TOOLKIT_DRIVER.get((major, minor))
+    floor = CUDA_MAJOR_MIN_DRIVER.get(major)
+    if full and floor and full != floor:
+        return (f"upgrade the NVIDIA driver to >= {full} (the driver of CUDA {major}.{minor}; "
+                f">= {floor} runs CUDA {major}.x with minor version compatibility)")
+    if full or floor:
+        return f"upgrade the NVIDIA driver to >= {full or floor} for CUDA {major}.{minor}"
+    return f"upgrade the NVIDIA driver to one that supports CUDA {major}.{minor}"

@@ -109,6 +109,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="installed packages missing from a 'lock' file: report (default), ignore or fail")
     parser.addini("envguard_junit_properties", type="bool", default=False,
                   help="add the environment snapshot to the junit-xml report as testsuite properties")
+    parser.addini("envguard_xdist_gpus", default="off",
+                  help="under pytest-xdist, give each worker its own share of the visible GPUs: "
+                       "off (default), auto, or a number of GPUs per worker")
     parser.addini("envguard_tox_python", type="bool", default=False,
                   help="under tox, add 'python ==X.Y.*' to the contract from the env's pyXY factor")
 
@@ -129,6 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in ("envguard_gpu_timeout", "envguard_import_timeout"):
         _timeout(config, name)
     _lock_extras(config)
+    _split_gpus_among_workers(config)
     contract = _read_contract(config) + _tox_python_lines(config)
     config.stash[STATE] = EnvguardState(config, contract, strict)
 
@@ -149,6 +153,35 @@ def _timeout(config: pytest.Config, name: str) -> float:
             f"{_ini_source(config, name)}: {raw!r} is not a positive number of seconds"
         )
     return value
+
+
+def _split_gpus_among_workers(config: pytest.Config) -> None:
+    """``envguard_xdist_gpus``: on an xdist worker, narrow ``CUDA_VISIBLE_DEVICES`` to the
+    worker's share of what is visible (an outer setting is split, never the physical GPUs).
+
+    This is the one place the plugin changes the process environment, and only when asked:
+    it runs before anything could initialise CUDA and before the contract is checked, so
+    the worker's contract sees its own share."""
+    raw = str(config.getini("envguard_xdist_gpus")).strip().lower()
+    per_worker: int | None = None
+    if raw not in ("off", "auto"):
+        if not raw.isdigit() or int(raw) < 1:
+            raise pytest.UsageError(
+                f"{_ini_source(config, 'envguard_xdist_gpus')}: invalid value {raw!r} "
+                "(expected off, auto, or a number of GPUs per worker)"
+            )
+        per_worker = int(raw)
+    if raw == "off" or not hasattr(config, "workerinput"):
+        return
+    from pytest_envguard import gpu_workers
+
+    cache = getattr(config, "cache", None)
+    plan = gpu_workers.worker_gpus(
+        os.environ, per_worker, timeout=_timeout(config, "envguard_gpu_timeout"),
+        cache_dir=Path(cache.mkdir("envguard")) if cache is not None else None,
+    )
+    if plan is not None and plan.devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = plan.devices
 
 
 LOCK_EXTRAS = ("report", "ignore", "fail")

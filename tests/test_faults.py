@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -316,3 +317,93 @@ def test_import_check_of_a_misbehaving_module(tmp_path: Path, monkeypatch: pytes
         assert verdict.status is Status.UNMET and "crashed" in verdict.found
     else:
         assert verdict.status in (Status.UNMET, Status.UNKNOWN), verdict
+
+
+# -- NVML failing: every documented error code, unsupported calls, a wedged driver -------------
+
+GPU_LINES = ["cuda >=11", "driver >=400", "gpus >=1", "gpu-memory >=1GiB", "compute-capability >=7.0",
+             "gpu '*H100*'"]
+
+
+def nvml_error_codes() -> list[int]:
+    """Every nvmlReturn_t error pynvml documents (nvml.h), plus one no header names."""
+    import pynvml
+
+    codes = {value for name, value in vars(pynvml).items()
+             if name.startswith("NVML_ERROR_") and isinstance(value, int)}
+    return [*sorted(codes), 12345]
+
+
+def fake_nvml_functions() -> list[str]:
+    import re as regex
+
+    source = (Path(__file__).parent / "fake_nvml" / "fake_nvml.c").read_text(encoding="utf-8")
+    names = set(regex.findall(r"^\w[\w \*]*?\b(nvml\w+)\(", source, flags=regex.MULTILINE))
+    return sorted(names - {"nvmlErrorString", "nvmlShutdown"})
+
+
+def judge_gpu_lines(environ: dict[str, str], timeout: float = 5.0) -> tuple[list[Any], float]:
+    import time
+
+    env = Environment(environ=environ, settings=Settings(gpu_timeout=timeout))
+    started = time.monotonic()
+    verdicts = evaluate(parse_lines(GPU_LINES), env)
+    elapsed = time.monotonic() - started
+    for verdict in verdicts:
+        assert verdict.status in set(Status), verdict
+        assert verdict.reason.strip() and "probe failed" not in verdict.reason, verdict
+    return verdicts, elapsed
+
+
+@pytest.mark.parametrize("code", nvml_error_codes())
+def test_nvml_init_fails_with_every_error_code(fake_nvml: Any, code: int) -> None:
+    verdicts, _ = judge_gpu_lines(fake_nvml.environ(init_error=str(code)))
+    assert all(verdict.status in (Status.UNKNOWN, Status.UNMET) for verdict in verdicts), verdicts
+    assert any(verdict.status is Status.UNKNOWN for verdict in verdicts)
+
+
+@pytest.mark.parametrize("function", fake_nvml_functions())
+def test_nvml_function_not_supported(fake_nvml: Any, function: str) -> None:
+    verdicts, _ = judge_gpu_lines(fake_nvml.environ(unsupported=function))
+    assert len(verdicts) == len(GPU_LINES)
+
+
+@pytest.mark.parametrize("where", ["init", "devices"])
+def test_nvml_hangs_and_the_verdict_comes_within_the_time_limit(fake_nvml: Any, where: str) -> None:
+    verdicts, elapsed = judge_gpu_lines(fake_nvml.environ(hang=where), timeout=2.0)
+    assert elapsed < 2.0 + 8, elapsed  # the limit, plus starting and killing the child
+    assert all(verdict.status is Status.UNKNOWN for verdict in verdicts
+               if verdict.requirement.key != "gpus"), verdicts
+    assert any("2 s" in verdict.reason for verdict in verdicts), verdicts
+
+
+NVML_ANSWERS = {
+    "no-gpus": "",
+    "empty-fields": "||||",
+    "not-numbers": "X|GPU-1|lots|none|a.b|",
+    "negative": "X|GPU-1|-1|-5|-1.-1|",
+    "huge": "X|GPU-1|99999999999999999999|1|999999.999999|",
+    "many": ";".join(f"G{index}|GPU-{index}|1024|1024|8.0|" for index in range(40)),
+    "non-utf8-name": "N\udce9\udcff|GPU-1|1024|1024|8.0|",  # raw bytes 0xe9 0xff
+    "long-name": "N" * 500 + "|GPU-1|1024|1024|8.0|",
+    "unknown-flags": "X|GPU-1|1024|1024|8.0|mig,bogus,,noperm",
+    "all-noperm": "X|GPU-1|1024|1024|8.0|noperm;Y|GPU-2|1024|1024|8.0|noperm",
+    "prohibited": "X|GPU-1|1024|1024|8.0|prohibited",
+    "separators": ";;;|;|",
+}
+
+
+@pytest.mark.parametrize("name", sorted(NVML_ANSWERS))
+def test_nvml_answers_that_make_no_sense(fake_nvml: Any, name: str) -> None:
+    verdicts, _ = judge_gpu_lines(fake_nvml.environ(NVML_ANSWERS[name]))
+    assert len(verdicts) == len(GPU_LINES)
+
+
+VISIBLE = ["", "-1", "0,0", "99", "0,99,1", "GPU-", "GPU-6f3a", "MIG-nothing", "abc", "0,,1", " 0 ",
+           "\udcff", "1" * 200, "NoDevFiles", "all"]
+
+
+@pytest.mark.parametrize("setting", VISIBLE, ids=range(len(VISIBLE)))
+def test_cuda_visible_devices_garbage_with_a_driver(fake_nvml: Any, setting: str) -> None:
+    verdicts, _ = judge_gpu_lines(fake_nvml.environ(cuda_visible_devices=setting))
+    assert len(verdicts) == len(GPU_LINES)

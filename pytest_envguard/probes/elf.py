@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from pytest_envguard.probes import Facts, describe_error
+from pytest_envguard.probes import Facts, describe_error, open_regular
 
 if TYPE_CHECKING:
     from elftools.elf.structs import ELFStructs
@@ -134,7 +134,7 @@ def _parse_elf(path: str) -> ElfFacts:
     from elftools.common.exceptions import ELFError
 
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:  # a FIFO would block open()
             return _Reader(file, path).read()
     except (ElfFormatError, ELFError) as error:
         return ElfFacts(path, reason=str(error))
@@ -148,7 +148,7 @@ def read_header(path: str) -> ElfFacts:
     from elftools.common.exceptions import ELFError
 
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:  # a FIFO would block open()
             reader = _Reader(file, path)
             reader.header()
             return reader.facts()

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 
-from pytest_envguard.probes import Facts, describe_error
+from pytest_envguard.probes import Facts, describe_error, open_regular
 from pytest_envguard.probes.elf import ElfFacts, read_elf
 
 LD_SO_CACHE = "/etc/ld.so.cache"
@@ -147,7 +147,7 @@ def read_ld_so_cache(path: str = LD_SO_CACHE) -> LdCacheFacts:
 def _read_ld_so_cache(path: str, size: int, mtime_ns: int) -> LdCacheFacts:
     # Keyed by size and mtime, so an `ldconfig` run in between is seen.
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:  # a FIFO would block open()
             data = file.read()
     except OSError as error:
         return LdCacheFacts(path, reason=describe_error(error))

@@ -1,0 +1,391 @@
+"""probes/nvidia.py: the real pynvml against the fake libnvidia-ml.so.1 (or a real driver).
+
+Run ``ENVGUARD_REAL_GPU=1 pytest tests/test_nvidia.py -k real_driver`` on a
+machine with an NVIDIA GPU to compare the probe with ``nvidia-smi``; without
+the variable the same tests run against the fake driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_envguard.environment import Environment, Settings
+from pytest_envguard.probes import nvidia
+from pytest_envguard.probes.loader import LibraryFacts
+from pytest_envguard.probes.nvidia import GpuFacts, visible_gpus
+from tests.fixtures_nvml import A100_MIG, H100, MIGS, T4, FakeNvml, NvmlDriver, gpu
+
+# -- against the driver (the fake here; the real one with ENVGUARD_REAL_GPU=1) -------------
+
+
+def test_real_driver_probe_matches_reference(nvml_driver: NvmlDriver) -> None:
+    facts = nvidia.probe_nvidia(nvml_driver.environ)
+    assert facts.reason is None, facts.reason
+    assert facts.driver == nvml_driver.driver
+    assert facts.cuda == nvml_driver.cuda
+    physical = [device for device in facts.devices if device.parent is None]
+    assert [device.name for device in physical] == [ref.name for ref in nvml_driver.gpus]
+    assert [device.uuid for device in physical] == [ref.uuid for ref in nvml_driver.gpus]
+    assert [device.capability for device in physical] == [ref.capability for ref in nvml_driver.gpus]
+    assert [(device.memory_total or 0) >> 20 for device in physical] == [
+        ref.memory_mib for ref in nvml_driver.gpus]
+    assert facts.visibility.startswith("CUDA_VISIBLE_DEVICES is unset")
+
+
+def test_real_driver_summary_and_json(nvml_driver: NvmlDriver) -> None:
+    env = Environment(environ=nvml_driver.environ)
+    facts = env.nvidia
+    assert f"driver {nvml_driver.driver}" in facts.summary()
+    assert facts.summary().endswith(f"CUDA {nvml_driver.cuda}")
+    document = json.loads(json.dumps(env.to_dict()))
+    assert [item["uuid"] for item in document["nvidia"]["visible"]] == [
+        ref.uuid for ref in nvml_driver.gpus]
+
+
+def test_real_driver_visible_devices_select_by_index_and_uuid(nvml_driver: NvmlDriver) -> None:
+    last = len(nvml_driver.gpus) - 1
+    by_index = nvidia.probe_nvidia({**nvml_driver.environ, "CUDA_VISIBLE_DEVICES": str(last)})
+    assert [device.uuid for device in by_index.visible] == [nvml_driver.gpus[last].uuid]
+    prefix = nvml_driver.gpus[0].uuid[:12]
+    by_uuid = nvidia.probe_nvidia({**nvml_driver.environ, "CUDA_VISIBLE_DEVICES": prefix})
+    assert [device.uuid for device in by_uuid.visible] == [nvml_driver.gpus[0].uuid]
+    hidden = nvidia.probe_nvidia({**nvml_driver.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert hidden.visible == ()
+    assert hidden.visibility == "CUDA_VISIBLE_DEVICES is empty"
+
+
+# -- the fake driver's answers ----------------------------------------------------------------
+
+
+def test_two_gpus_and_the_header_summary(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(H100 + ";" + H100))
+    assert facts.summary() == "2× NVIDIA H100 80GB HBM3 · driver 535.104.05 · CUDA 12.2"
+    assert nvidia.summary(facts) == facts.summary()
+    assert facts.devices[0].memory_total == 81559 << 20
+    assert facts.devices[0].memory_free == 81000 << 20
+    assert facts.source == "NVML"
+    assert facts.notes == ()
+
+
+def test_mixed_gpus_summary(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(H100 + ";" + T4))
+    assert facts.summary().startswith("NVIDIA H100 80GB HBM3 + Tesla T4 · ")
+
+
+def test_no_gpu_at_all(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(""))
+    assert facts.reason is None
+    assert facts.visible == ()
+    assert facts.summary().startswith("no GPU visible (")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (12020, "12.2"), (11080, "11.8"), (13000, "13.0"), (12090, "12.9"), (10010, "10.1")])
+def test_cuda_version_integers(value: int, expected: str) -> None:
+    assert nvidia.cuda_version(value) == expected
+
+
+def test_cuda_version_from_the_driver(fake_nvml: FakeNvml) -> None:
+    assert nvidia.probe_nvidia(fake_nvml.environ(cuda="11080")).cuda == "11.8"
+
+
+def test_no_library(no_nvml_dir: Path) -> None:
+    environ = {**os.environ, "LD_LIBRARY_PATH": str(no_nvml_dir)}
+    facts = nvidia.probe_nvidia(environ)
+    assert facts.error_code == nvidia.NVML_ERROR_LIBRARY_NOT_FOUND
+    assert facts.reason is not None
+    assert "libnvidia-ml.so.1 not found" in facts.reason
+    assert facts.driver is None
+    assert not facts.visible_known
+    assert facts.summary().startswith("GPUs unknown: NVML is not available")
+
+
+def test_no_library_but_cuda_visible_devices_hides_everything(no_nvml_dir: Path) -> None:
+    for setting in ("", "-1", "none"):
+        facts = nvidia.probe_nvidia({**os.environ, "LD_LIBRARY_PATH": str(no_nvml_dir),
+                                     "CUDA_VISIBLE_DEVICES": setting})
+        assert facts.visible_known, setting
+        assert facts.visible == ()
+        assert facts.summary().startswith("no GPU visible (CUDA_VISIBLE_DEVICES"), setting
+
+
+def test_driver_library_mismatch_uses_nvmls_own_words(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(init_error="18"))
+    assert facts.error_code == 18
+    assert facts.reason == ("NVML initialisation failed: Driver/library version mismatch "
+                            "(NVML error 18)")
+
+
+def test_driver_not_loaded(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(init_error="9"))
+    assert facts.error_code == 9
+    assert facts.reason is not None
+    assert "kernel module is not loaded" in facts.reason
+
+
+@pytest.mark.parametrize("where", ["init", "devices"])
+def test_a_hang_becomes_a_reason_promptly(fake_nvml: FakeNvml, where: str) -> None:
+    started = time.monotonic()
+    facts = nvidia.probe_nvidia(fake_nvml.environ(hang=where), timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert facts.reason == "NVML did not answer in 0.5 s"
+    assert facts.driver is None
+
+
+def test_unsupported_calls_become_absent_facts(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(
+        unsupported="nvmlDeviceGetCudaComputeCapability,nvmlSystemGetCudaDriverVersion_v2"))
+    assert facts.reason is None
+    assert facts.cuda == "12.2"  # from the older nvmlSystemGetCudaDriverVersion
+    assert [device.capability for device in facts.devices] == [None, None]
+    assert any(note.startswith("nvmlDeviceGetCudaComputeCapability: Not Supported")
+               for note in facts.notes)
+    none = nvidia.probe_nvidia(fake_nvml.environ(
+        unsupported="nvmlSystemGetCudaDriverVersion_v2,nvmlSystemGetCudaDriverVersion,"
+                    "nvmlDeviceGetMemoryInfo"))
+    assert none.cuda is None
+    assert none.devices[0].memory_total is None
+
+
+def test_devices_cuda_cannot_use_are_not_counted(fake_nvml: FakeNvml) -> None:
+    gpus = ";".join([H100, gpu("Tesla T4", "GPU-2222", 15360, "7.5", "prohibited"),
+                     gpu("Tesla T4", "GPU-3333", 15360, "7.5", "noperm")])
+    facts = nvidia.probe_nvidia(fake_nvml.environ(gpus))
+    assert len(facts.devices) == 3
+    assert [device.uuid for device in facts.visible] == [H100.split("|")[1]]
+    assert "compute mode is Prohibited" in facts.visibility
+    assert "Insufficient Permissions" in facts.visibility
+
+
+def test_mig_devices_are_listed_and_one_is_visible(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(A100_MIG, mig=MIGS))
+    assert [device.uuid[:12] for device in facts.devices] == [
+        "GPU-a1000000", "MIG-11111111", "MIG-88888888"]
+    assert facts.devices[1].instance == (1, 0)
+    assert facts.devices[1].capability == "8.0"
+    assert facts.devices[1].memory_total == 9856 << 20
+    assert [device.uuid[:12] for device in facts.visible] == ["MIG-11111111"]
+    assert "a CUDA process enumerates one MIG device" in facts.visibility
+    second = nvidia.probe_nvidia(fake_nvml.environ(
+        A100_MIG, mig=MIGS, cuda_visible_devices="MIG-8888"))
+    assert [device.uuid[:12] for device in second.visible] == ["MIG-88888888"]
+    old_form = nvidia.probe_nvidia(fake_nvml.environ(
+        A100_MIG, mig=MIGS, cuda_visible_devices="MIG-GPU-a1000000/2/0"))
+    assert [device.uuid[:12] for device in old_form.visible] == ["MIG-88888888"]
+
+
+def test_mig_mode_without_mig_devices_is_not_a_cuda_device(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(A100_MIG + ";" + T4))
+    assert [device.name for device in facts.visible] == ["Tesla T4"]
+    assert "MIG mode is on and it has no MIG devices" in facts.visibility
+
+
+# -- CUDA_VISIBLE_DEVICES, as CUDA reads it ----------------------------------------------------
+
+DEVICES = tuple(GpuFacts(index, "NVIDIA A100", uuid, 16 << 30, None, "8.0") for index, uuid in
+                enumerate(["GPU-aaaa1111-0000", "GPU-bbbb2222-0000", "GPU-bbbb3333-0000"]))
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    (None, "012"),
+    ("", ""),
+    ("   ", ""),
+    ("-1", ""),
+    ("1", "1"),
+    ("2,0", "20"),
+    (" 2 , 0 ", "20"),
+    ("0,2,-1,1", "02"),  # -1 ends the list
+    ("0,7,1", "0"),  # 7 names no device: the list stops there
+    ("1gpu,2", "12"),  # the leading digits count, as strtoul reads them
+    ("+1", "1"),
+    ("x,0", ""),
+    ("0,0", ""),  # a device named twice: CUDA sees none
+    ("GPU-aaaa", "0"),
+    ("GPU-bbbb3,GPU-aaaa1111-0000", "20"),
+    ("GPU-bbbb", ""),  # an ambiguous prefix names no device
+    ("GPU-zzzz,GPU-aaaa", ""),
+    ("GPU-aaaa,1", "0"),  # a list of UUIDs stops at an index
+    ("0,GPU-bbbb2", "0"),  # a list of indices stops at a UUID
+    ("GPU-aaaa,GPU-aaaa1", ""),
+])
+def test_cuda_visible_devices(setting: str | None, expected: str) -> None:
+    visible, how = visible_gpus(DEVICES, setting)
+    assert "".join(str(device.index) for device in visible) == expected, how
+
+
+def test_cuda_visible_devices_explains_itself() -> None:
+    assert visible_gpus(DEVICES, "0,7")[1] == (
+        "CUDA_VISIBLE_DEVICES=0,7: '7' names no device here, so the list stops there")
+    assert visible_gpus(DEVICES, "0,0")[1] == (
+        "CUDA_VISIBLE_DEVICES=0,0 names a device twice, so CUDA sees none")
+    assert visible_gpus(DEVICES, "1,-1")[1] == "CUDA_VISIBLE_DEVICES=1,-1: -1 ends the list"
+    assert visible_gpus(DEVICES, None)[1] == (
+        "CUDA_VISIBLE_DEVICES is unset: all 3 GPUs NVML lists")
+
+
+def test_index_order_caveat_for_different_models() -> None:
+    mixed = (*DEVICES[:1], GpuFacts(1, "Tesla T4", "GPU-ffff", None, None, "7.5"))
+    _, how = visible_gpus(mixed, "1")
+    assert "PCI bus order" in how
+    _, pinned = visible_gpus(mixed, "1", order="PCI_BUS_ID")
+    assert "PCI bus order" not in pinned
+
+
+def test_cuda_visible_devices_end_to_end(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ(H100 + ";" + T4, cuda_visible_devices="1,0"))
+    assert [device.name for device in facts.visible] == ["Tesla T4", "NVIDIA H100 80GB HBM3"]
+    facts = nvidia.probe_nvidia(fake_nvml.environ(H100 + ";" + T4, cuda_visible_devices="1,5,0"))
+    assert [device.name for device in facts.visible] == ["Tesla T4"]
+
+
+# -- the cache ---------------------------------------------------------------------------
+
+
+def test_the_second_probe_reads_the_cache(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    environ = fake_nvml.environ(H100 + ";" + T4)
+    first = nvidia.probe_nvidia(environ, cache_dir=cache)
+    assert first.source == "NVML"
+    assert fake_nvml.inits() == 1
+    second = nvidia.probe_nvidia(environ, cache_dir=cache)
+    assert fake_nvml.inits() == 1
+    assert second.source.startswith("cache (")
+    assert second.visible == first.visible
+    # CUDA_VISIBLE_DEVICES is applied after the cache: one answer serves every worker.
+    worker = nvidia.probe_nvidia({**environ, "CUDA_VISIBLE_DEVICES": "1"}, cache_dir=cache)
+    assert fake_nvml.inits() == 1
+    assert [device.name for device in worker.visible] == ["Tesla T4"]
+    assert [path.name for path in cache.iterdir()] == [nvidia.CACHE_FILE]  # no temporary left
+
+
+def test_the_cache_key_follows_the_library_path(fake_nvml: FakeNvml, tmp_path: Path,
+                                                no_nvml_dir: Path) -> None:
+    cache = tmp_path / "cache"
+    environ = fake_nvml.environ()
+    nvidia.probe_nvidia(environ, cache_dir=cache)
+    other = {**environ, "LD_LIBRARY_PATH": f"{no_nvml_dir}"}
+    assert nvidia.probe_nvidia(other, cache_dir=cache).error_code == 12
+    container = {**environ, "NVIDIA_VISIBLE_DEVICES": "1"}
+    nvidia.probe_nvidia(container, cache_dir=cache)
+    assert fake_nvml.inits() == 2
+
+
+def test_failures_are_not_cached(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    nvidia.probe_nvidia(fake_nvml.environ(init_error="18"), cache_dir=cache)
+    assert not (cache / nvidia.CACHE_FILE).exists()
+
+
+@pytest.mark.parametrize("content", [
+    "{not json", "", "[]", '{"schema": 1, "key": {}, "answer": {}}', "\x00\xff",
+    None,  # the right key, a malformed answer
+])
+def test_a_corrupt_cache_is_ignored_and_rewritten(fake_nvml: FakeNvml, tmp_path: Path,
+                                                  content: str | None) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    environ = fake_nvml.environ()
+    if content is None:
+        key = nvidia.cache_key(environ)
+        assert key is not None
+        content = json.dumps({"schema": nvidia.CACHE_SCHEMA, "key": key,
+                              "answer": {"devices": [{"index": "x"}], "driver": "1"}})
+    (cache / nvidia.CACHE_FILE).write_text(content, encoding="utf-8", errors="surrogateescape")
+    facts = nvidia.probe_nvidia(environ, cache_dir=cache)
+    assert facts.reason is None
+    assert facts.source == "NVML"
+    assert fake_nvml.inits() == 1
+    document = json.loads((cache / nvidia.CACHE_FILE).read_text())
+    assert document["answer"]["driver"] == "535.104.05"
+
+
+def test_an_unwritable_cache_dir_is_tolerated(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    facts = nvidia.probe_nvidia(fake_nvml.environ(), cache_dir=blocked / "cache")
+    assert facts.reason is None
+
+
+def test_environment_facet_uses_settings(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path, gpu_timeout=0.5)
+    env = Environment(environ=fake_nvml.environ(hang="init"), settings=settings)
+    assert env.nvidia.reason == "NVML did not answer in 0.5 s"
+    assert env.nvidia is env.nvidia  # memoised
+    env = Environment(environ=fake_nvml.environ(), settings=settings)
+    env.probe_all()
+    assert "nvidia" in env.probed()
+    assert (tmp_path / nvidia.CACHE_FILE).exists()
+
+
+# -- the CUDA runtime --------------------------------------------------------------------------
+
+
+def test_cuda_runtime_version_from_the_file_name(fake_cudart: dict[str, Path]) -> None:
+    facts = nvidia.probe_cuda_runtime({**os.environ, "LD_LIBRARY_PATH": str(fake_cudart["toolkit"])},
+                                      maps=os.devnull)
+    assert facts.version == "12.4.127"
+    assert facts.path is not None
+    assert os.path.realpath(facts.path) == str(fake_cudart["toolkit"] / "libcudart.so.12.4.127")
+    assert facts.source == "LD_LIBRARY_PATH"
+    assert facts.version_source == "file name libcudart.so.12.4.127"
+
+
+def test_cuda_runtime_version_from_the_pip_distribution(fake_cudart: dict[str, Path]) -> None:
+    from pytest_envguard.probes.loader import find_library
+
+    versions = {"nvidia-cuda-runtime-cu12": "12.4.127"}
+    facts = nvidia.probe_cuda_runtime(
+        {}, maps=os.devnull, distribution_version=versions.get,
+        find=lambda name: find_library(name, {"LD_LIBRARY_PATH": str(fake_cudart["pip"])}))
+    assert facts.version == "12.4.127"
+    assert facts.version_source == "distribution nvidia-cuda-runtime-cu12"
+
+
+def test_cuda_runtime_version_asked_from_the_library(fake_cudart: dict[str, Path]) -> None:
+    facts = nvidia.probe_cuda_runtime({**os.environ, "LD_LIBRARY_PATH": str(fake_cudart["bare"])},
+                                      maps=os.devnull)
+    assert facts.version == "12.6"
+    assert facts.version_source == "cudaRuntimeGetVersion()"
+
+
+def test_cuda_runtime_already_loaded(fake_cudart: dict[str, Path], tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    library = fake_cudart["toolkit"] / "libcudart.so.12.4.127"
+    maps.write_text(f"7f00-7f10 r-xp 00000000 08:01 1234      {library}\n"
+                    "7f10-7f20 r--p 00000000 00:00 0 \n")
+    facts = nvidia.probe_cuda_runtime({}, maps=str(maps))
+    assert facts.source == "loaded in this process"
+    assert facts.version == "12.4.127"
+
+
+def test_cuda_runtime_not_found() -> None:
+    missing = LibraryFacts("cudart", None, None, None, None, reason="no libcudart.so* in …")
+    facts = nvidia.probe_cuda_runtime({}, maps=os.devnull, find=lambda name: missing)
+    assert facts.path is None
+    assert facts.reason == "no libcudart.so* in …"
+
+
+def test_cuda_runtime_that_tells_no_version(tmp_path: Path) -> None:
+    plain = tmp_path / "libcudart.so.12"
+    plain.write_text("")  # only the name matters to the probe; the library cannot be asked
+    found = LibraryFacts("cudart", str(plain), "LD_LIBRARY_PATH", "libcudart.so.12", "12")
+    facts = nvidia.probe_cuda_runtime({}, maps=os.devnull, find=lambda name: found)
+    assert facts.version == "12"
+    unversioned = tmp_path / "libcudart.so"
+    unversioned.write_text("")
+    found = LibraryFacts("cudart", str(unversioned), "LD_LIBRARY_PATH", None, None)
+    facts = nvidia.probe_cuda_runtime({}, maps=os.devnull, find=lambda name: found)
+    assert facts.version is None
+    assert facts.reason is not None
+
+
+def test_a_name_that_is_not_utf8_loses_only_the_name(fake_nvml: FakeNvml) -> None:
+    facts = nvidia.probe_nvidia(fake_nvml.environ("N\udce9\udcff|GPU-1|1024|1024|8.0|;" + T4))
+    assert facts.reason is None
+    assert [device.name for device in facts.visible] == ["unknown", "Tesla T4"]
+    assert facts.notes[0].startswith("nvmlDeviceGetName: UnicodeDecodeError")
