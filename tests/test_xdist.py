@@ -80,7 +80,9 @@ def test_the_controller_checks_its_own_environment_too(pytester: pytest.Pytester
     assert result.ret == 6
     result.stdout.fnmatch_lines(["*envguard: session contract not met on *",
                                  "FAIL  env PYTEST_XDIST_WORKER*"])
-    assert "worker gw" not in result.stdout.str()
+    # The table is the controller's own. (Under load xdist may also print node-down lines
+    # for workers it tears down, which name them: only the table's title matters here.)
+    assert "session contract not met on worker" not in result.stdout.str()
     assert result.stdout.str().count("session contract not met") == 1
 
 
