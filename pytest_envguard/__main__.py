@@ -57,6 +57,9 @@ def _as_lines(value: object) -> list[str]:
         return [line.strip() for line in value.splitlines() if line.strip()]
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return list(value)
+    if isinstance(value, list):
+        bad = next(item for item in value if not isinstance(item, str))
+        raise ConfigError(f"'envguard' must be a list of strings; {bad!r} is a {type(bad).__name__}")
     raise ConfigError(f"'envguard' must be a list of lines, not {type(value).__name__}")
 
 
@@ -165,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _lock_extras(options: dict[str, object]) -> str:
     value = str(options.get("envguard_lock_extras", "report")).strip().lower()
     if value not in ("report", "ignore", "fail"):
-        raise ConfigError(f"[envguard_lock_extras]: invalid value {value!r} (expected report, ignore or fail)")
+        raise ConfigError(
+            f"[envguard_lock_extras]: invalid value {value!r} (expected report, ignore or fail)"
+        )
     return value
 
 

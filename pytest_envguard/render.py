@@ -109,7 +109,8 @@ def environment_lines(env: Environment) -> list[str]:
         data = value.to_dict() if hasattr(value, "to_dict") else value
         if isinstance(data, Mapping):
             shown = ", ".join(
-                f"{field}={_short(item)}" for field, item in data.items() if item not in (None, "", [])
+                f"{field}={_shown_field(field, item)}" for field, item in data.items()
+                if item not in (None, "", [])
             )
         else:
             shown = _short(data)
@@ -117,6 +118,18 @@ def environment_lines(env: Environment) -> list[str]:
     for key, value in env.overrides.items():
         lines.append(f"{'override':<14} {override_name(key)}={value!r}")
     return lines
+
+
+#: Facet fields that hold a number of bytes: shown as sizes in the report.
+SIZE_FIELDS = frozenset({"total", "available", "memory_total", "memory_free"})
+
+
+def _shown_field(field: str, value: Any) -> str:
+    if field in SIZE_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+        from pytest_envguard.units import format_size
+
+        return format_size(value)
+    return _short(value)
 
 
 def _short(value: Any, limit: int = 90) -> str:

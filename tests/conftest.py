@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from pytest_envguard import grammar
@@ -19,6 +17,5 @@ pytest_plugins = [
 
 
 @pytest.fixture(autouse=True)
-def _clear_caches() -> Iterator[None]:
+def _clear_caches() -> None:
     grammar._parse_cached.cache_clear()
-    yield

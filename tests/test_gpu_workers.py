@@ -90,6 +90,8 @@ def test_under_xdist(pytester: pytest.Pytester, fake_nvml: FakeNvml,
                      monkeypatch: pytest.MonkeyPatch) -> None:
     """``envguard_xdist_gpus = auto``: each worker sees its own half of the outer
     CUDA_VISIBLE_DEVICES, and its contract is checked against that half."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # when this suite runs under -n
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
     fake_nvml.setenv(monkeypatch, ";".join([H100] * 4), cuda_visible_devices="1,2,3,0")
     # The controller runs no tests and counts every GPU (4); each worker counts its share (2).
     pytester.makeini("[pytest]\nenvguard_xdist_gpus = auto\nenvguard = gpus >=2\n")

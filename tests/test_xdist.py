@@ -72,7 +72,11 @@ def test_a_worker_that_misses_the_contract_ends_the_run_with_6_naming_it(
     assert document["workers"]["gw0"]["contract"][0]["overridden"] is True
 
 
-def test_the_controller_checks_its_own_environment_too(pytester: pytest.Pytester) -> None:
+def test_the_controller_checks_its_own_environment_too(pytester: pytest.Pytester,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # When this suite itself runs under xdist, the inner controller must not inherit the marks.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
     # PYTEST_XDIST_WORKER is set in each worker only: this line fails on the controller alone.
     pytester.makepyfile(test_sentinel=SENTINEL_MODULE)
     result = pytester.runpytest_subprocess("-n", "2", "--envguard-require", "env PYTEST_XDIST_WORKER",
