@@ -389,3 +389,30 @@ def test_a_name_that_is_not_utf8_loses_only_the_name(fake_nvml: FakeNvml) -> Non
     assert facts.reason is None
     assert [device.name for device in facts.visible] == ["unknown", "Tesla T4"]
     assert facts.notes[0].startswith("nvmlDeviceGetName: UnicodeDecodeError")
+
+
+# -- a replay of a real machine ----------------------------------------------------------------
+
+#: What nvidia-smi and pynvml answered on a real H100 machine on 2026-11-24 (driver 580.159.04,
+#: NVML's CUDA version 13000, 81559 MiB, compute capability 9.0, MIG disabled), replayed
+#: through the fake library so that CI keeps checking the values real hardware gives.
+REAL_H100 = gpu("NVIDIA H100 80GB HBM3", "GPU-f72ff167-dae6-8146-4d64-2836ab7a7734", 81559, "9.0",
+                free_mib=81003)
+
+
+def test_replay_of_a_real_h100(fake_nvml: FakeNvml) -> None:
+    from pytest_envguard.checks import Status, evaluate
+    from pytest_envguard.grammar import parse_lines
+
+    environ = fake_nvml.environ(REAL_H100, driver="580.159.04", cuda="13000")
+    facts = nvidia.probe_nvidia(environ)
+    assert facts.summary() == "NVIDIA H100 80GB HBM3 · driver 580.159.04 · CUDA 13.0"
+    env = Environment({"nvidia": facts}, environ=environ)
+    lines = ["driver >=535", "cuda >=12.1", "gpus ==1", "compute-capability >=9.0", 'gpu "*H100*"',
+             # An "80GB" card: 81559 MiB is 85.5 GB but only 79.6 GiB.
+             "gpu-memory >=80GB"]
+    verdicts = evaluate(parse_lines(lines), env)
+    assert [v.status for v in verdicts] == [Status.MET] * len(lines), [v.reason for v in verdicts]
+    [too_big] = evaluate(parse_lines(["gpu-memory >=80GiB"]), env)
+    assert too_big.status is Status.UNMET
+    assert too_big.found == "79.6 GiB"
