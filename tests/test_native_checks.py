@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -436,3 +438,31 @@ def test_a_pip_installed_copy_is_not_called_shadowed() -> None:
     assert newer.status is Status.MET
     assert newer.found == "/site/nvidia/cudnn/lib/libcudnn.so.9 (site-packages nvidia/*/lib)"
     assert newer.reason.endswith("searched first: /usr/lib/libcudnn.so.9 (ld.so.cache, 9.1.0)")
+
+
+# -- a real wheel from the package index ---------------------------------------------------------
+
+
+def test_a_real_numpy_wheel_passes_extensions(make_venv: Any, tmp_path_factory: pytest.TempPathFactory
+                                              ) -> None:
+    """numpy's manylinux wheel, installed by pip into a fresh venv: its extension modules find
+    every library and symbol version they need, as `ldd` agrees, and it imports."""
+    import elftools
+
+    venv = make_venv("numpy-wheel")
+    installed = venv.pip("install", "--only-binary=:all:", "numpy", check=False)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    shim = tmp_path_factory.mktemp("elftools-shim")
+    (shim / "elftools").symlink_to(Path(elftools.__file__).parent)
+    (venv.site / "elftools-shim.pth").write_text(f"{shim}\n", encoding="utf-8")
+
+    result = venv.envguard("extensions numpy", "import numpy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^ok +extensions numpy +\d+ modules", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^ok +import numpy", result.stdout, re.MULTILINE), result.stdout
+
+    modules = sorted((venv.site / "numpy").rglob("*.so"))
+    assert modules
+    for module in modules:
+        ldd = subprocess.run(["ldd", str(module)], capture_output=True, text=True, check=False)
+        assert "not found" not in ldd.stdout, (module, ldd.stdout)
