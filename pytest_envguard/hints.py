@@ -82,20 +82,29 @@ def uninstall_hint(name: str, installer: str | None) -> str:
 _DRIVER = ("it comes with the NVIDIA driver, not with pip or conda: install the driver on "
            "the host (in a container, use the NVIDIA container toolkit)")
 
+
+
+def _cuda_wheel(project: str, conda: str) -> str:
+    # From CUDA 13 on, NVIDIA publishes the toolkit libraries without the -cuXY suffix
+    # (nvidia-cublas 13.x; nvidia-cublas-cu13 is an empty pointer to it).
+    return (f"pip install nvidia-{project}-cu12 for CUDA 12 (nvidia-{project} for CUDA 13), "
+            f"or conda install {conda}")
+
+
 #: Library stem (the file name before ``.so``) → how it is usually installed.
 LIBRARY_PACKAGES: dict[str, str] = {
-    "libcudnn": "pip install nvidia-cudnn-cu12 (nvidia-cudnn-cu11 for CUDA 11), "
+    "libcudnn": "pip install nvidia-cudnn-cu12 (-cu13 for CUDA 13, -cu11 for CUDA 11), "
                 "or conda install cudnn",
-    "libcublas": "pip install nvidia-cublas-cu12, or conda install libcublas",
-    "libcublasLt": "pip install nvidia-cublas-cu12, or conda install libcublas",
-    "libcudart": "pip install nvidia-cuda-runtime-cu12, or conda install cuda-cudart",
-    "libcufft": "pip install nvidia-cufft-cu12, or conda install libcufft",
-    "libcurand": "pip install nvidia-curand-cu12, or conda install libcurand",
-    "libcusolver": "pip install nvidia-cusolver-cu12, or conda install libcusolver",
-    "libcusparse": "pip install nvidia-cusparse-cu12, or conda install libcusparse",
-    "libnccl": "pip install nvidia-nccl-cu12, or conda install nccl",
-    "libnvrtc": "pip install nvidia-cuda-nvrtc-cu12, or conda install cuda-nvrtc",
-    "libnvJitLink": "pip install nvidia-nvjitlink-cu12, or conda install libnvjitlink",
+    "libcublas": _cuda_wheel("cublas", "libcublas"),
+    "libcublasLt": _cuda_wheel("cublas", "libcublas"),
+    "libcudart": _cuda_wheel("cuda-runtime", "cuda-cudart"),
+    "libcufft": _cuda_wheel("cufft", "libcufft"),
+    "libcurand": _cuda_wheel("curand", "libcurand"),
+    "libcusolver": _cuda_wheel("cusolver", "libcusolver"),
+    "libcusparse": _cuda_wheel("cusparse", "libcusparse"),
+    "libnccl": "pip install nvidia-nccl-cu12 (-cu13 for CUDA 13), or conda install nccl",
+    "libnvrtc": _cuda_wheel("cuda-nvrtc", "cuda-nvrtc"),
+    "libnvJitLink": _cuda_wheel("nvjitlink", "libnvjitlink"),
     "libcuda": _DRIVER,
     "libnvidia-ml": _DRIVER,
     "libgomp": "apt install libgomp1 / dnf install libgomp, or conda install libgomp",

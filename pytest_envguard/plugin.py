@@ -131,6 +131,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     for name in ("envguard_gpu_timeout", "envguard_import_timeout"):
         _timeout(config, name)
+    for name in ("envguard_junit_properties", "envguard_tox_python"):
+        _ini_bool(config, name)
     _lock_extras(config)
     _split_gpus_among_workers(config)
     contract = _read_contract(config) + _tox_python_lines(config)
@@ -140,6 +142,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def _ini_source(config: pytest.Config, option: str) -> str:
     inipath = config.inipath
     return f"{inipath.name if inipath else 'ini'} [{option}]"
+
+
+def _ini_bool(config: pytest.Config, name: str) -> bool:
+    """A ``type="bool"`` ini value; pytest before 9 raises a bare ValueError for a bad
+    one (an INTERNALERROR wherever it is first read), so it is read here, at configure."""
+    try:
+        return bool(config.getini(name))
+    except ValueError as error:
+        raise pytest.UsageError(f"{_ini_source(config, name)}: {error} (expected true or false)") from None
 
 
 def _timeout(config: pytest.Config, name: str) -> float:
@@ -538,7 +549,7 @@ def pytest_testnodedown(node: Any, error: object | None) -> None:
     from pytest_envguard import render
 
     where = f"worker {worker} (host {payload['host']})"
-    log = _junit_xml_plugin(config) if config.getini("envguard_junit_properties") else None
+    log = _junit_xml_plugin(config) if _ini_bool(config, "envguard_junit_properties") else None
     if log is not None and contract:
         log.add_global_property(f"envguard.worker.{worker}",
                                 f"{payload['host']}: contract {render.contract_summary(contract)}")
@@ -593,7 +604,7 @@ def snapshot_properties(env: Environment, verdicts: Sequence[Verdict], host: str
 def _publish_snapshot(config: pytest.Config, state: EnvguardState) -> None:
     """Opt-in junit-xml properties; the pytest-metadata entry when that plugin is active
     and there is a contract (without one the plugin stays silent and probes nothing)."""
-    junit = bool(config.getini("envguard_junit_properties"))
+    junit = _ini_bool(config, "envguard_junit_properties")
     metadata = config.pluginmanager.hasplugin("metadata") and bool(state.contract or junit)
     if not (junit or metadata):
         return
@@ -637,7 +648,7 @@ def tox_python_lines(env_name: str) -> list[str]:
 
 
 def _tox_python_lines(config: pytest.Config) -> list[Requirement]:
-    if not config.getini("envguard_tox_python"):
+    if not _ini_bool(config, "envguard_tox_python"):
         return []
     env_name = os.environ.get("TOX_ENV_NAME", "")
     lines = tox_python_lines(env_name)

@@ -181,10 +181,15 @@ def as_pip_check(problems: list[dict[str, str]]) -> set[tuple[str, str, str]]:
 
 @pytest.fixture(scope="session")
 def envguard_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory exposing the source of pytest_envguard and packaging (no metadata)."""
+    """A directory exposing the source of pytest_envguard and its pure-Python dependencies
+    that the CLI imports (packaging; tomli before 3.11), without their metadata."""
     shim = tmp_path_factory.mktemp("shim")
     (shim / "pytest_envguard").symlink_to(Path(pytest_envguard.__file__).parent)
     (shim / "packaging").symlink_to(Path(packaging.__file__).parent)
+    if sys.version_info < (3, 11):
+        import tomli
+
+        (shim / "tomli").symlink_to(Path(tomli.__file__).parent)
     return shim
 
 

@@ -79,6 +79,9 @@ CONFIG_WRITERS: dict[str, Callable[[list[str]], str]] = {
     "pyproject.toml": lambda lines: f"[tool.pytest.ini_options]\nenvguard = {_toml(lines)}\n",
     "pytest.toml": lambda lines: f"[pytest]\nenvguard = {_toml(lines)}\n",
 }
+# pytest reads pytest.toml from 9.0 on (``python -m pytest_envguard`` reads it everywhere).
+PYTEST_READS = sorted(name for name in CONFIG_WRITERS
+                      if name != "pytest.toml" or int(pytest.__version__.split(".")[0]) >= 9)
 
 SENTINEL = """
 import pathlib
@@ -88,7 +91,7 @@ def test_one():
 """
 
 
-@pytest.mark.parametrize("name", sorted(CONFIG_WRITERS))
+@pytest.mark.parametrize("name", PYTEST_READS)
 def test_malformed_lines_in_every_config_format(pytester: pytest.Pytester, name: str,
                                                 bad_inputs: Tried) -> None:
     pytester.makepyfile(test_sentinel=SENTINEL)
@@ -599,6 +602,30 @@ def test_special_dist_info_entries(tmp_path: Path, bad_inputs: Tried) -> None:
     assert "not a regular file" in lines["metafifo"]
     assert "Too many levels of symbolic links" in lines["metaloop"]
     assert "No such file" in lines["metadangling"]
+
+
+def test_special_metadata_through_the_package_key(tmp_path: Path, bad_inputs: Tried) -> None:
+    """``importlib.metadata`` itself would block forever on a FIFO named METADATA; the
+    ``package`` key must not (run in a child with a time limit)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    kinds = ["metafifo", "metaloop", "metadangling"]
+    for kind in kinds:
+        _make_special(site, kind)
+    _make_dist_info(site, "pkginfo-1.0.dist-info", {"PKG-INFO": b"Name: pkginfo\nVersion: 3.1\n"})
+    bad_inputs(len(kinds))
+    output = _in_subprocess_with_timeout(
+        "import sys\n"
+        f"sys.path.insert(0, {str(site)!r})\n"
+        "from pytest_envguard.probes import packages\n"
+        f"for name in {[*kinds, 'pkginfo']!r}:\n"
+        "    facts = packages.probe_distribution(name)\n"
+        "    print(name, facts.version, facts.reason)\n")
+    lines = dict(line.split(" ", 1) for line in output.splitlines())
+    assert lines["metafifo"].startswith("None ") and "not a regular file" in lines["metafifo"]
+    assert "Too many levels of symbolic links" in lines["metaloop"]
+    assert "No such file" in lines["metadangling"]
+    assert lines["pkginfo"] == "3.1 None"  # a dist-info with PKG-INFO only, as importlib reads it
 
 
 @pytest.mark.parametrize(("name", "files"), DIST_INFOS[:12], ids=[name for name, _ in DIST_INFOS[:12]])

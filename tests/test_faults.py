@@ -190,7 +190,10 @@ render.environment_lines(env)
 print(json.dumps([[v.status.value, v.reason] for v in verdicts]))
 """.format(cwd=str(tmp_path / "gone"))
     (tmp_path / "gone").mkdir()
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    # -P (3.11+): no '' on sys.path. CPython 3.13.0 itself fails any AttributeError on a
+    # module with SystemError when '' is there and the cwd is gone (``import socket`` does).
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    result = subprocess.run([sys.executable, *safe_path, "-c", code], capture_output=True, text=True,
                             timeout=60, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     verdicts = json.loads(result.stdout)

@@ -300,7 +300,8 @@ def test_cuda_runtime_missing_or_unversioned() -> None:
                         runtime=CudaRuntimeFacts(None, None, None, reason="no libcudart.so*"))
     assert (missing.status, missing.found) == (Status.UNMET, "not found")
     assert missing.hint is not None
-    assert "nvidia-cuda-runtime-cu12" in missing.hint
+    assert "nvidia-cuda-runtime-cu12 for CUDA 12" in missing.hint
+    assert "nvidia-cuda-runtime for CUDA 13" in missing.hint  # unsuffixed from CUDA 13 on
     unversioned, = evaluate(["cuda-runtime"], NO_NVML,
                             runtime=CudaRuntimeFacts(None, "/x/libcudart.so", "LD_LIBRARY_PATH",
                                                      reason="no version"))

@@ -205,6 +205,7 @@ def test_library_not_found_with_a_package_hint() -> None:
     result = verdict("library cudnn", Environment(facts={("library", "cudnn"): absent}))
     assert (result.status, result.found) == (Status.UNMET, "not found")
     assert result.hint is not None and "nvidia-cudnn-cu12" in result.hint
+    assert "-cu13 for CUDA 13" in result.hint
     env = Environment(environ=without_loader_vars())
     result = verdict("library libenvguard_nothing.so.3", env)
     assert (result.status, result.found) == (Status.UNMET, "not found")

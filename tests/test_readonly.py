@@ -15,6 +15,7 @@ Two witnesses:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -23,12 +24,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import _pytest
-import elftools
-import iniconfig
-import pluggy
-import psutil
-import pygments
 import pytest
 
 from tests.fixtures_nvml import H100
@@ -155,18 +150,21 @@ def guarded_venv(make_venv: MakeVenv, wheelhouse: Path, tmp_path_factory: pytest
     venv = make_venv("readonly")
     venv.pip("install", "--no-index", "--find-links", str(wheelhouse), "alpha", "beta==2.0")
     shim = tmp_path_factory.mktemp("readonly-shim")
-    for module in (pytest, _pytest, pluggy, iniconfig, psutil, elftools, pygments):
-        source = Path(module.__file__ or "").parent
+    # What pytest (any supported version, any Python) and envguard import, where installed.
+    names = ["pytest", "_pytest", "py", "pluggy", "iniconfig", "pygments", "exceptiongroup", "tomli",
+             "typing_extensions", "psutil", "elftools", "pynvml"]
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        source = Path(spec.origin)
+        if source.name == "__init__.py":
+            source = source.parent
         (shim / source.name).symlink_to(source)
-    import py  # type: ignore[import-untyped]  # pytest's own shim module
-    import pynvml
-
-    for module in (pynvml, py):
-        (shim / Path(module.__file__ or "").name).symlink_to(module.__file__ or "")
     # Their metadata too: pytest asks importlib.metadata for pluggy's version.
     site = Path(pytest.__file__ or "").parent.parent
     for name in ("pytest", "pluggy", "iniconfig", "psutil", "pyelftools", "pygments", "nvidia_ml_py",
-                 "packaging"):
+                 "packaging", "exceptiongroup", "tomli", "typing_extensions"):
         for dist_info in site.glob(f"{name}-*.dist-info"):
             (shim / dist_info.name).symlink_to(dist_info)
     (shim / "envguard_audit.py").write_text(AUDIT_PLUGIN, encoding="utf-8")
@@ -189,6 +187,7 @@ def test_a_session_with_every_key_changes_nothing(guarded_venv: Venv, tmp_path: 
                         ENVGUARD_AUDIT_LOG=str(audit_log), LD_LIBRARY_PATH=str(fake_nvml_dir),
                         FAKE_NVML_GPUS=f"{H100};{H100}")
     env.pop("XDG_CACHE_HOME", None)
+    env.pop("TOX_ENV_DIR", None)  # under tox, pytest puts its cache dir there, not in the project
     roots = {"venv": guarded_venv.root, "project": project, "HOME": home, "TMPDIR": tmpdir}
     before = {name: snapshot(root) for name, root in roots.items()}
 

@@ -41,18 +41,32 @@ def probe_distribution(name: str) -> DistributionFacts:
     from importlib import metadata
 
     try:
-        distribution = metadata.distribution(name)
-        # Reading METADATA happens here, lazily: a binary file or a symlink loop
-        # raises now (UnicodeDecodeError is a ValueError).
-        version = distribution.version
+        distribution = metadata.distribution(name)  # finds the directory; reads nothing yet
+        version = _version_of(distribution)
         location = str(distribution.locate_file(""))
     except metadata.PackageNotFoundError:
         return DistributionFacts(name, None, reason="not installed")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError) as error:  # (UnicodeDecodeError is a ValueError)
         return DistributionFacts(name, None, reason=describe_error(error))
     if not version:
         return DistributionFacts(name, None, location, "its metadata has no Version")
     return DistributionFacts(name, version, location)
+
+
+def _version_of(distribution: Any) -> str | None:
+    """The Version header, read the way :func:`scan_distributions` reads it when the
+    metadata lies on disk: ``importlib.metadata`` would open a FIFO named METADATA and
+    wait for a writer forever. Other finders' distributions (zips, custom) are asked."""
+    path = getattr(distribution, "_path", None)  # PathDistribution's metadata directory
+    if isinstance(path, os.PathLike) and type(path).__module__.startswith("pathlib"):
+        meta = os.fspath(path)
+        if os.path.isdir(meta):
+            names = ("METADATA", "PKG-INFO")
+            meta = next((os.path.join(meta, name) for name in names
+                         if os.path.lexists(os.path.join(meta, name))), os.path.join(meta, names[0]))
+        return next(iter(read_metadata_headers(meta).get("version", ())), None)
+    # ``get_all``, not ``.version``: from 3.12 a missing header through ``[]`` warns.
+    return next(iter(distribution.metadata.get_all("Version") or ()), None)
 
 
 # -- every installed distribution ----------------------------------------------------
