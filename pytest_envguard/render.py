@@ -129,6 +129,8 @@ def _shown_field(field: str, value: Any) -> str:
         from pytest_envguard.units import format_size
 
         return format_size(value)
+    if field == "elapsed" and isinstance(value, float):
+        return f"{value * 1000:.0f} ms"
     return _short(value)
 
 

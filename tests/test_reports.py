@@ -212,3 +212,20 @@ def test_the_schema_rejects_renamed_removed_or_retyped_keys(
     change(document)
     with pytest.raises(jsonschema.ValidationError, match=complaint.replace("(", r"\(")):
         jsonschema.validate(document, schema)
+
+
+def test_environment_lines_show_sizes_and_milliseconds() -> None:
+    """The report's environment section: byte counts as sizes, the NVML query time in ms."""
+    from pytest_envguard import render
+    from pytest_envguard.environment import Environment
+    from pytest_envguard.probes.nvidia import NvidiaFacts
+    from pytest_envguard.probes.system import MemoryFacts
+
+    env = Environment(facts={
+        "memory": MemoryFacts(total=24 * 2**30, available=3 * 2**29, source="psutil"),
+        "nvidia": NvidiaFacts(None, None, (), (), "CUDA_VISIBLE_DEVICES is unset", False,
+                              reason="NVML is not available", elapsed=0.131096448),
+    })
+    lines = render.environment_lines(env)
+    assert lines[0] == "memory         total=24.0 GiB, available=1.5 GiB, source=psutil"
+    assert ", elapsed=131 ms" in lines[1]
