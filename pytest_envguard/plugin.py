@@ -36,6 +36,7 @@ class EnvguardState:
         self.contract = contract
         self.strict_mode = strict
         self.contract_verdicts: list[Verdict] = []
+        self.contract_left_to_workers = False  # envguard_xdist_controller = skip, on the controller
         self.tests: dict[str, list[Verdict]] = {}
         self.groups: Counter[tuple[str, str]] = Counter()
         self.current_item: pytest.Item | None = None
@@ -112,6 +113,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("envguard_xdist_gpus", default="off",
                   help="under pytest-xdist, give each worker its own share of the visible GPUs: "
                        "off (default), auto, or a number of GPUs per worker")
+    parser.addini("envguard_xdist_controller", default="check",
+                  help="under pytest-xdist, whether the controller checks the session contract too: "
+                       "check (default) or skip (leave it to the workers, e.g. on remote --tx hosts)")
     parser.addini("envguard_tox_python", type="bool", default=False,
                   help="under tox, add 'python ==X.Y.*' to the contract from the env's pyXY factor")
 
@@ -134,6 +138,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in ("envguard_junit_properties", "envguard_tox_python"):
         _ini_bool(config, name)
     _lock_extras(config)
+    _xdist_controller(config)
     _split_gpus_among_workers(config)
     contract = _read_contract(config) + _tox_python_lines(config)
     config.stash[STATE] = EnvguardState(config, contract, strict)
@@ -196,6 +201,17 @@ def _split_gpus_among_workers(config: pytest.Config) -> None:
 
 
 LOCK_EXTRAS = ("report", "ignore", "fail")
+XDIST_CONTROLLER = ("check", "skip")
+
+
+def _xdist_controller(config: pytest.Config) -> str:
+    value = str(config.getini("envguard_xdist_controller")).strip().lower()
+    if value not in XDIST_CONTROLLER:
+        raise pytest.UsageError(
+            f"{_ini_source(config, 'envguard_xdist_controller')}: invalid value {value!r} "
+            f"(expected one of {', '.join(XDIST_CONTROLLER)})"
+        )
+    return value
 
 
 def _lock_extras(config: pytest.Config) -> str:
@@ -243,6 +259,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     state = config.stash.get(STATE, None)
     if state is None or (not state.contract and state.environment_if_made is None):
         return None
+    if state.contract_left_to_workers:
+        count = len(state.contract)
+        return f"envguard: contract ({count} line{'s' * (count != 1)}) left to the xdist workers"
     from pytest_envguard import render
 
     return render.header_line(state.environment_if_made, state.contract_verdicts)
@@ -254,7 +273,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # header can summarise what the contract probed; acted on in
     # pytest_collection, after the header, before anything is collected.
     state = session.config.stash[STATE]
-    if state.contract or session.config.getoption("envguard_report"):
+    report = session.config.getoption("envguard_report")
+    if state.contract and not report and _leaves_contract_to_workers(session.config):
+        state.contract_left_to_workers = True
+    elif state.contract or report:
         state.contract_verdicts = state.evaluator.evaluate(state.contract)
     if not _is_xdist_worker(session.config):
         _publish_snapshot(session.config, state)
@@ -489,6 +511,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def _is_xdist_worker(config: pytest.Config) -> bool:
     # xdist gives each worker's config a ``workerinput`` dict: the documented way to tell.
     return hasattr(config, "workerinput")
+
+
+def _leaves_contract_to_workers(config: pytest.Config) -> bool:
+    """``envguard_xdist_controller = skip`` on an xdist controller that will start workers
+    (its ``dsession`` plugin is registered at configure time): the controller runs no
+    test, so only the workers' environments matter (``--tx ssh=gpu-host`` from a laptop)."""
+    return (_xdist_controller(config) == "skip" and not _is_xdist_worker(config)
+            and config.pluginmanager.hasplugin("dsession"))
 
 
 #: On the xdist controller: what each worker reported, by worker id (for --envguard-json).

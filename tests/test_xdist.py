@@ -90,6 +90,38 @@ def test_the_controller_checks_its_own_environment_too(pytester: pytest.Pytester
     assert result.stdout.str().count("session contract not met") == 1
 
 
+def test_the_controller_can_leave_the_contract_to_the_workers(pytester: pytest.Pytester,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``envguard_xdist_controller = skip``: a laptop driving ``--tx ssh=gpu-host`` workers."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    pytester.makeini("[pytest]\nenvguard_xdist_controller = skip\n")
+    pytester.makepyfile(test_sentinel=SENTINEL_MODULE)
+    met = pytester.runpytest_subprocess("-n", "2", "--envguard-require", "env PYTEST_XDIST_WORKER",
+                                        "--envguard-json", "out.json", timeout=120)
+    met.assert_outcomes(passed=1)
+    met.stdout.fnmatch_lines(["envguard: contract (1 line) left to the xdist workers"])
+    document = json.loads((pytester.path / "out.json").read_text())
+    assert document["contract"] == []  # the controller checked nothing
+    assert {worker["contract"][0]["status"] for worker in document["workers"].values()} == {"met"}
+    # The workers still check theirs: one that misses it ends the run with 6.
+    unmet = pytester.runpytest_subprocess(*OLD_GLIBC_WORKER, "--envguard-require", "glibc >=2.28",
+                                          timeout=120)
+    assert unmet.ret == 6
+    unmet.stdout.fnmatch_lines(["*envguard: session contract not met on worker gw0 (host *)*"])
+    # Without xdist there is no worker to leave it to: the process checks it itself.
+    alone = pytester.runpytest_subprocess("--envguard-require", "env PYTEST_XDIST_WORKER")
+    assert alone.ret == 6
+
+
+def test_a_bad_controller_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nenvguard_xdist_controller = sometimes\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*tox.ini [[]envguard_xdist_controller[]]: invalid value 'sometimes' "
+                                 "(expected one of check, skip)"])
+
+
 def test_every_worker_meeting_the_contract_runs_the_suite(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_sentinel=SENTINEL_MODULE)
     result = pytester.runpytest_subprocess("-n", "2", "--envguard-require", f"python >={PY}",
