@@ -126,13 +126,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "requires(*lines, strict=None, reason=None, **keys): skip (or fail, when strict) the test "
         "unless the environment meets these pytest-envguard requirements",
     )
-    strict = "true" if config.getoption("envguard_strict") else str(config.getini("envguard_strict"))
-    strict = strict.strip().lower()
-    if strict not in STRICT_MODES:
-        raise pytest.UsageError(
-            f"{_ini_source(config, 'envguard_strict')}: invalid value {strict!r} "
-            f"(expected one of {', '.join(STRICT_MODES)})"
-        )
+    strict = _ini_choice(config, "envguard_strict", STRICT_MODES,
+                         "true" if config.getoption("envguard_strict") else None)
     for name in ("envguard_gpu_timeout", "envguard_import_timeout"):
         _timeout(config, name)
     for name in ("envguard_junit_properties", "envguard_tox_python"):
@@ -204,24 +199,22 @@ LOCK_EXTRAS = ("report", "ignore", "fail")
 XDIST_CONTROLLER = ("check", "skip")
 
 
-def _xdist_controller(config: pytest.Config) -> str:
-    value = str(config.getini("envguard_xdist_controller")).strip().lower()
-    if value not in XDIST_CONTROLLER:
+def _ini_choice(config: pytest.Config, name: str, choices: Sequence[str], value: str | None = None) -> str:
+    """One of ``choices`` (case-insensitive), from ``value`` or else the ini option ``name``."""
+    chosen = (str(config.getini(name)) if value is None else value).strip().lower()
+    if chosen not in choices:
         raise pytest.UsageError(
-            f"{_ini_source(config, 'envguard_xdist_controller')}: invalid value {value!r} "
-            f"(expected one of {', '.join(XDIST_CONTROLLER)})"
+            f"{_ini_source(config, name)}: invalid value {chosen!r} (expected one of {', '.join(choices)})"
         )
-    return value
+    return chosen
+
+
+def _xdist_controller(config: pytest.Config) -> str:
+    return _ini_choice(config, "envguard_xdist_controller", XDIST_CONTROLLER)
 
 
 def _lock_extras(config: pytest.Config) -> str:
-    value = str(config.getini("envguard_lock_extras")).strip().lower()
-    if value not in LOCK_EXTRAS:
-        raise pytest.UsageError(
-            f"{_ini_source(config, 'envguard_lock_extras')}: invalid value {value!r} "
-            f"(expected one of {', '.join(LOCK_EXTRAS)})"
-        )
-    return value
+    return _ini_choice(config, "envguard_lock_extras", LOCK_EXTRAS)
 
 
 def _settings(config: pytest.Config) -> Any:
