@@ -123,6 +123,17 @@ def fake_nvml(fake_nvml_dir: Path, tmp_path: Path) -> FakeNvml:
 REAL_GPU = os.environ.get("ENVGUARD_REAL_GPU", "") not in ("", "0")
 
 
+def real_environ() -> dict[str, str]:
+    """The machine's own environment for the real driver: :func:`clean_environ`, but the
+    loader path kept, since the driver's libraries may be found only through it (GKE-style
+    nodes and some images: ``LD_LIBRARY_PATH=/usr/local/nvidia/lib64``)."""
+    environ = clean_environ()
+    for key in ("LD_LIBRARY_PATH", "NVIDIA_VISIBLE_DEVICES"):
+        if key in os.environ:
+            environ[key] = os.environ[key]
+    return environ
+
+
 @dataclass(frozen=True)
 class ReferenceGpu:
     name: str
@@ -163,7 +174,7 @@ def nvidia_smi_reference(environ: Mapping[str, str]) -> NvmlDriver:
 def nvml_driver(fake_nvml: FakeNvml) -> Iterator[NvmlDriver]:
     """The fake driver with two known GPUs — or, with ENVGUARD_REAL_GPU=1, the real one."""
     if REAL_GPU:
-        yield nvidia_smi_reference(clean_environ())
+        yield nvidia_smi_reference(real_environ())
         return
     environ = fake_nvml.environ(H100 + ";" + T4, driver="550.54.15", cuda="12040")
     yield NvmlDriver(environ, "550.54.15", "12.4", (

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,18 @@ from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.probes import nvidia
 from pytest_envguard.probes.loader import LibraryFacts
 from pytest_envguard.probes.nvidia import GpuFacts, visible_gpus
-from tests.fixtures_nvml import A100_MIG, H100, MIGS, T4, FakeNvml, NvmlDriver, gpu
+from tests.fixtures_nvml import (
+    A100_MIG,
+    H100,
+    MIGS,
+    SOURCE_DIR,
+    T4,
+    FakeNvml,
+    NvmlDriver,
+    clean_environ,
+    compile_library,
+    gpu,
+)
 
 # -- against the driver (the fake here; the real one with ENVGUARD_REAL_GPU=1) -------------
 
@@ -416,3 +429,43 @@ def test_replay_of_a_real_h100(fake_nvml: FakeNvml) -> None:
     [too_big] = evaluate(parse_lines(["gpu-memory >=80GiB"]), env)
     assert too_big.status is Status.UNMET
     assert too_big.found == "79.6 GiB"
+
+
+#: nvidia-smi on the rehearsal machine: the two queries the real-driver fixture makes.
+NVIDIA_SMI = """#!/bin/sh
+if [ "$1" = "--query-gpu=name,uuid,memory.total,compute_cap,driver_version" ]; then
+    echo "NVIDIA H100 80GB HBM3, GPU-f72ff167-dae6-8146-4d64-2836ab7a7734, 81559, 9.0, {driver}"
+else
+    echo "| NVIDIA-SMI {driver}     Driver Version: {driver}     CUDA Version: 13.0     |"
+fi
+"""
+
+
+@pytest.mark.parametrize(("smi_driver", "passes"), [("580.159.04", True), ("580.95.05", False)])
+def test_a_rehearsal_of_the_gpu_machine_mode(tmp_path: Path, smi_driver: str,
+                                                           passes: bool) -> None:
+    """``ENVGUARD_REAL_GPU=1`` points the ``real_driver`` tests at the machine's own driver and
+    nvidia-smi, which CI lacks: a fake machine plays them (the replayed H100 compiled into the
+    fake library, nvidia-smi a script), so that mode runs in CI too. When nvidia-smi and NVML
+    disagree, the tests fail."""
+    machine = tmp_path / "machine"
+    compile_library(SOURCE_DIR / "fake_nvml.c", machine / "lib" / "libnvidia-ml.so.1",
+                    "libnvidia-ml.so.1", f'-DMACHINE_GPUS="{REAL_H100}"',
+                    '-DMACHINE_DRIVER="580.159.04"', "-DMACHINE_CUDA=13000")
+    smi = machine / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text(NVIDIA_SMI.format(driver=smi_driver), encoding="utf-8")
+    smi.chmod(0o755)
+    environ = clean_environ(ENVGUARD_REAL_GPU="1", LD_LIBRARY_PATH=str(machine / "lib"),
+                            PATH=f"{smi.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", __file__, "-k", "test_real_driver_"],
+        cwd=Path(__file__).parent.parent, env=environ, capture_output=True, text=True, timeout=300,
+        check=False)
+    output = result.stdout + result.stderr
+    if passes:
+        assert result.returncode == 0, output
+        assert "3 passed" in output, output
+    else:
+        assert result.returncode == 1, output
+        assert "FAILED" in output and "580.95.05" in output, output

@@ -22,6 +22,10 @@
  *   FAKE_NVML_LOG          a file: one line "init" is appended per nvmlInit,
  *                          so a test can tell a cached answer from a fresh one
  *
+ * Built with -DMACHINE_GPUS='"…"' (and MACHINE_DRIVER, MACHINE_CUDA) it plays one
+ * fixed machine when those variables are unset: a "real" driver for rehearsing
+ * the ENVGUARD_REAL_GPU=1 tests, whose environment drops every FAKE_NVML_* variable.
+ *
  * Only the entry points the probe calls through pynvml exist; the values
  * follow NVML's header (nvml.h): error codes, buffer sizes, nvmlMemory_t.
  */
@@ -58,8 +62,18 @@ typedef struct device {
 static device gpus[MAX_GPUS];
 static device migs[MAX_MIGS];
 static int gpu_count, mig_count, initialised;
-static char driver[80] = "535.104.05";
-static int cuda = 12020;
+#ifndef MACHINE_GPUS
+#define MACHINE_GPUS ""
+#endif
+#ifndef MACHINE_DRIVER
+#define MACHINE_DRIVER "535.104.05"
+#endif
+#ifndef MACHINE_CUDA
+#define MACHINE_CUDA 12020
+#endif
+
+static char driver[80] = MACHINE_DRIVER;
+static int cuda = MACHINE_CUDA;
 static char unsupported[1024];
 
 static void hang(void) {
@@ -97,6 +111,7 @@ static void copy(char *to, const char *from, size_t size) {
 
 static void read_gpus(void) {
     const char *spec = getenv("FAKE_NVML_GPUS");
+    if (!spec) spec = MACHINE_GPUS;
     gpu_count = 0;
     if (!spec || !*spec) return;
     char *text = strdup(spec);
