@@ -131,7 +131,37 @@ def _shown_field(field: str, value: Any) -> str:
         return format_size(value)
     if field == "elapsed" and isinstance(value, float):
         return f"{value * 1000:.0f} ms"
+    if isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value):
+        if field == "visible" and all("uuid" in item for item in value):  # the devices, again
+            return _short([_gpu_ref(item) for item in value])
+        return "[" + "; ".join(_compact(item) for item in value[:12]) + (
+            f"; … (+{len(value) - 12})]" if len(value) > 12 else "]")
     return _short(value)
+
+
+def _gpu_ref(gpu: Mapping[str, Any]) -> str:
+    return f"#{gpu.get('index')}" if gpu.get("parent") is None else str(gpu.get("uuid"))
+
+
+def _compact(item: Mapping[str, Any]) -> str:
+    """One element of a list of records, on one line: a GPU as ``#0 NVIDIA H100 80GB HBM3,
+    79.6 GiB, cc 9.0, GPU-…``; anything else as its non-empty ``key=value`` pairs."""
+    if "uuid" in item and "name" in item:
+        from pytest_envguard.units import format_size
+
+        total = item.get("memory_total")
+        where = f"#{item.get('index')}" if item.get("parent") is None else f"MIG on #{item.get('index')}:"
+        parts = [f"{where} {item['name']}",
+                 format_size(total) if isinstance(total, int) else "memory ?",
+                 f"cc {item.get('capability') or '?'}"]
+        if item.get("mig"):
+            parts.append("MIG on")
+        if item.get("usable") is False:
+            parts.append(f"not usable: {item.get('note')}")
+        parts.append(str(item["uuid"]))
+        return ", ".join(parts)
+    return " ".join(f"{key}={_clip(str(value), 60)}" for key, value in item.items()
+                    if value not in (None, "", [], False))
 
 
 def _short(value: Any, limit: int = 90) -> str:

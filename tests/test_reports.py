@@ -229,3 +229,28 @@ def test_environment_lines_show_sizes_and_milliseconds() -> None:
     lines = render.environment_lines(env)
     assert lines[0] == "memory         total=24.0 GiB, available=1.5 GiB, source=psutil"
     assert ", elapsed=131 ms" in lines[1]
+
+
+def test_environment_lines_show_gpus_one_per_record() -> None:
+    """Lists of records (GPUs, library candidates) are shown compactly, not as raw dicts."""
+    from pytest_envguard import render
+    from pytest_envguard.environment import Environment
+    from pytest_envguard.probes.nvidia import GpuFacts, NvidiaFacts
+
+    h100 = GpuFacts(0, "NVIDIA H100 80GB HBM3", "GPU-f72ff167-dae6-8146-4d64-2836ab7a7734",
+                    81559 << 20, 81003 << 20, "9.0", mig=False)
+    a100 = GpuFacts(1, "NVIDIA A100-SXM4-40GB", "GPU-a1000000-1111-2222-3333-444455556666",
+                    40960 << 20, None, "8.0", mig=True, usable=False, note="MIG mode is on")
+    mig = GpuFacts(1, "MIG 1g.10gb", "MIG-11111111-2222-3333-4444-555566667777", 9856 << 20, None,
+                   "8.0", parent=a100.uuid, instance=(1, 0))
+    env = Environment(facts={"nvidia": NvidiaFacts("580.159.04", "13.0", (h100, a100, mig), (h100, mig),
+                                                   "CUDA_VISIBLE_DEVICES=0,MIG-1111", True)})
+    [line] = render.environment_lines(env)
+    assert ("devices=[#0 NVIDIA H100 80GB HBM3, 79.6 GiB, cc 9.0, "
+            "GPU-f72ff167-dae6-8146-4d64-2836ab7a7734; "
+            "#1 NVIDIA A100-SXM4-40GB, 40.0 GiB, cc 8.0, MIG on, not usable: MIG mode is on, "
+            "GPU-a1000000-1111-2222-3333-444455556666; "
+            "MIG on #1: MIG 1g.10gb, 9.6 GiB, cc 8.0, "
+            "MIG-11111111-2222-3333-4444-555566667777]") in line
+    assert "visible=[#0 MIG-11111111-2222-3333-4444-555566667777]" in line
+    assert "{" not in line
