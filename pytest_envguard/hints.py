@@ -83,7 +83,6 @@ _DRIVER = ("it comes with the NVIDIA driver, not with pip or conda: install the 
            "the host (in a container, use the NVIDIA container toolkit)")
 
 
-
 def _cuda_wheel(project: str, conda: str) -> str:
     # From CUDA 13 on, NVIDIA publishes the toolkit libraries without the -cuXY suffix
     # (nvidia-cublas 13.x; nvidia-cublas-cu13 is an empty pointer to it).

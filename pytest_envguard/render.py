@@ -161,7 +161,7 @@ def _compact(item: Mapping[str, Any]) -> str:
         parts.append(str(item["uuid"]))
         return ", ".join(parts)
     return " ".join(f"{key}={_clip(str(value), 60)}" for key, value in item.items()
-                    if value not in (None, "", [], False))
+                    if value is not None and value is not False and value not in ("", []))
 
 
 def _short(value: Any, limit: int = 90) -> str:

@@ -254,3 +254,5 @@ def test_environment_lines_show_gpus_one_per_record() -> None:
             "MIG-11111111-2222-3333-4444-555566667777]") in line
     assert "visible=[#0 MIG-11111111-2222-3333-4444-555566667777]" in line
     assert "{" not in line
+    records = render._shown_field("leaks", [{"variable": "X", "count": 0, "flag": False, "note": None}])
+    assert records == "[variable=X count=0]"  # a zero is a value; False and None are not
