@@ -434,7 +434,7 @@ def test_replay_of_a_real_h100(fake_nvml: FakeNvml) -> None:
 #: nvidia-smi on the rehearsal machine: the two queries the real-driver fixture makes.
 NVIDIA_SMI = """#!/bin/sh
 if [ "$1" = "--query-gpu=name,uuid,memory.total,compute_cap,driver_version" ]; then
-    echo "NVIDIA H100 80GB HBM3, GPU-f72ff167-dae6-8146-4d64-2836ab7a7734, 81559, 9.0, {driver}"
+    echo "{name}, {uuid}, {total}, {capability}, {driver}"
 else
     echo "| NVIDIA-SMI {driver}     Driver Version: {driver}     CUDA Version: 13.0     |"
 fi
@@ -442,8 +442,7 @@ fi
 
 
 @pytest.mark.parametrize(("smi_driver", "passes"), [("580.159.04", True), ("580.95.05", False)])
-def test_a_rehearsal_of_the_gpu_machine_mode(tmp_path: Path, smi_driver: str,
-                                                           passes: bool) -> None:
+def test_a_rehearsal_of_the_gpu_machine_mode(tmp_path: Path, smi_driver: str, passes: bool) -> None:
     """``ENVGUARD_REAL_GPU=1`` points the ``real_driver`` tests at the machine's own driver and
     nvidia-smi, which CI lacks: a fake machine plays them (the replayed H100 compiled into the
     fake library, nvidia-smi a script), so that mode runs in CI too. When nvidia-smi and NVML
@@ -454,7 +453,9 @@ def test_a_rehearsal_of_the_gpu_machine_mode(tmp_path: Path, smi_driver: str,
                     '-DMACHINE_DRIVER="580.159.04"', "-DMACHINE_CUDA=13000")
     smi = machine / "bin" / "nvidia-smi"
     smi.parent.mkdir()
-    smi.write_text(NVIDIA_SMI.format(driver=smi_driver), encoding="utf-8")
+    name, uuid, total, _, capability, _ = REAL_H100.split("|")  # the machine compiled in above
+    smi.write_text(NVIDIA_SMI.format(name=name, uuid=uuid, total=total, capability=capability,
+                                     driver=smi_driver), encoding="utf-8")
     smi.chmod(0o755)
     environ = clean_environ(ENVGUARD_REAL_GPU="1", LD_LIBRARY_PATH=str(machine / "lib"),
                             PATH=f"{smi.parent}{os.pathsep}{os.environ.get('PATH', '')}")
