@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 Problems = set[tuple[str, str, str]]
 
@@ -58,10 +59,17 @@ def parse_pip_check(output: str) -> Problems:
     return problems
 
 
-def envguard_problems() -> tuple[Problems, list[str]]:
-    from pytest_envguard.probes import packages
+def find_problems() -> tuple[Any, ...]:
+    """The ``consistent`` problems of this interpreter, probed afresh."""
+    from pytest_envguard.checks.hygiene import find_problems as judge
+    from pytest_envguard.environment import Environment
 
-    found = packages.find_problems(packages.probe_installed())
+    env = Environment()
+    return judge(env.installed, env.markers)
+
+
+def envguard_problems() -> tuple[Problems, list[str]]:
+    found = find_problems()
     same = {(p.kind, p.distribution.split()[0], p.dependency or "") for p in found if p.pip_check}
     beyond = [p.describe() for p in found if not p.pip_check]
     return same, beyond
@@ -78,10 +86,10 @@ def main() -> int:
                    "--pip-from", sys.executable]
         return subprocess.run(command, check=False).returncode
 
-    from pytest_envguard.probes import packages
+    from pytest_envguard.probes.distributions import probe_installed
 
     def probe() -> None:
-        packages.find_problems(packages.probe_installed())
+        find_problems()
 
     probe()  # imports packaging once, as a pytest session has already done
     pip = pip_command(sys.executable, args.pip_from)
@@ -97,7 +105,7 @@ def main() -> int:
     pip_result = run(pip)
     pip_problems = parse_pip_check(pip_result.stdout)
     ours, beyond = envguard_problems()
-    distributions = len(packages.probe_installed().active())
+    distributions = len(probe_installed().active())
 
     print(f"environment: {sys.prefix} ({distributions} distributions)")
     print(f"pip check:                            {t_pip * 1000:8.1f} ms  ({' '.join(pip[1:])})")

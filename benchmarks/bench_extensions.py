@@ -26,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_envguard.probes import elf, loader, native
 from pytest_envguard.probes.packages import scan_distributions
+
+from pytest_envguard.probes import elf, loader, native
 
 PACKAGES = ("numpy", "scipy")
 

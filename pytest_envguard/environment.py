@@ -7,27 +7,33 @@ OS, by passing the facts::
     Environment(facts={"python": PythonFacts(version="3.9.18", ...)})
 
 Parametrised facets (one library, one distribution) are keyed by a tuple:
-``("library", "ssl")``.
+``("library", "ssl")``. The PEP 508 marker environment that ``; marker``
+conditions are evaluated against is itself a facet, derived from the
+``python`` and ``platform`` facets — so a hand-built 3.9/darwin environment
+evaluates ``python_version < "3.10"`` as a 3.9 on darwin would.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
+    from pytest_envguard.probes.cudart import CudaRuntimeFacts
+    from pytest_envguard.probes.distributions import DistributionFacts, InstalledFacts, SupportedTags
+    from pytest_envguard.probes.extensions import ExtensionsFacts
+    from pytest_envguard.probes.imports import ImportFacts
     from pytest_envguard.probes.interpreter import AbiFacts, IsolationFacts, PythonFacts
     from pytest_envguard.probes.loader import LibraryFacts
     from pytest_envguard.probes.locks import LockFacts
-    from pytest_envguard.probes.native import ExtensionsFacts, ImportFacts
-    from pytest_envguard.probes.nvidia import CudaRuntimeFacts, NvidiaFacts
-    from pytest_envguard.probes.packages import DistributionFacts, InstalledFacts, SupportedTags
+    from pytest_envguard.probes.nvml import NvidiaFacts
     from pytest_envguard.probes.system import (
         CommandFacts,
         CpuFacts,
+        CpusFacts,
         LibcFacts,
         MemoryFacts,
         PlatformFacts,
@@ -39,20 +45,48 @@ T = TypeVar("T")
 OVERRIDABLE = ("cuda", "driver", "gpus", "compute-capability", "glibc")
 
 FactKey = str | tuple[str, ...]
+LockExtras = Literal["report", "ignore", "fail"]
 
 
 @dataclass(frozen=True)
 class Settings:
     """What the probes may need from the run: where to cache, how long to wait."""
 
-    cache_dir: Path | None = None  # pytest's cache dir (envguard/ below it); None: no disk cache
+    cache_dir: Path | None = None  # the plugin's cache dir; None: no disk cache
     gpu_timeout: float = 10.0  # seconds for NVML to answer
-    import_timeout: float = 60.0  # seconds for `import MODULE` in a subprocess
-    extra: Mapping[str, str] = field(default_factory=dict)
+    import_timeout: float = 60.0  # seconds for `import MODULE` in a child
+    rootdir: Path | None = None  # where relative lock paths start; None: the cwd
+    lock_extras: LockExtras = "report"  # installed packages a lock does not list
 
 
 def override_name(key: str) -> str:
     return "ENVGUARD_OVERRIDE_" + key.upper().replace("-", "_")
+
+
+def facet_name(key: FactKey) -> str:
+    """A facet's name in the JSON document: ``python``, ``library:ssl``."""
+    return key if isinstance(key, str) else f"{key[0]}:{','.join(key[1:])}"
+
+
+def marker_environment(python: PythonFacts, platform: PlatformFacts) -> dict[str, str]:
+    """The PEP 508 marker values of an interpreter with these facts (the names and
+    forms of ``packaging.markers.default_environment``)."""
+    implementations = {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalVM",
+                       "ironpython": "IronPython", "jython": "Jython"}
+    return {
+        "implementation_name": python.implementation,
+        "implementation_version": python.implementation_version,
+        "os_name": platform.os_name,
+        "platform_machine": platform.machine,
+        "platform_release": platform.release,
+        "platform_system": platform.system,
+        "platform_version": platform.version,
+        "python_full_version": python.version,
+        "platform_python_implementation": python.python_implementation
+        or implementations.get(python.implementation, python.implementation),
+        "python_version": ".".join(python.version.split(".")[:2]),
+        "sys_platform": platform.platform,
+    }
 
 
 class Environment:
@@ -96,21 +130,45 @@ class Environment:
         """The override of ``key``: ``None`` if not overridden, ``""`` for "absent"."""
         return self.overrides.get(key)
 
-    def probe_all(self) -> None:
-        """Probe every cheap, parameterless facet (for reports)."""
-        for name in REPORTED_FACETS:
-            getattr(self, name.replace("-", "_"))
+    def probe_cheap(self) -> None:
+        """Probe every cheap facet: what the JSON document and the report always hold."""
+        for name in CHEAP_FACETS:
+            getattr(self, name)
+
+    def not_probed(self) -> dict[str, str]:
+        """The expensive facets not probed in this run, and why not."""
+        probed = {facet_name(key) for key in self._facts}
+        return {name: why for name, why in EXPENSIVE_FACETS.items() if name not in probed}
 
     def to_dict(self) -> dict[str, Any]:
-        """One object per probed facet, plus the overrides in force."""
+        """The cheap facets and every other probed one, the overrides in force, and
+        which expensive facets were not probed."""
+        self.probe_cheap()
         document: dict[str, Any] = {}
         for key, value in self._facts.items():
-            name = key if isinstance(key, str) else f"{key[0]}:{','.join(key[1:])}"
-            document[name] = value.to_dict() if hasattr(value, "to_dict") else value
+            document[facet_name(key)] = value.to_dict() if hasattr(value, "to_dict") else value
+        # Schema pytest-envguard/1 promised the usable CPU count under `cpu` and the
+        # visible GPUs under `nvidia`: both are kept there.
+        cpus = document.get("cpus")
+        if "cpu" in document and isinstance(cpus, dict):
+            document["cpu"].update(logical=cpus["logical"], usable=cpus["usable"],
+                                   usable_source=cpus["source"])
+        if "nvidia" in document and self._facts["nvidia"].failure is None:
+            from pytest_envguard import cuda_visibility
+
+            selection = cuda_visibility.select(self._facts["nvidia"].devices,
+                                               self.environ.get("CUDA_VISIBLE_DEVICES"),
+                                               self.environ.get("CUDA_DEVICE_ORDER"))
+            document["nvidia"]["visible"] = [document["nvidia"]["devices"][
+                self._facts["nvidia"].devices.index(device)] for device in selection.devices]
+            document["nvidia"]["visibility"] = selection.explanation
         if self.overrides:
             document["overrides"] = {
                 override_name(key): value for key, value in self.overrides.items()
             }
+        skipped = self.not_probed()
+        if skipped:
+            document["not_probed"] = skipped
         return document
 
     # -- the facets ------------------------------------------------------------
@@ -134,6 +192,11 @@ class Environment:
         return self.fact("platform", system.probe_platform)
 
     @property
+    def markers(self) -> dict[str, str]:
+        """The PEP 508 marker environment, from the ``python`` and ``platform`` facets."""
+        return self.fact("markers", lambda: marker_environment(self.python, self.platform))
+
+    @property
     def libc(self) -> LibcFacts:
         from pytest_envguard.probes import system
 
@@ -144,6 +207,12 @@ class Environment:
         from pytest_envguard.probes import system
 
         return self.fact("cpu", system.probe_cpu)
+
+    @property
+    def cpus(self) -> CpusFacts:
+        from pytest_envguard.probes import system
+
+        return self.fact("cpus", system.probe_cpus)
 
     @property
     def memory(self) -> MemoryFacts:
@@ -157,22 +226,22 @@ class Environment:
         return self.fact(("command", name), lambda: system.probe_command(name, self.environ))
 
     def distribution(self, name: str) -> DistributionFacts:
-        from pytest_envguard.probes import packages
+        from pytest_envguard.probes import distributions
 
-        return self.fact(("distribution", name), lambda: packages.probe_distribution(name))
+        return self.fact(("distribution", name), lambda: distributions.probe_distribution(name))
 
     @property
     def installed(self) -> InstalledFacts:
         """Every distribution on this interpreter's sys.path (one cheap scan)."""
-        from pytest_envguard.probes import packages
+        from pytest_envguard.probes import distributions
 
-        return self.fact("installed", packages.probe_installed)
+        return self.fact("installed", distributions.probe_installed)
 
     @property
     def supported_tags(self) -> SupportedTags:
-        from pytest_envguard.probes import packages
+        from pytest_envguard.probes import distributions
 
-        return self.fact("supported-tags", packages.probe_supported_tags)
+        return self.fact("supported-tags", distributions.probe_supported_tags)
 
     @property
     def isolation(self) -> IsolationFacts:
@@ -184,7 +253,7 @@ class Environment:
         """The lock file at ``path``; a relative path is taken from the rootdir."""
         from pytest_envguard.probes import locks
 
-        base = self.settings.extra.get("rootdir") or os.getcwd()
+        base = str(self.settings.rootdir) if self.settings.rootdir is not None else os.getcwd()
         resolved = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
         return self.fact(("lock", resolved), lambda: locks.read_lock(resolved))
 
@@ -196,40 +265,45 @@ class Environment:
 
     def extensions(self, distribution: str | None = None) -> ExtensionsFacts:
         """The native needs of the extension modules of ``distribution`` (None: all)."""
-        from pytest_envguard.probes import native
+        from pytest_envguard.probes import extensions
 
-        return self.fact(("extensions", distribution or "*"), lambda: native.probe_extensions(
+        return self.fact(("extensions", distribution or "*"), lambda: extensions.probe_extensions(
             distribution, self.environ, self.installed, cache_dir=self.settings.cache_dir))
 
     def module_import(self, name: str) -> ImportFacts:
         """``import name`` in a child interpreter, under ``settings.import_timeout``."""
-        from pytest_envguard.probes import native
+        from pytest_envguard.probes import imports
 
-        return self.fact(("import", name), lambda: native.probe_import(
-            name, self.environ, timeout=self.settings.import_timeout,
-            cwd=self.settings.extra.get("rootdir")))
+        return self.fact(("import", name), lambda: imports.probe_import(
+            name, self.environ, timeout=self.settings.import_timeout))
 
     @property
     def nvidia(self) -> NvidiaFacts:
         """Driver, CUDA version and GPUs (NVML in a child, under ``settings.gpu_timeout``)."""
-        from pytest_envguard.probes import nvidia
+        from pytest_envguard.probes import nvml
 
-        return self.fact("nvidia", lambda: nvidia.probe_nvidia(
+        return self.fact("nvidia", lambda: nvml.probe_nvidia(
             self.environ, timeout=self.settings.gpu_timeout, cache_dir=self.settings.cache_dir))
 
     @property
     def cuda_runtime(self) -> CudaRuntimeFacts:
         """The libcudart loaded here or found by the loader, and its version."""
-        from pytest_envguard.probes import nvidia
+        from pytest_envguard.probes import cudart
 
-        return self.fact("cuda-runtime", lambda: nvidia.probe_cuda_runtime(
+        return self.fact("cuda-runtime", lambda: cudart.probe_cuda_runtime(
             self.environ, find=self.library,
             distribution_version=lambda name: self.distribution(name).version,
             timeout=self.settings.gpu_timeout))
 
 
-#: The facets a report probes even when no requirement asked for them.
-#: ("nvidia" is cheap without a driver: its child interpreter fails to load
-#: libnvidia-ml.so.1 at once, about 0.1 s; with one, the answer is cached.)
-REPORTED_FACETS: list[str] = ["python", "platform", "libc", "cpu", "memory", "isolation",
-                              "installed", "nvidia"]
+#: The facets every report and JSON document holds, probed or not: each costs
+#: milliseconds and needs no child process.
+CHEAP_FACETS: tuple[str, ...] = ("python", "platform", "libc", "cpu", "cpus", "memory",
+                                 "isolation", "installed")
+
+#: The facets probed only when a requirement needs them, and what would ask for them.
+EXPENSIVE_FACETS: dict[str, str] = {
+    "nvidia": "no GPU requirement (cuda, driver, gpus, gpu-memory, compute-capability, gpu) "
+              "asked for NVML",
+    "extensions:*": "no 'extensions' requirement asked for the ELF scan",
+}

@@ -219,13 +219,11 @@ NVML_TIMEOUT_HINT = ("check nvidia-smi on the host (a wedged GPU or driver); ena
                      "or raise envguard_gpu_timeout")
 
 
-def nvml_hint(code: int | None, reason: str | None = None) -> str | None:
+def nvml_hint(code: int | None, *, timed_out: bool = False) -> str | None:
     """What fixes an NVML failure, by its error code (or a time-out)."""
     if code is not None and code in NVML_ERROR_HINTS:
         return NVML_ERROR_HINTS[code]
-    if reason and "did not answer" in reason:
-        return NVML_TIMEOUT_HINT
-    return None
+    return NVML_TIMEOUT_HINT if timed_out else None
 
 
 def driver_for_cuda(version: str) -> str | None:

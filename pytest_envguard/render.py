@@ -8,8 +8,8 @@ import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pytest_envguard.checks import Status, Verdict
 from pytest_envguard.environment import Environment, override_name
+from pytest_envguard.verdicts import Status, Verdict
 
 SCHEMA = "pytest-envguard/1"
 
@@ -19,6 +19,19 @@ _MARKS = {
     Status.UNKNOWN: "??",
     Status.NA: "n/a",
 }
+
+
+def write_section(config: Any, title: str, lines: Sequence[str]) -> None:
+    """A titled section on pytest's terminal (stderr when there is no terminal reporter)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        import sys
+
+        sys.stderr.write("\n".join([title, *lines]) + "\n")
+        return
+    reporter.write_sep("=", title)
+    for line in lines:
+        reporter.write_line(line)
 
 
 def host() -> str:
@@ -74,12 +87,14 @@ def facet_summaries(env: Environment) -> list[str]:
         parts.append(f"{facts['platform'].platform} {facts['platform'].machine}")
     if "libc" in facts and facts["libc"].name:
         parts.append(f"{facts['libc'].name} {facts['libc'].version or '?'}")
-    if "cpu" in facts and facts["cpu"].usable is not None:
-        parts.append(f"{facts['cpu'].usable} CPUs")
+    if "cpus" in facts and facts["cpus"].usable is not None:
+        parts.append(f"{facts['cpus'].usable} CPUs")
     if "memory" in facts and facts["memory"].total is not None:
         from pytest_envguard.units import format_size
 
         parts.append(f"{format_size(facts['memory'].total)} RAM")
+    if "nvidia" in facts:
+        parts.append(gpu_summary(env))
     for value in facts.values():
         summary = getattr(value, "summary", None)
         if callable(summary):
@@ -92,6 +107,31 @@ def facet_summaries(env: Environment) -> list[str]:
     return parts
 
 
+def describe_gpus(gpus: Sequence[Any]) -> str:
+    """``2× NVIDIA H100 80GB HBM3`` or ``NVIDIA A100-SXM4-40GB + Tesla T4``."""
+    counts: dict[str, int] = {}
+    for gpu in gpus:
+        counts[gpu.name] = counts.get(gpu.name, 0) + 1
+    return " + ".join(f"{count}× {name}" if count > 1 else name for name, count in counts.items())
+
+
+def gpu_summary(env: Environment) -> str:
+    """The header's GPU part: ``2× NVIDIA H100 80GB HBM3 · driver 535.104.05 · CUDA 12.2``."""
+    from pytest_envguard.checks.gpu import visible_gpus
+
+    facts, view = env.nvidia, visible_gpus(env)
+    if facts.failure is not None:
+        if view.known and not view.devices:
+            return f"no GPU visible ({view.explanation})"
+        return f"GPUs unknown: {facts.reason}"
+    parts = [describe_gpus(view.devices) if view.devices else f"no GPU visible ({view.explanation})"]
+    if facts.driver:
+        parts.append(f"driver {facts.driver}")
+    if facts.cuda:
+        parts.append(f"CUDA {facts.cuda}")
+    return " · ".join(parts)
+
+
 def header_line(env: Environment | None, verdicts: Sequence[Verdict] | None) -> str | None:
     parts = facet_summaries(env) if env is not None else []
     if verdicts:
@@ -102,7 +142,8 @@ def header_line(env: Environment | None, verdicts: Sequence[Verdict] | None) -> 
 
 
 def environment_lines(env: Environment) -> list[str]:
-    """The report's environment section: one line per probed facet."""
+    """The report's environment section: one line per probed facet, then the expensive
+    facets that were not probed and why, then the overrides in force."""
     lines = []
     for key, value in env.probed().items():
         name = key if isinstance(key, str) else f"{key[0]} {' '.join(key[1:])}"
@@ -115,6 +156,15 @@ def environment_lines(env: Environment) -> list[str]:
         else:
             shown = _short(data)
         lines.append(f"{name:<14} {shown}")
+        if key == "nvidia" and value.failure is None:
+            from pytest_envguard.checks.gpu import visible_gpus
+
+            view = visible_gpus(env)
+            refs = [_gpu_ref({"index": gpu.index, "parent": gpu.parent, "uuid": gpu.uuid})
+                    for gpu in view.devices]
+            lines.append(f"{'visible GPUs':<14} {_short(refs)} ({view.explanation})")
+    for name, why in env.not_probed().items():
+        lines.append(f"{name.removesuffix(':*'):<14} not probed ({why})")
     for key, value in env.overrides.items():
         lines.append(f"{'override':<14} {override_name(key)}={value!r}")
     return lines
@@ -132,8 +182,6 @@ def _shown_field(field: str, value: Any) -> str:
     if field == "elapsed" and isinstance(value, float):
         return f"{value * 1000:.0f} ms"
     if isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value):
-        if field == "visible" and all("uuid" in item for item in value):  # the devices, again
-            return _short([_gpu_ref(item) for item in value])
         return "[" + "; ".join(_compact(item) for item in value[:12]) + (
             f"; … (+{len(value) - 12})]" if len(value) > 12 else "]")
     return _short(value)
@@ -190,7 +238,7 @@ def json_document(
     return {
         "schema": SCHEMA,
         "host": host(),
-        "environment": env.to_dict() if env is not None else {},
+        "environment": (env if env is not None else Environment()).to_dict(),
         "contract": [verdict.to_dict() for verdict in contract],
         "tests": {nodeid: [v.to_dict() for v in verdicts] for nodeid, verdicts in tests.items()},
     }

@@ -153,9 +153,12 @@ class Venv:
 
     def envguard_problems(self) -> list[dict[str, str]]:
         """The ``consistent`` problems as this venv's interpreter computes them."""
-        code = ("import json; from pytest_envguard.probes import packages as p; "
-                "print(json.dumps([dict(x.to_dict(), pip_check=x.pip_check) "
-                "for x in p.find_problems(p.probe_installed())]))")
+        code = ("import dataclasses, json\n"
+                "from pytest_envguard.checks.hygiene import find_problems\n"
+                "from pytest_envguard.environment import Environment\n"
+                "env = Environment()\n"
+                "print(json.dumps([dict(dataclasses.asdict(x), pip_check=x.pip_check) "
+                "for x in find_problems(env.installed, env.markers)]))")
         result = self.run("-c", code)
         assert result.returncode == 0, result.stderr
         problems: list[dict[str, str]] = json.loads(result.stdout)

@@ -21,10 +21,11 @@ import pytest
 
 from pytest_envguard import __main__ as cli
 from pytest_envguard import render
-from pytest_envguard.checks import Status, Verdict, evaluate
+from pytest_envguard.checks import evaluate
 from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.grammar import RequirementError, parse_line, parse_lines
-from pytest_envguard.probes import interpreter, locks, packages, system
+from pytest_envguard.probes import distributions, interpreter, locks, system
+from pytest_envguard.verdicts import Status, Verdict
 
 Tried = Callable[[int], None]
 STATUSES = set(Status)
@@ -37,7 +38,7 @@ def no_traceback(*outputs: str) -> None:
 
 
 def environment(tmp_path: Path, environ: dict[str, str] | None = None, **facts: object) -> Environment:
-    settings = Settings(cache_dir=None, extra={"rootdir": str(tmp_path), "lock_extras": "report"})
+    settings = Settings(cache_dir=None, rootdir=tmp_path)
     return Environment(dict(facts), environ=environ or {"PATH": os.defpath}, settings=settings)  # type: ignore[arg-type]
 
 
@@ -318,7 +319,7 @@ def test_non_utf8_environment_variables(tmp_path: Path, line: str, environ: dict
     env = environment(tmp_path, {"PATH": os.defpath, **environ})
     verdicts = evaluate(requirements, env)
     shown(verdicts, env)
-    env.probe_all()
+    env.probe_cheap()
     render.environment_lines(env)
 
 
@@ -441,14 +442,15 @@ def test_unparsable_lock_files(tmp_path: Path, name: str, content: bytes, bad_in
     path = tmp_path / name
     path.write_bytes(content)
     facts = locks.read_lock(str(path))
-    if facts.error is not None:
-        assert facts.error.startswith(str(path)), facts.error
-        assert "\n" not in facts.error
-    env = environment(tmp_path, installed=packages.InstalledFacts((), (str(tmp_path),), ()))
+    if facts.reason is not None:
+        assert facts.failure is not None
+        assert facts.reason.startswith(str(path)), facts.reason
+        assert "\n" not in facts.reason
+    env = environment(tmp_path, installed=distributions.InstalledFacts((), (str(tmp_path),)))
     [verdict] = evaluate([parse_line(f"lock {name}")], env)
     shown([verdict], env)
     assert "probe failed" not in verdict.reason, verdict.reason
-    if facts.error is not None:
+    if facts.reason is not None:
         assert verdict.status is Status.UNKNOWN
         assert "lock file unusable" in verdict.reason and name in verdict.reason
 
@@ -474,7 +476,7 @@ def test_lock_paths_that_are_not_files(tmp_path: Path, kind: str, bad_inputs: Tr
     elif kind == "device":
         path.symlink_to("/dev/zero")
     facts = _in_subprocess_with_timeout(
-        f"from pytest_envguard.probes import locks; print(locks.read_lock({str(path)!r}).error)")
+        f"from pytest_envguard.probes import locks; print(locks.read_lock({str(path)!r}).reason)")
     if kind == "non-utf8-name":
         assert facts == "None"
     else:
@@ -559,11 +561,11 @@ def _make_special(site: Path, kind: str) -> None:
 
 
 def _judge_site(site: Path, tmp_path: Path) -> list[Verdict]:
-    facts = packages.scan_distributions([str(site)])
+    facts = distributions.scan_distributions([str(site)])
     json.dumps(facts.to_dict())
     (tmp_path / "requirements.txt").write_text("good==1.0\n")
     env = environment(tmp_path, installed=facts,
-                      **{"supported-tags": packages.probe_supported_tags()})
+                      **{"supported-tags": distributions.probe_supported_tags()})
     verdicts = evaluate(parse_lines(["consistent", "wheels", "lock requirements.txt"]), env)
     shown(verdicts, env)
     for verdict in verdicts:
@@ -593,8 +595,8 @@ def test_special_dist_info_entries(tmp_path: Path, bad_inputs: Tried) -> None:
         _make_special(site, kind)
     bad_inputs(len(SPECIAL_DIST_INFOS))
     output = _in_subprocess_with_timeout(
-        "from pytest_envguard.probes import packages\n"
-        f"facts = packages.scan_distributions([{str(site)!r}])\n"
+        "from pytest_envguard.probes import distributions\n"
+        f"facts = distributions.scan_distributions([{str(site)!r}])\n"
         "for dist in facts.distributions:\n"
         "    print(dist.name, dist.reason)\n")
     lines = dict(line.split(" ", 1) for line in output.splitlines())
@@ -617,7 +619,7 @@ def test_special_metadata_through_the_package_key(tmp_path: Path, bad_inputs: Tr
     output = _in_subprocess_with_timeout(
         "import sys\n"
         f"sys.path.insert(0, {str(site)!r})\n"
-        "from pytest_envguard.probes import packages\n"
+        "from pytest_envguard.probes import distributions as packages\n"
         f"for name in {[*kinds, 'pkginfo']!r}:\n"
         "    facts = packages.probe_distribution(name)\n"
         "    print(name, facts.version, facts.reason)\n")
@@ -721,11 +723,11 @@ def elf_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_elf_interpreter_on_the_elf_corpus(elf_files: dict[str, Path], bad_inputs: Tried) -> None:
-    """``system.elf_interpreter`` (how musl is found) reads program headers by hand."""
+    """``elf.read_interpreter`` (how musl is found) reads the program headers alone."""
     bad_inputs(len(elf_files) - 1)
-    code = ("import json, sys\nfrom pytest_envguard.probes import system\n"
+    code = ("import json, sys\nfrom pytest_envguard.probes import elf\n"
             "paths = json.loads(sys.argv[1])\n"
-            "print(json.dumps({name: system.elf_interpreter(path) for name, path in paths.items()}))\n")
+            "print(json.dumps({name: elf.read_interpreter(path) for name, path in paths.items()}))\n")
     names = {name: str(path) for name, path in elf_files.items() if name != "fifo"}
     result = subprocess.run([sys.executable, "-c", code, json.dumps(names)], capture_output=True,
                             text=True, timeout=60, check=False)
@@ -740,7 +742,7 @@ def test_elf_interpreter_on_the_elf_corpus(elf_files: dict[str, Path], bad_input
 def test_elf_interpreter_of_a_fifo_does_not_block(elf_files: dict[str, Path], bad_inputs: Tried) -> None:
     bad_inputs(1)
     output = _in_subprocess_with_timeout(
-        f"from pytest_envguard.probes import system; print(system.elf_interpreter({str(elf_files['fifo'])!r}))",
+        f"from pytest_envguard.probes import elf; print(elf.read_interpreter({str(elf_files['fifo'])!r}))",
         timeout=20)
     assert output == "None"
 
@@ -782,12 +784,12 @@ def test_sys_path_with_symlink_loops_and_unreadable_directories(tmp_path: Path, 
     try:
         result = run_unprivileged(f"""
             import json, sys
-            from pytest_envguard.probes import packages
+            from pytest_envguard.probes import distributions
             from pytest_envguard.checks import evaluate
             from pytest_envguard.environment import Environment
             from pytest_envguard.grammar import parse_lines
             entries = {entries!r}
-            facts = packages.scan_distributions(entries)
+            facts = distributions.scan_distributions(entries)
             print(json.dumps([dist.name for dist in facts.distributions]))
             # Not the FIFO: CPython's own zipimport and importlib.metadata open each
             # sys.path entry that is not a directory, and would block there.
@@ -841,8 +843,7 @@ from pytest_envguard.probes import elf
 out = {}
 for name, path in json.loads(sys.argv[1]).items():
     facts = elf.read_elf(path)
-    header = elf.read_header(path)
-    out[name] = [facts.reason, facts.soname, list(facts.needed), header.reason]
+    out[name] = [facts.reason, facts.soname, list(facts.needed), facts.failure]
 print(json.dumps(out))
 """
 
@@ -893,9 +894,9 @@ def test_elf_reader_on_the_elf_corpus(elf_files: dict[str, Path], native_build: 
     for name in ("not-elf", "text", "zeros", "missing", "dir", "loop", "truncated-0", "truncated-63",
                  "cut-16", "cut-63"):
         assert found[name][0], name  # a reason
-    for name, (reason, _, _, header_reason) in found.items():
+    for name, (reason, _, _, failure) in found.items():
         assert reason is None or (isinstance(reason, str) and reason.strip() and "\n" not in reason), name
-        assert header_reason is None or isinstance(header_reason, str), name
+        assert (reason is None) is (failure is None), name  # every reason has its kind
 
 
 def test_elf_reader_does_not_block_on_a_fifo(elf_files: dict[str, Path], bad_inputs: Tried) -> None:
@@ -939,8 +940,8 @@ import json
 from pytest_envguard.checks import evaluate
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import parse_lines
-from pytest_envguard.probes import packages
-env = Environment({{"installed": packages.scan_distributions([{str(site)!r}])}}, environ={{}})
+from pytest_envguard.probes import distributions
+env = Environment({{"installed": distributions.scan_distributions([{str(site)!r}])}}, environ={{}})
 print(json.dumps([[v.status.value, v.found, v.reason] for v in
                   evaluate(parse_lines(["extensions", "extensions garbled"]), env)]))
 """

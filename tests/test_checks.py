@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_envguard.checks import Evaluator, Status, Verdict, evaluate
+from pytest_envguard.checks import Evaluator, evaluate
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import parse_line, parse_lines
+from pytest_envguard.probes import Failure
+from pytest_envguard.probes.distributions import DistributionFacts
 from pytest_envguard.probes.interpreter import AbiFacts, PythonFacts
-from pytest_envguard.probes.packages import DistributionFacts
-from pytest_envguard.probes.system import CommandFacts, CpuFacts, LibcFacts, MemoryFacts, PlatformFacts
+from pytest_envguard.probes.system import (
+    CommandFacts,
+    CpuFacts,
+    CpusFacts,
+    LibcFacts,
+    MemoryFacts,
+    PlatformFacts,
+)
+from pytest_envguard.verdicts import Status, Verdict
 
 GiB = 1024**3
 
@@ -20,10 +29,12 @@ def make_env(**overrides: object) -> Environment:
         "abi": AbiFacts(False, ("cp311", "abi3")),
         "platform": PlatformFacts("linux", "x86_64", "Linux", "6.1.0"),
         "libc": LibcFacts("glibc", "2.31", "confstr"),
-        "cpu": CpuFacts(("avx", "avx2", "sse4_2"), "Test CPU", 8, 4, "CPU affinity"),
-        "memory": MemoryFacts(16 * GiB, 3 * GiB, "psutil"),
+        "cpu": CpuFacts(("avx", "avx2", "sse4_2"), "Test CPU"),
+        "cpus": CpusFacts(4, 8, "CPU affinity"),
+        "memory": MemoryFacts(16 * GiB, 3 * GiB, "/proc/meminfo"),
         ("distribution", "numpy"): DistributionFacts("numpy", "1.26.4", "/venv/lib"),
-        ("distribution", "torch"): DistributionFacts("torch", None, reason="not installed"),
+        ("distribution", "torch"): DistributionFacts("torch", None, reason="not installed",
+                                                     failure=Failure.MISSING),
         ("distribution", "weird"): DistributionFacts("weird", "not-a-version", "/venv/lib"),
         ("command", "gcc"): CommandFacts("gcc", "/usr/bin/gcc"),
         ("command", "nvcc"): CommandFacts("nvcc", None),
@@ -102,9 +113,10 @@ def test_skip_reason_format() -> None:
 
 
 def test_unknown_facts_give_unknown_with_the_probe_reason() -> None:
-    env = make_env(libc=LibcFacts(None, None, "", "neither glibc nor musl found"),
-                   cpu=CpuFacts((), None, None, None, "", "/proc/cpuinfo: PermissionError"),
-                   memory=MemoryFacts(None, None, "", "psutil: OSError"))
+    env = make_env(libc=LibcFacts(None, None, "", "neither glibc nor musl found", Failure.MISSING),
+                   cpu=CpuFacts((), None, "/proc/cpuinfo: PermissionError", Failure.UNREADABLE),
+                   cpus=CpusFacts(None, None, "", "the CPU count is unknown", Failure.UNSUPPORTED),
+                   memory=MemoryFacts(None, None, "", "psutil: OSError", Failure.UNREADABLE))
     assert verdict("glibc >=2.17", env).status is Status.UNKNOWN
     assert "neither glibc nor musl" in verdict("glibc >=2.17", env).reason
     assert verdict("cpu avx2", env).reason == "/proc/cpuinfo: PermissionError"
@@ -159,12 +171,30 @@ def test_evaluator_memoises_per_distinct_line() -> None:
 
 
 def test_verdict_to_dict_is_the_json_contract() -> None:
-    assert verdict("python >=3.12").to_dict() == {
+    result = verdict("python >=3.12")
+    assert result.to_dict() == {
         "line": "python >=3.12", "source": "test", "status": "unmet", "found": "3.11.7",
         "reason": "Python 3.11.7 does not satisfy >=3.12",
         "hint": "run the suite with a matching interpreter (tox -e, pyenv, uv python)",
         "overridden": False,
+        "requirement": {"key": "python", "argument": None, "specifier": ">=3.12", "marker": None},
     }
+    assert Verdict.from_dict(result.to_dict()) == result
+
+
+@pytest.mark.parametrize("line", [
+    "gpu a\"b\"c'd'", "env 'X=a;b'", "package foo[bar]>=1; python_version >= '3'",
+    "lock 'my lock.txt'", "library ssl >=3; sys_platform == 'linux'",
+])
+def test_verdicts_travel_without_reparsing(line: str) -> None:
+    # The xdist controller rebuilds verdicts from their dict: the requirement travels in
+    # structured form, so even a line that does not print back to itself arrives intact.
+    original = parse_line(line, "worker")
+    from pytest_envguard.verdicts import unknown
+
+    sent = unknown(original, "why").to_dict()
+    assert Verdict.from_dict(sent).requirement == original
+    assert Verdict.from_dict(sent).requirement.source == "worker"
 
 
 def test_environment_to_dict_lists_probed_facets_and_overrides() -> None:
@@ -174,3 +204,23 @@ def test_environment_to_dict_lists_probed_facets_and_overrides() -> None:
     assert document["distribution:numpy"]["version"] == "1.26.4"
     assert document["overrides"] == {"ENVGUARD_OVERRIDE_CUDA": "12.4"}
     assert "CI" not in str(document)  # the process environment is not dumped
+
+
+def test_markers_are_judged_against_the_environment_not_the_interpreter() -> None:
+    # A hand-built 3.9 on darwin: conditions are evaluated as that interpreter would,
+    # whatever interpreter runs this test.
+    env = make_env(python=PythonFacts("3.9.18", "cpython", "3.9.18", "/usr/bin/python3", "/v", "/usr"),
+                   platform=PlatformFacts("darwin", "arm64", "Darwin", "23.1.0"))
+    assert verdict("python >=3.9; python_version < '3.10'", env).status is Status.MET
+    assert verdict("python; sys_platform == 'linux'", env).status is Status.NA
+    assert verdict("python; platform_machine == 'arm64' and platform_system == 'Darwin'",
+                   env).status is Status.MET
+    assert verdict("python; python_full_version >= '3.10'", env).status is Status.NA
+
+
+def test_the_marker_environment_equals_packagings() -> None:
+    # Differential: the facet built from our probes against packaging's own view of
+    # this interpreter.
+    from packaging.markers import default_environment
+
+    assert Environment().markers == default_environment()

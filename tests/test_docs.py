@@ -33,8 +33,9 @@ from pathlib import Path
 import pytest
 
 from pytest_envguard import grammar
-from pytest_envguard.checks import Evaluator, Status
+from pytest_envguard.checks import Evaluator
 from pytest_envguard.environment import Environment, Settings
+from pytest_envguard.verdicts import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -225,7 +226,7 @@ def test_documented_example(example: Example, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def evaluator(tmp_path_factory: pytest.TempPathFactory) -> Evaluator:
     root = tmp_path_factory.mktemp("docs-root")
-    settings = Settings(import_timeout=30, extra={"rootdir": str(root), "lock_extras": "report"})
+    settings = Settings(import_timeout=30, rootdir=root)
     return Evaluator(Environment(settings=settings))
 
 

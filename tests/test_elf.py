@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_envguard.probes import elf
-from pytest_envguard.probes.elf import ElfCache, ElfFacts, VersionNeed, read_elf, read_header
+from pytest_envguard.probes import Failure, elf
+from pytest_envguard.probes.elf import ElfCache, ElfFacts, VersionNeed, read_elf
 from tests.fixtures_native import EM_AARCH64, NativeBuild, patch_machine, strip_section_headers
 
 SYSTEM_LIBRARIES = ["libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1"]
@@ -24,7 +24,7 @@ def _system_library(name: str) -> str:
 
     paths = read_ld_so_cache().entries.get(name, ())
     for path in paths:
-        if read_header(path).abi == read_header(os.path.realpath(sys.executable)).abi:
+        if read_elf(path).abi == read_elf(os.path.realpath(sys.executable)).abi:
             return path
     raise AssertionError(f"{name} is not in ld.so.cache")
 
@@ -94,7 +94,7 @@ def test_what_the_loader_needs(native_build: NativeBuild) -> None:
     glibc = read_elf(str(native_build.ext_new_glibc))
     assert glibc.needed == ("libc.so.6",)
     assert glibc.version_needs == (VersionNeed("libc.so.6", "GLIBC_2.99"),)
-    interpreter = read_header(os.path.realpath(sys.executable))
+    interpreter = read_elf(os.path.realpath(sys.executable))
     assert (glibc.elf_class, glibc.machine, glibc.elf_type) == (
         interpreter.elf_class, interpreter.machine, "ET_DYN")
 
@@ -124,7 +124,7 @@ def test_no_section_headers_falls_back_to_program_headers(
 
 def test_other_machine_is_read_with_its_machine(native_build: NativeBuild, tmp_path: Path) -> None:
     foreign = patch_machine(native_build.ext_plain, tmp_path / "foreign.so", EM_AARCH64)
-    facts = read_header(str(foreign))
+    facts = read_elf(str(foreign))
     assert facts.machine == "EM_AARCH64"
     assert facts.describe_abi() == "ELF64 AARCH64"
     assert read_elf(str(foreign)).machine == "EM_AARCH64"
@@ -141,26 +141,70 @@ def test_a_32_bit_header_is_read(tmp_path: Path) -> None:
     assert (facts.elf_class, facts.machine, facts.needed) == (32, "EM_386", ())
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    (b"", "not an ELF file"),
-    (b"#!/bin/sh\necho hi\n", "not an ELF file (bad magic)"),
-    (b"\x7fELF\x03\x01" + bytes(58), "corrupt ELF header"),
-    (b"\x7fELF\x02\x01\x01" + bytes(20), "truncated ELF file"),
+@pytest.mark.parametrize(("content", "failure", "reason"), [
+    (b"", Failure.NOT_ELF, "not an ELF file (file too short)"),
+    (b"#!/bin/sh\necho hi\n", Failure.NOT_ELF, "not an ELF file (invalid ELF header)"),
+    (b"\x7fELF\x03\x01" + bytes(58), Failure.CORRUPT, "corrupt ELF header"),
+    (b"\x7fELF\x02\x01\x01" + bytes(20), Failure.NOT_ELF, "file too short"),
 ])
-def test_bad_files_give_a_reason(tmp_path: Path, content: bytes, reason: str) -> None:
+def test_bad_files_give_a_kind_and_a_reason(tmp_path: Path, content: bytes, failure: Failure,
+                                            reason: str) -> None:
     path = tmp_path / "bad.so"
     path.write_bytes(content)
     facts = read_elf(str(path))
-    assert not facts.ok
+    assert (facts.ok, facts.failure) == (False, failure)
     assert reason in (facts.reason or "")
     assert facts.path == str(path)
 
 
 def test_truncated_and_unreadable(native_build: NativeBuild, tmp_path: Path) -> None:
     truncated = read_elf(str(native_build.truncated))
+    assert truncated.failure is Failure.CORRUPT
     assert truncated.reason is not None and "truncated" in truncated.reason
-    assert str(read_elf(str(tmp_path / "missing.so")).reason).startswith("FileNotFoundError")
-    assert str(read_elf(str(tmp_path)).reason).startswith("IsADirectoryError")
+    missing = read_elf(str(tmp_path / "missing.so"))
+    assert missing.failure is Failure.MISSING and "FileNotFoundError" in str(missing.reason)
+    directory = read_elf(str(tmp_path))
+    assert directory.failure is Failure.NOT_REGULAR and "IsADirectoryError" in str(directory.reason)
+    os.mkfifo(tmp_path / "fifo.so")
+    assert read_elf(str(tmp_path / "fifo.so")).failure is Failure.NOT_REGULAR  # and no hang
+
+
+def looping_version_needs(path: Path, records: int) -> Path:
+    """An ELF64 file whose ``.gnu.version_r`` holds ``records`` 16-byte records that
+    read as verneed and vernaux entries alike, each chain running to the end: walked
+    naively, every record's auxiliary chain visits every later record (quadratic)."""
+    strtab_offset, strtab_size = 64 + 4 * 64, 32
+    dynamic_offset = strtab_offset + strtab_size
+    verneed_offset = dynamic_offset + 16
+    # vn_version, vn_cnt, vn_file, vn_aux (0: the record is its own first aux), vn_next
+    chunk = struct.pack("<HHIII", 1, 0xFFFF, 0, 0, 16)
+    region = chunk * (records - 1) + struct.pack("<HHIII", 1, 0xFFFF, 0, 0, 0)
+    header = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack(
+        "<HHIQQQIHHHHHH", 3, 62, 1, 0, 0, 64, 0, 64, 56, 0, 64, 4, 0)
+    sections = [
+        bytes(64),
+        struct.pack("<IIQQQQIIQQ", 1, 3, 0, 0, strtab_offset, strtab_size, 0, 0, 1, 0),
+        struct.pack("<IIQQQQIIQQ", 2, 6, 0, 0, dynamic_offset, 16, 1, 0, 8, 16),
+        struct.pack("<IIQQQQIIQQ", 3, 0x6FFFFFFE, 0, 0, verneed_offset, len(region), 1,
+                    records, 4, 0),
+    ]
+    path.write_bytes(header + b"".join(sections) + bytes(strtab_size) + bytes(16) + region)
+    return path
+
+
+def test_a_looping_version_chain_is_bounded(tmp_path: Path) -> None:
+    import time
+
+    # 5,000 records: 12.5 million steps for a naive walk, a fraction of a second here.
+    path = looping_version_needs(tmp_path / "crafted.so", 5000)
+    started = time.perf_counter()
+    facts = read_elf(str(path))
+    assert time.perf_counter() - started < 5
+    assert facts.failure is Failure.TOO_LARGE
+    assert "more than 65536 records" in str(facts.reason)
+    # A small file of the same shape is read in full: the budget is not the limit there.
+    small = read_elf(str(looping_version_needs(tmp_path / "small.so", 50)))
+    assert small.ok and len(small.version_needs) == 50 * 51 // 2
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -175,7 +219,11 @@ def test_corruption_never_raises(native_build: NativeBuild, tmp_path: Path, data
     path.write_bytes(bytes(original[:cut]))
     facts = read_elf(str(path))
     assert isinstance(facts, ElfFacts)
-    assert facts.ok or facts.reason
+    # Never raises; what it cannot read has a kind, and a one-line reason.
+    assert facts.ok is (facts.failure is None)
+    if not facts.ok:
+        assert isinstance(facts.failure, Failure)
+        assert facts.reason and "\n" not in facts.reason
 
 
 def test_constants_match_pyelftools() -> None:
@@ -210,7 +258,8 @@ def test_cache_reads_each_unchanged_file_once(native_build: NativeBuild, tmp_pat
     assert (first.misses, first.hits) == (1, 0)
     first.save()
     assert (tmp_path / "cache" / elf.CACHE_FILE).is_file()
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [elf.CACHE_FILE]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
+        elf.CACHE_FILE, elf.CACHE_FILE + ".lock"]  # no temporary left
 
     second = ElfCache(tmp_path / "cache")
     assert second.read(str(library)) == facts
@@ -240,11 +289,24 @@ def test_a_corrupt_cache_file_is_ignored_and_replaced(
 def test_a_wrong_entry_shape_is_reparsed(native_build: NativeBuild, tmp_path: Path) -> None:
     path = str(native_build.ext_plain)
     stat = os.stat(path)
-    entries = {path: [stat.st_size, stat.st_mtime_ns, {"no": "path"}]}
-    (tmp_path / elf.CACHE_FILE).write_text(json.dumps({"entries": entries}), encoding="utf-8")
+    ElfCache(tmp_path).disk.write({path: [stat.st_size, stat.st_mtime_ns, stat.st_ino, {"no": "path"}]})
     cache = ElfCache(tmp_path)
     assert cache.read(path) == read_elf(path)
     assert cache.misses == 1
+
+
+def test_workers_saving_at_once_keep_each_others_entries(native_build: NativeBuild,
+                                                         tmp_path: Path) -> None:
+    # Two xdist workers read the (empty) cache, each parses another file, both save.
+    first, second = ElfCache(tmp_path), ElfCache(tmp_path)
+    first.read(str(native_build.ext_plain))
+    second.read(str(native_build.ext_needs_v2))
+    first.save()
+    second.save()
+    third = ElfCache(tmp_path)
+    third.read(str(native_build.ext_plain))
+    third.read(str(native_build.ext_needs_v2))
+    assert (third.hits, third.misses) == (2, 0)
 
 
 def test_memory_only_cache_writes_nothing(native_build: NativeBuild, tmp_path: Path) -> None:
@@ -253,7 +315,7 @@ def test_memory_only_cache_writes_nothing(native_build: NativeBuild, tmp_path: P
     assert cache.read(str(native_build.ext_plain)) is first
     cache.save()
     assert (cache.misses, cache.hits) == (1, 0)
-    assert cache.file is None
+    assert cache.disk.path is None
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,9 +8,11 @@ import time
 import pytest
 
 from pytest_envguard import checks, grammar
-from pytest_envguard.checks import Status, Verdict
 from pytest_envguard.environment import Environment
-from pytest_envguard.probes.nvidia import CudaRuntimeFacts, GpuFacts, NvidiaFacts, visible_gpus
+from pytest_envguard.probes import Failure
+from pytest_envguard.probes.cudart import CudaRuntimeFacts
+from pytest_envguard.probes.nvml import GpuFacts, NvidiaFacts
+from pytest_envguard.verdicts import Status, Verdict
 from tests.fixtures_nvml import H100, T4, FakeNvml
 
 GIB = 1 << 30
@@ -25,13 +27,11 @@ def t4(index: int) -> GpuFacts:
     return card(index, "Tesla T4", 15.0, "7.5")
 
 
-def nvidia(*devices: GpuFacts, driver: str = "535.104.05", cuda: str | None = "12.2",
-           setting: str | None = None) -> NvidiaFacts:
-    visible, how = visible_gpus(devices, setting)
-    return NvidiaFacts(driver, cuda, devices, visible, how)
+def nvidia(*devices: GpuFacts, driver: str = "535.104.05", cuda: str | None = "12.2") -> NvidiaFacts:
+    return NvidiaFacts(driver, cuda, devices)
 
 
-NO_NVML = NvidiaFacts(None, None, (), (), "CUDA_VISIBLE_DEVICES is unset", False,
+NO_NVML = NvidiaFacts(None, None, (), Failure.MISSING,
                       "NVML is not available: libnvidia-ml.so.1 not found (…)", error_code=12)
 
 
@@ -85,7 +85,7 @@ def test_no_nvml_is_unknown_with_a_hint() -> None:
 
 
 def test_driver_library_mismatch_hint() -> None:
-    broken = NvidiaFacts(None, None, (), (), "CUDA_VISIBLE_DEVICES is unset", False,
+    broken = NvidiaFacts(None, None, (), Failure.BROKEN,
                          "NVML initialisation failed: Driver/library version mismatch "
                          "(NVML error 18)", error_code=18)
     verdict, = evaluate(["cuda >=12"], broken)
@@ -96,8 +96,7 @@ def test_driver_library_mismatch_hint() -> None:
 
 
 def test_a_timeout_hint() -> None:
-    hung = NvidiaFacts(None, None, (), (), "CUDA_VISIBLE_DEVICES is unset", False,
-                       "NVML did not answer in 10 s")
+    hung = NvidiaFacts(None, None, (), Failure.TIMEOUT, "NVML did not answer in 10 s")
     verdict, = evaluate(["driver >=1"], hung)
     assert verdict.hint is not None
     assert "envguard_gpu_timeout" in verdict.hint
@@ -167,16 +166,15 @@ def test_gpus_defaults_and_counts() -> None:
 
 
 def test_gpus_hidden_by_cuda_visible_devices_are_named() -> None:
-    verdict, = evaluate(["gpus >=2"], nvidia(card(0), card(1), setting="1"),
-                        CUDA_VISIBLE_DEVICES="1")
+    verdict, = evaluate(["gpus >=2"], nvidia(card(0), card(1)), CUDA_VISIBLE_DEVICES="1")
     assert (verdict.status, verdict.found) == (Status.UNMET, "1")
     assert "CUDA_VISIBLE_DEVICES=1" in verdict.reason
     assert verdict.hint == "CUDA_VISIBLE_DEVICES hides GPUs: unset it or name more devices"
 
 
 def test_an_empty_cuda_visible_devices_is_known_without_nvml() -> None:
-    hidden = NvidiaFacts(None, None, (), (), "CUDA_VISIBLE_DEVICES is empty", True,
-                         "NVML is not available: …", error_code=12)
+    hidden = NvidiaFacts(None, None, (), Failure.MISSING, "NVML is not available: …",
+                         error_code=12)
     verdict, = evaluate(["gpus >=1"], hidden, CUDA_VISIBLE_DEVICES="")
     assert (verdict.status, verdict.found) == (Status.UNMET, "0")
     assert verdict.skip_reason() == (
@@ -297,7 +295,8 @@ def test_cuda_runtime_without_a_driver_is_judged_alone() -> None:
 
 def test_cuda_runtime_missing_or_unversioned() -> None:
     missing, = evaluate(["cuda-runtime"], NO_NVML,
-                        runtime=CudaRuntimeFacts(None, None, None, reason="no libcudart.so*"))
+                        runtime=CudaRuntimeFacts(None, None, None, reason="no libcudart.so*",
+                                                         failure=Failure.MISSING))
     assert (missing.status, missing.found) == (Status.UNMET, "not found")
     assert missing.hint is not None
     assert "nvidia-cuda-runtime-cu12 for CUDA 12" in missing.hint

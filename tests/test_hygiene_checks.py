@@ -11,8 +11,9 @@ import pytest
 
 from pytest_envguard import checks, grammar
 from pytest_envguard.environment import Environment
+from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts, SupportedTags
 from pytest_envguard.probes.interpreter import environment_root, probe_isolation
-from pytest_envguard.probes.packages import InstalledDistribution, InstalledFacts, SupportedTags
+from pytest_envguard.verdicts import Status, Verdict
 from tests.fixtures_packages import Venv, clean_environ
 
 
@@ -29,7 +30,7 @@ def make_conda_dir(path: Path) -> Path:
     return path
 
 
-def verdict(env: Environment, line: str) -> checks.Verdict:
+def verdict(env: Environment, line: str) -> Verdict:
     (result,) = checks.evaluate(grammar.parse_lines([line]), env)
     return result
 
@@ -111,11 +112,11 @@ def test_isolated_verdicts(tmp_path: Path) -> None:
     venv = make_venv_dir(tmp_path / "venv")
     clean = Environment({"isolation": probe_isolation({}, str(venv), "/usr")}, environ={})
     result = verdict(clean, "isolated")
-    assert (result.status, result.found) == (checks.Status.MET, "venv")
+    assert (result.status, result.found) == (Status.MET, "venv")
     leaky = Environment({"isolation": probe_isolation({"PYTHONPATH": "/src", "PYTHONHOME": "/x"},
                                                       str(venv), "/usr")}, environ={})
     result = verdict(leaky, "isolated")
-    assert (result.status, result.found) == (checks.Status.UNMET, "venv, 2 leaks")
+    assert (result.status, result.found) == (Status.UNMET, "venv, 2 leaks")
     assert result.reason == ("$PYTHONPATH adds paths outside the environment; "
                              "$PYTHONHOME adds paths outside the environment")
     assert result.hint is not None
@@ -125,12 +126,12 @@ def test_isolated_verdicts(tmp_path: Path) -> None:
 def test_isolated_probes_the_environment_snapshot() -> None:
     env = Environment(environ={"PYTHONPATH": "/snapshot"})
     result = verdict(env, "isolated")
-    assert result.status is checks.Status.UNMET
+    assert result.status is Status.UNMET
     assert "$PYTHONPATH" in result.reason
 
 
 def installed(*dists: InstalledDistribution) -> InstalledFacts:
-    return InstalledFacts(dists, ("/site",), (("python_version", "3.11"), ("sys_platform", "linux")))
+    return InstalledFacts(dists, ("/site",))
 
 
 def test_consistent_and_wheels_verdicts_on_hand_built_facts() -> None:
@@ -143,11 +144,11 @@ def test_consistent_and_wheels_verdicts_on_hand_built_facts() -> None:
                        "supported-tags": SupportedTags(("cp311-cp311-linux_x86_64",
                                                         "py3-none-any"))}, environ={})
     consistent = verdict(env, "consistent")
-    assert (consistent.status, consistent.found) == (checks.Status.UNMET, "1 problem")
+    assert (consistent.status, consistent.found) == (Status.UNMET, "1 problem")
     assert consistent.reason == "app 1 has requirement lib>=2, but you have lib 1"
     assert consistent.hint == "pip install 'lib>=2'"
     wheels = verdict(env, "wheels")
-    assert (wheels.status, wheels.found) == (checks.Status.UNMET, "1 unsupported")
+    assert (wheels.status, wheels.found) == (Status.UNMET, "1 unsupported")
     assert wheels.reason == ("app 1 (cp27-cp27mu-linux_x86_64): interpreter cp27 is not "
                              "supported here; abi cp27mu is not supported here")
     assert wheels.hint == ("reinstall for this interpreter (cp311-cp311-linux_x86_64): "
@@ -162,7 +163,7 @@ def test_duplicate_hint_names_each_installer() -> None:
                               "/b/site-packages", installer="conda", shadowed=True),
     )
     result = verdict(Environment({"installed": facts}, environ={}), "consistent")
-    assert result.status is checks.Status.UNMET
+    assert result.status is Status.UNMET
     assert result.reason.startswith("numpy 2.0 is installed twice: 2.0 in /a/site-packages/")
     assert result.hint == ("keep one copy of numpy: conda remove --force numpy or "
                            "pip uninstall numpy")
@@ -170,7 +171,7 @@ def test_duplicate_hint_names_each_installer() -> None:
 
 def test_met_verdicts_on_this_interpreter() -> None:
     env = Environment()
-    assert verdict(env, "wheels").status is checks.Status.MET
+    assert verdict(env, "wheels").status is Status.MET
     summary = env.installed.summary()
     assert summary.startswith(f"{len(env.installed.distributions)} distributions (")
 

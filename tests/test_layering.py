@@ -1,4 +1,9 @@
-"""The import rules of STYLE.md and the no-dynamic-code rule, over the package source."""
+"""The architecture of DESIGN.md §4, enforced: the import direction, who may import
+pytest and the native libraries, no dynamic code, a check for every key.
+
+Every detector below is a function of source text, and each one is run on a bad
+sample too, so a rule that silently stopped checking would fail here.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,59 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "pytest_envguard"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 
+#: The layers, lowest first: a module may import its own layer and the ones below.
+LAYERS: list[set[str]] = [
+    # "" and "__version__": the package itself, which holds only its version and the
+    # lazily imported public names.
+    {"units", "grammar", "verdicts", "cuda_visibility", "hints", "", "__version__"},
+    {"probes"},
+    {"environment"},
+    {"checks"},
+    {"render"},
+    {"options", "plugin", "xdist", "ci_reports", "adopt", "__main__"},
+]
 
-def imported_modules(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+
+def layer_of(module: str) -> int:
+    """``pytest_envguard.probes.elf`` → the layer of ``probes``."""
+    top = module.removeprefix("pytest_envguard").lstrip(".").split(".")[0]
+    return next(index for index, names in enumerate(LAYERS) if top in names)
+
+
+def runtime_imports(source: str) -> list[tuple[int, str]]:
+    """``(line, module)`` of every import outside ``if TYPE_CHECKING:`` blocks."""
+    tree = ast.parse(source)
+    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(block.test)
+                   for statement in block.body for node in ast.walk(statement)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+            found += [(node.lineno, node.module)]
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names
+                      if node.module == "pytest_envguard"]
+    return found
+
+
+def direction_violations(module: str, source: str) -> list[str]:
+    """Imports of ``module`` that go up the layers, or import the plugin."""
+    own = layer_of(module)
+    bad = []
+    for line, name in runtime_imports(source):
+        if not name.startswith("pytest_envguard") or name == "pytest_envguard":
+            continue
+        if name.startswith("pytest_envguard.plugin") or layer_of(name) > own:
+            bad.append(f"{module}:{line} imports {name}")
+    return bad
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(part for part in parts if part != "__init__")
 
 
 def relative(path: Path) -> str:
@@ -28,21 +77,54 @@ def relative(path: Path) -> str:
 
 
 def test_there_are_sources() -> None:
-    assert len(SOURCES) >= 10
+    assert len(SOURCES) >= 25
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if p.name != "__init__.py" or p.parent != PACKAGE],
+                         ids=relative)
+def test_imports_go_down_the_layers(path: Path) -> None:
+    assert direction_violations(module_name(path), path.read_text(encoding="utf-8")) == []
+
+
+def test_the_direction_detector_detects() -> None:
+    assert direction_violations("pytest_envguard.probes.elf",
+                                "from pytest_envguard.checks import evaluate\n") != []
+    assert direction_violations("pytest_envguard.render", "import pytest_envguard.plugin\n") != []
+    assert direction_violations("pytest_envguard.grammar",
+                                "from pytest_envguard import environment\n") != []
+    # Imports only a type checker sees do not count; downward ones are fine.
+    assert direction_violations("pytest_envguard.probes.elf", (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from pytest_envguard.checks import evaluate\n"
+        "from pytest_envguard.units import parse_size\n")) == []
+
+
+def third_party(source: str) -> set[str]:
+    return {name.split(".")[0] for _, name in runtime_imports(source)}
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=relative)
 def test_only_probes_import_native_libraries(path: Path) -> None:
-    native = imported_modules(path) & {"psutil", "pynvml", "elftools"}
+    native = third_party(path.read_text(encoding="utf-8")) & {"psutil", "pynvml", "elftools"}
     if not relative(path).startswith("probes/"):
         assert not native, f"{relative(path)} imports {native}: only probes/ may"
 
 
+PYTEST_LAYER = {"plugin.py", "xdist.py", "ci_reports.py"}
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=relative)
 def test_only_the_plugin_layer_imports_pytest(path: Path) -> None:
-    if relative(path) not in ("plugin.py", "render.py") and not relative(path).startswith("pytest_layer"):
-        assert not imported_modules(path) & {"pytest", "_pytest"}, relative(path)
-    assert "_pytest" not in imported_modules(path), f"{relative(path)} imports private _pytest"
+    imported = third_party(path.read_text(encoding="utf-8"))
+    if relative(path) not in PYTEST_LAYER:
+        assert not imported & {"pytest", "_pytest"}, relative(path)
+    assert "_pytest" not in imported, f"{relative(path)} imports private _pytest"
+
+
+def test_the_import_detectors_detect() -> None:
+    assert "psutil" in third_party("def f():\n    import psutil\n")
+    assert "_pytest" in third_party("from _pytest.config import Config\n")
+    assert "elftools" in third_party("from elftools.elf.structs import ELFStructs\n")
 
 
 FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__"}
@@ -52,36 +134,60 @@ FORBIDDEN_METHODS = {"import_module", "__import__", "eval", "exec",  # re.compil
                      "spec_from_file_location"}
 
 
+def dynamic_code(source: str) -> list[str]:
+    """Calls that run or import code a string names, and ``shell=`` other than False."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        function = node.func
+        if isinstance(function, ast.Name) and function.id in FORBIDDEN_BUILTINS:
+            found.append(f"{node.lineno}: {function.id}()")
+        elif isinstance(function, ast.Attribute) and function.attr in FORBIDDEN_METHODS:
+            found.append(f"{node.lineno}: .{function.attr}()")
+        for keyword in node.keywords:
+            if keyword.arg == "shell" and not (
+                    isinstance(keyword.value, ast.Constant) and keyword.value.value is False):
+                found.append(f"{node.lineno}: shell=")
+    return found
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=relative)
 def test_no_dynamic_code(path: Path) -> None:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            function = node.func
-            if isinstance(function, ast.Name):
-                assert function.id not in FORBIDDEN_BUILTINS, f"{relative(path)}:{node.lineno}"
-            elif isinstance(function, ast.Attribute):
-                assert function.attr not in FORBIDDEN_METHODS, f"{relative(path)}:{node.lineno}"
-            for keyword in node.keywords:
-                if keyword.arg == "shell":
-                    assert isinstance(keyword.value, ast.Constant) and keyword.value.value is False, (
-                        f"{relative(path)}:{node.lineno} passes shell=")
+    assert dynamic_code(path.read_text(encoding="utf-8")) == []
 
 
-def test_forbidden_call_detector_detects() -> None:
-    # The scan above must be able to fail: run it on a sample that breaks each rule.
-    sample = "eval('1')\nimport subprocess\nsubprocess.run('x', shell=True)\n"
-    calls = [n for n in ast.walk(ast.parse(sample)) if isinstance(n, ast.Call)]
-    names = {c.func.id if isinstance(c.func, ast.Name) else c.func.attr for c in calls}  # type: ignore[union-attr]
-    assert "eval" in names
-    assert any(k.arg == "shell" for c in calls for k in c.keywords)
+def test_the_dynamic_code_detector_detects() -> None:
+    sample = ("eval('1')\nimport subprocess, importlib\nsubprocess.run('x', shell=True)\n"
+              "importlib.import_module('os')\nsubprocess.run(['x'], shell=False)\n")
+    assert [line.split(":")[0] for line in dynamic_code(sample)] == ["1", "3", "4"]
+
+
+def test_every_key_has_a_check() -> None:
+    from pytest_envguard.checks import CHECKS
+    from pytest_envguard.grammar import KEYS
+
+    assert set(CHECKS) == set(KEYS)
+
+
+def test_the_public_api() -> None:
+    import pytest_envguard
+
+    assert sorted(pytest_envguard.__all__) == sorted(
+        ["parse_line", "Requirement", "RequirementError", "Status", "Verdict", "Environment",
+         "evaluate", "__version__"])
+    for name in pytest_envguard.__all__:
+        assert getattr(pytest_envguard, name) is not None
+    with pytest.raises(AttributeError):
+        pytest_envguard.nothing_of_that_name  # noqa: B018
 
 
 def test_importing_the_plugin_loads_nothing_heavy() -> None:
     code = (
         "import sys, pytest_envguard.plugin\n"
         "heavy = ['psutil', 'pynvml', 'elftools', 'packaging.specifiers', 'packaging.markers',"
-        " 'pytest_envguard.grammar', 'pytest_envguard.checks', 'pytest_envguard.environment']\n"
+        " 'pytest_envguard.grammar', 'pytest_envguard.checks', 'pytest_envguard.environment',"
+        " 'pytest_envguard.hints']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,7 +18,6 @@ from pytest_envguard.probes.loader import (
     default_dirs,
     expand_tokens,
     find_library,
-    interpreter_abi,
     library_version,
     parse_ld_so_cache,
     read_ld_so_cache,
@@ -73,7 +72,7 @@ def test_the_system_cache_agrees_with_the_loader() -> None:
 
 
 def test_unreadable_cache_is_a_reason(tmp_path: Path) -> None:
-    assert str(read_ld_so_cache(str(tmp_path / "none")).reason).startswith("FileNotFoundError")
+    assert "FileNotFoundError" in str(read_ld_so_cache(str(tmp_path / "none")).reason)
     (tmp_path / "bad").write_bytes(b"nope")
     assert "unknown magic" in str(read_ld_so_cache(str(tmp_path / "bad")).reason)
 
@@ -277,8 +276,8 @@ def test_find_library_unreadable_interpreter(tmp_path: Path) -> None:
     assert facts.path is None and "cannot read the interpreter" in str(facts.reason)
 
 
-def test_interpreter_abi() -> None:
-    elf_class, little, machine = interpreter_abi()
+def test_the_interpreters_abi() -> None:
+    elf_class, little, machine = read_elf(os.path.realpath(sys.executable)).abi
     assert elf_class == (64 if sys.maxsize > 2**32 else 32)
     assert little == (sys.byteorder == "little")
     assert machine is not None and machine.startswith("EM_")

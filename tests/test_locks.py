@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 
 from pytest_envguard import checks, grammar
+from pytest_envguard.checks.hygiene import applicable
 from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.probes import locks
-from pytest_envguard.probes.packages import InstalledDistribution, InstalledFacts
+from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts
+from pytest_envguard.probes.interpreter import PythonFacts
+from pytest_envguard.probes.system import PlatformFacts
+from pytest_envguard.verdicts import Status, Verdict
 from tests.fixtures_packages import Venv
 
 LINUX_311 = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
@@ -27,7 +31,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def pins(lock: locks.LockFacts) -> dict[str, str | None]:
-    return {p.name: p.version for p in locks.applicable(lock, LINUX_311)}
+    return {p.name: p.version for p in applicable(lock, LINUX_311)}
 
 
 # -- requirements.txt -----------------------------------------------------------------------
@@ -51,7 +55,7 @@ def test_requirements_with_hashes_includes_markers_and_comments(tmp_path: Path) 
         local-pkg @ file:///tmp/local-pkg
         -e ./src#egg=my_project
         """)))
-    assert lock.error is None
+    assert lock.reason is None
     assert pins(lock) == {"attrs": "23.1.0", "foo-bar": "1.2.0", "idna": "3.6",
                           "local-pkg": None, "my-project": None}
     by_name = {p.name: p for p in lock.packages}
@@ -71,7 +75,7 @@ def test_requirements_with_hashes_includes_markers_and_comments(tmp_path: Path) 
 def test_requirements_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "requirements.txt"
     path.write_text(text, encoding="utf-8")
-    error = locks.read_lock(str(path)).error
+    error = locks.read_lock(str(path)).reason
     assert error is not None
     assert error.startswith(f"{tmp_path}/{message}")
 
@@ -103,7 +107,7 @@ def test_pylock_toml(tmp_path: Path) -> None:
         [[packages]]
         name = "from-git"
         """)))
-    assert lock.error is None
+    assert lock.reason is None
     assert lock.format == "pylock"
     assert pins(lock) == {"requests": "2.31.0", "from-git": None}
 
@@ -174,7 +178,7 @@ def test_uv_lock_walks_the_graph_for_this_interpreter(tmp_path: Path) -> None:
         version = "1.5.0"
         source = { registry = "x" }
         """)))
-    assert lock.error is None
+    assert lock.reason is None
     assert pins(lock) == {"app": "0.1.0", "numpy": "2.1.0", "httpx": "0.27.0", "h2": "4.1.0",
                           "pytest": "8.3.0", "pluggy": "1.5.0"}
 
@@ -206,7 +210,7 @@ def test_poetry_lock_without_package_markers_walks_from_the_roots(tmp_path: Path
         python-versions = "^3.10"
         content-hash = "abc"
         """)))
-    assert lock.error is None
+    assert lock.reason is None
     assert lock.graph
     assert pins(lock) == {"click": "8.1.7"}
 
@@ -253,7 +257,7 @@ def test_poetry_lock_2_1_package_markers(tmp_path: Path) -> None:
 def test_toml_lock_errors(tmp_path: Path, name: str, text: str, message: str) -> None:
     path = tmp_path / name
     path.write_bytes(text.encode("latin-1"))
-    error = locks.read_lock(str(path)).error
+    error = locks.read_lock(str(path)).reason
     assert error is not None
     assert error.startswith(f"{tmp_path}/{message}"), error
 
@@ -265,15 +269,15 @@ def environment(root: Path, *installed: tuple[str, str], extras_mode: str | None
                 ) -> Environment:
     dists = tuple(InstalledDistribution(name, version, f"/site/{name}-{version}.dist-info",
                                         "/site") for name, version in installed)
-    extra = {"rootdir": str(root)}
-    if extras_mode:
-        extra["lock_extras"] = extras_mode
-    return Environment({"installed": InstalledFacts(dists, ("/site",),
-                                                    tuple(sorted(LINUX_311.items())))},
-                       environ={}, settings=Settings(extra=extra))
+    facts = {"installed": InstalledFacts(dists, ("/site",)),
+             # a CPython 3.11 on x86_64 Linux, whatever runs the test
+             "python": PythonFacts("3.11.7", "cpython", "3.11.7", "/v/bin/python", "/v", "/usr"),
+             "platform": PlatformFacts("linux", "x86_64", "Linux", "6.1.0")}
+    return Environment(facts, environ={}, settings=Settings(  # type: ignore[arg-type]
+        rootdir=root, lock_extras=extras_mode or "report"))  # type: ignore[arg-type]
 
 
-def verdict(env: Environment, line: str) -> checks.Verdict:
+def verdict(env: Environment, line: str) -> Verdict:
     (result,) = checks.evaluate(grammar.parse_lines([line]), env)
     return result
 
@@ -282,7 +286,7 @@ def test_lock_check_met_relative_to_rootdir(tmp_path: Path) -> None:
     write(tmp_path / "locks" / "requirements.txt", "foo==1.0\nbar==2.0.0\n")
     result = verdict(environment(tmp_path, ("foo", "1.0"), ("bar", "2.0"), ("pip", "24.0")),
                      "lock locks/requirements.txt")
-    assert result.status is checks.Status.MET
+    assert result.status is Status.MET
     assert result.found == "2 pinned"
 
 
@@ -290,7 +294,7 @@ def test_lock_check_lists_differences_missing_and_extras(tmp_path: Path) -> None
     write(tmp_path / "requirements.txt", "foo==1.0\nbar==2.0\nbaz==3\n")
     env = environment(tmp_path, ("foo", "1.1"), ("bar", "2.0"), ("stray", "0.1"))
     result = verdict(env, "lock requirements.txt")
-    assert result.status is checks.Status.UNMET
+    assert result.status is Status.UNMET
     assert result.found == "1 differ, 1 missing"
     assert result.reason == (f"requirements.txt: foo 1.1 installed, lock has 1.0 "
                              f"({tmp_path}/requirements.txt:1); missing baz==3 "
@@ -300,11 +304,11 @@ def test_lock_check_lists_differences_missing_and_extras(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(("mode", "status", "reason_has_extra"), [
-    ("report", checks.Status.MET, True),
-    ("ignore", checks.Status.MET, False),
-    ("fail", checks.Status.UNMET, True),
+    ("report", Status.MET, True),
+    ("ignore", Status.MET, False),
+    ("fail", Status.UNMET, True),
 ])
-def test_extra_packages_are_opt_in_failures(tmp_path: Path, mode: str, status: checks.Status,
+def test_extra_packages_are_opt_in_failures(tmp_path: Path, mode: str, status: Status,
                                             reason_has_extra: bool) -> None:
     write(tmp_path / "requirements.txt", "foo==1.0\n")
     env = environment(tmp_path, ("foo", "1.0"), ("stray", "0.1"), ("setuptools", "69"),
@@ -318,11 +322,11 @@ def test_extra_packages_are_opt_in_failures(tmp_path: Path, mode: str, status: c
 def test_unparsable_lock_is_unknown_with_file_and_line(tmp_path: Path) -> None:
     write(tmp_path / "requirements.txt", "foo==1.0\nbar>=2\n")
     result = verdict(environment(tmp_path, ("foo", "1.0")), "lock requirements.txt")
-    assert result.status is checks.Status.UNKNOWN
+    assert result.status is Status.UNKNOWN
     assert result.found == "unreadable"
     assert f"{tmp_path}/requirements.txt:2: 'bar>=2' is not pinned" in result.reason
     missing = verdict(environment(tmp_path), "lock nope.txt")
-    assert missing.status is checks.Status.UNKNOWN
+    assert missing.status is Status.UNKNOWN
     assert missing.reason == f"lock file unusable: {tmp_path}/nope.txt: no such file"
 
 

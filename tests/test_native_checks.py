@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from pytest_envguard import checks, grammar
-from pytest_envguard.checks import Status, Verdict
+from pytest_envguard.checks import native as native_checks
 from pytest_envguard.environment import Environment, Settings
-from pytest_envguard.probes import native
+from pytest_envguard.probes import Failure, extensions, imports
+from pytest_envguard.probes.distributions import scan_distributions
 from pytest_envguard.probes.loader import Candidate, LibraryFacts
-from pytest_envguard.probes.packages import scan_distributions
+from pytest_envguard.verdicts import Status, Verdict
 from tests.fixtures_native import (
     EM_AARCH64,
     NativeBuild,
@@ -167,16 +168,16 @@ def test_a_real_wheel_passes(tmp_path: Path) -> None:
     facts = env.extensions("psutil")
     assert facts.modules >= 1
     dist = env.installed.active()["psutil"]
-    for path in native.extension_files(dist) or []:
+    for path in extensions.extension_files(dist) or []:
         assert loader_says(path) == (True, ""), path
 
 
 def test_version_family() -> None:
-    assert native.version_family("GLIBCXX_3.4.30") == ("GLIBCXX", (3, 4, 30))
-    assert native.version_family("GLIBC_PRIVATE") is None
-    assert native.highest_version(["GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.9", "GLIBC_PRIVATE"],
+    assert extensions.version_family("GLIBCXX_3.4.30") == ("GLIBCXX", (3, 4, 30))
+    assert extensions.version_family("GLIBC_PRIVATE") is None
+    assert extensions.highest_version(["GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.9", "GLIBC_PRIVATE"],
                                   "GLIBC_2.99") == "GLIBC_2.17"
-    assert native.highest_version(["CXXABI_1.3"], "GLIBCXX_3.4.30") is None
+    assert extensions.highest_version(["CXXABI_1.3"], "GLIBCXX_3.4.30") is None
 
 
 # -- library -----------------------------------------------------------------------------------
@@ -201,7 +202,8 @@ def test_library_shadowed_by_ld_library_path(native_build: NativeBuild) -> None:
 
 
 def test_library_not_found_with_a_package_hint() -> None:
-    absent = LibraryFacts("cudnn", None, None, None, None, reason="no libcudnn.so* in …")
+    absent = LibraryFacts("cudnn", None, None, None, None, reason="no libcudnn.so* in …",
+                          failure=Failure.MISSING)
     result = verdict("library cudnn", Environment(facts={("library", "cudnn"): absent}))
     assert (result.status, result.found) == (Status.UNMET, "not found")
     assert result.hint is not None and "nvidia-cudnn-cu12" in result.hint
@@ -279,8 +281,8 @@ def test_import_broken_python(import_dir: Path) -> None:
 def test_import_broken_native(import_dir: Path) -> None:
     env = import_env(import_dir)
     missing = env.module_import("envguard_native_missing")
-    assert (missing.status, missing.missing_kind, missing.missing) == (
-        "broken", "library", "libenvguard_absent.so.1")
+    assert (missing.failure, missing.missing_kind, missing.missing) == (
+        Failure.BROKEN, "library", "libenvguard_absent.so.1")
     assert missing.native_file == str(import_dir / "envguard_native_missing.so")
     result = verdict("import envguard_native_missing", env)
     assert f"(loading {import_dir / 'envguard_native_missing.so'})" in result.reason
@@ -311,24 +313,24 @@ def test_import_timeout_is_unknown(import_dir: Path) -> None:
 def test_module_name_is_data_not_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     name = f"os; open({str(marker)!r}, 'w')"
-    facts = native.probe_import(name, without_loader_vars(), timeout=30)
-    assert facts.status == "not-installed"
+    facts = imports.probe_import(name, without_loader_vars(), timeout=30)
+    assert facts.failure is Failure.MISSING
     assert not marker.exists()
 
 
 def test_import_sees_the_parent_sys_path(import_dir: Path) -> None:
-    facts = native.probe_import("envguard_fine", without_loader_vars(),
-                                sys_path=[str(import_dir), *sys.path])
-    assert facts.status == "ok" and facts.file == str(import_dir / "envguard_fine.py")
-    alone = native.probe_import("envguard_fine", without_loader_vars(), inherit_sys_path=False)
-    assert alone.status == "not-installed"
+    facts = imports.probe_import("envguard_fine", without_loader_vars(),
+                                 sys_path=[str(import_dir), *sys.path])
+    assert facts.ok and facts.file == str(import_dir / "envguard_fine.py")
+    alone = imports.probe_import("envguard_fine", without_loader_vars(), sys_path=sys.path)
+    assert alone.failure is Failure.MISSING
 
 
 def test_import_with_no_interpreter(tmp_path: Path) -> None:
-    facts = native.probe_import("json", {}, executable=str(tmp_path / "python"))
-    assert facts.status == "error" and "FileNotFoundError" in str(facts.error)
-    result = checks.check_import(grammar.parse_line("import json"),
-                                 Environment(facts={("import", "json"): facts}))
+    facts = imports.probe_import("json", {}, executable=str(tmp_path / "python"))
+    assert facts.failure is Failure.ERROR and "FileNotFoundError" in str(facts.error)
+    result = native_checks.check_import(grammar.parse_line("import json"),
+                                        Environment(facts={("import", "json"): facts}))
     assert result.status is Status.UNKNOWN
 
 
@@ -341,7 +343,7 @@ def test_import_with_no_interpreter(tmp_path: Path) -> None:
     ("numpy.dtype size changed, may indicate binary incompatibility", (None, None, None)),
 ])
 def test_explain_native_error(message: str, expected: tuple[str | None, ...]) -> None:
-    assert native.explain_native_error(message) == expected
+    assert imports.explain_native_error(message) == expected
 
 
 # -- whole sessions ----------------------------------------------------------------------------
@@ -359,7 +361,7 @@ def test_session_contract_stops_on_a_too_new_glibc(
     assert "GLIBC_2.99" in output and "_new_glibc.so" in output
     assert "2 of 2 modules broken" in output and "manylinux_2_99_" in output
     # The ELF facts were cached in pytest's cache dir for the next session.
-    assert list(pytester.path.glob(".pytest_cache/d/envguard/elf-facts-*.json"))
+    assert list(pytester.path.glob(".pytest_cache/d/envguard/elf-facts.json"))
 
 
 def test_marker_skips_name_the_missing_library_and_the_crash(

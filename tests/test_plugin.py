@@ -350,6 +350,7 @@ def test_json_document(pytester: pytest.Pytester) -> None:
         "found": document["environment"]["python"]["version"],
         "reason": f"Python {document['environment']['python']['version']} satisfies >={PY}",
         "hint": None, "overridden": False,
+        "requirement": {"key": "python", "argument": None, "specifier": f">={PY}", "marker": None},
     }]
     [(nodeid, verdicts)] = document["tests"].items()
     assert nodeid == "test_json_document.py::test_y"

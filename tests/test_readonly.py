@@ -243,7 +243,7 @@ def test_the_audit_hook_sees_writes(tmp_path: Path) -> None:
         "import envguard_audit\n"
         "from pytest_envguard.probes import locks\n"
         # A function of the package, made to write: open() runs with its frame on the stack.
-        "locks.open_regular = lambda path, *a: open(path, 'w')\n"
+        "locks.read_bytes = lambda path, *a: open(path, 'w')\n"
         "locks.read_lock(sys.argv[2])\n"
         "envguard_audit.pytest_unconfigure(None)\n"
     )

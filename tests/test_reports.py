@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pytest_envguard.plugin import snapshot_properties
+from pytest_envguard.ci_reports import snapshot_properties
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -218,24 +218,26 @@ def test_environment_lines_show_sizes_and_milliseconds() -> None:
     """The report's environment section: byte counts as sizes, the NVML query time in ms."""
     from pytest_envguard import render
     from pytest_envguard.environment import Environment
-    from pytest_envguard.probes.nvidia import NvidiaFacts
+    from pytest_envguard.probes import Failure
+    from pytest_envguard.probes.nvml import NvidiaFacts
     from pytest_envguard.probes.system import MemoryFacts
 
     env = Environment(facts={
-        "memory": MemoryFacts(total=24 * 2**30, available=3 * 2**29, source="psutil"),
-        "nvidia": NvidiaFacts(None, None, (), (), "CUDA_VISIBLE_DEVICES is unset", False,
-                              reason="NVML is not available", elapsed=0.131096448),
+        "memory": MemoryFacts(total=24 * 2**30, available=3 * 2**29, source="/proc/meminfo"),
+        "nvidia": NvidiaFacts(None, None, (), Failure.MISSING, reason="NVML is not available",
+                              elapsed=0.131096448),
     })
     lines = render.environment_lines(env)
-    assert lines[0] == "memory         total=24.0 GiB, available=1.5 GiB, source=psutil"
+    assert lines[0] == "memory         total=24.0 GiB, available=1.5 GiB, source=/proc/meminfo"
     assert ", elapsed=131 ms" in lines[1]
+    assert lines[2].startswith("extensions     not probed (no 'extensions' requirement")
 
 
 def test_environment_lines_show_gpus_one_per_record() -> None:
     """Lists of records (GPUs, library candidates) are shown compactly, not as raw dicts."""
     from pytest_envguard import render
     from pytest_envguard.environment import Environment
-    from pytest_envguard.probes.nvidia import GpuFacts, NvidiaFacts
+    from pytest_envguard.probes.nvml import GpuFacts, NvidiaFacts
 
     h100 = GpuFacts(0, "NVIDIA H100 80GB HBM3", "GPU-f72ff167-dae6-8146-4d64-2836ab7a7734",
                     81559 << 20, 81003 << 20, "9.0", mig=False)
@@ -243,16 +245,18 @@ def test_environment_lines_show_gpus_one_per_record() -> None:
                     40960 << 20, None, "8.0", mig=True, usable=False, note="MIG mode is on")
     mig = GpuFacts(1, "MIG 1g.10gb", "MIG-11111111-2222-3333-4444-555566667777", 9856 << 20, None,
                    "8.0", parent=a100.uuid, instance=(1, 0))
-    env = Environment(facts={"nvidia": NvidiaFacts("580.159.04", "13.0", (h100, a100, mig), (h100, mig),
-                                                   "CUDA_VISIBLE_DEVICES=0,MIG-1111", True)})
-    [line] = render.environment_lines(env)
+    env = Environment(facts={"nvidia": NvidiaFacts("580.159.04", "13.0", (h100, a100, mig))},
+                      environ={"CUDA_VISIBLE_DEVICES": "GPU-f72ff167,MIG-1111"})
+    line, visible, not_probed = render.environment_lines(env)
     assert ("devices=[#0 NVIDIA H100 80GB HBM3, 79.6 GiB, cc 9.0, "
             "GPU-f72ff167-dae6-8146-4d64-2836ab7a7734; "
             "#1 NVIDIA A100-SXM4-40GB, 40.0 GiB, cc 8.0, MIG on, not usable: MIG mode is on, "
             "GPU-a1000000-1111-2222-3333-444455556666; "
             "MIG on #1: MIG 1g.10gb, 9.6 GiB, cc 8.0, "
             "MIG-11111111-2222-3333-4444-555566667777]") in line
-    assert "visible=[#0 MIG-11111111-2222-3333-4444-555566667777]" in line
+    assert visible == ("visible GPUs   [#0 MIG-11111111-2222-3333-4444-555566667777] "
+                       "(CUDA_VISIBLE_DEVICES=GPU-f72ff167,MIG-1111)")
     assert "{" not in line
+    assert not_probed.startswith("extensions     not probed")
     records = render._shown_field("leaks", [{"variable": "X", "count": 0, "flag": False, "note": None}])
     assert records == "[variable=X count=0]"  # a zero is a value; False and None are not

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pytest_envguard.plugin import tox_python_lines
+from pytest_envguard.options import tox_python_lines
 
 MAJOR, MINOR = sys.version_info[:2]
 

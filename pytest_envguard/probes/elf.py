@@ -10,23 +10,29 @@ every section object, which is what makes a naive pyelftools walk slow.
 Files without section headers fall back to the program headers, as the
 loader itself does.
 
-:class:`ElfCache` keeps these facts on disk keyed by (path, size, mtime), so
-a second session re-reads nothing unchanged.
+Every walk is bounded: a file gets a budget of :data:`ENTRY_BUDGET` records
+(dynamic entries, version needs and definitions and their auxiliary entries,
+together), so a crafted file whose version chains loop back on themselves
+costs milliseconds, not minutes; past the budget its facts are
+``Failure.TOO_LARGE``.
+
+:class:`ElfCache` keeps these facts on disk keyed by (path, size, mtime,
+inode), so a second session re-reads nothing unchanged.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from pytest_envguard.probes import Facts, describe_error, open_regular
+from pytest_envguard.probes import Facts, Failure
+from pytest_envguard.probes._diskcache import DiskCache
+from pytest_envguard.probes._io import explain, failure_of, open_regular
 
 if TYPE_CHECKING:
     from elftools.elf.structs import ELFStructs
@@ -37,18 +43,26 @@ DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ = 0, 1, 5, 10
 DT_SONAME, DT_RPATH, DT_RUNPATH = 14, 15, 29
 DT_VERDEF, DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
 SHT_DYNAMIC, SHT_GNU_VERDEF, SHT_GNU_VERNEED = 6, 0x6FFFFFFD, 0x6FFFFFFE
-PT_LOAD, PT_DYNAMIC = 1, 2
+PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
 VER_FLG_BASE, VER_FLG_WEAK = 1, 2
 
 #: Upper bounds that keep a corrupt header from making us read or loop forever.
 _MAX_SECTIONS = 1 << 16
-_MAX_ENTRIES = 1 << 16
 _MAX_SECTION_BYTES = 64 << 20
 _WHOLE_STRTAB = 256 << 10  # smaller string tables are read at once, larger ones lazily
+#: Records one file may make us read, all tables together. Real libraries stay far
+#: below (libc.so.6: ~40 version definitions; libtorch_cuda.so: ~3,000 dynamic
+#: entries and needs); a crafted file with looping chains would otherwise cost
+#: its entry count squared.
+ENTRY_BUDGET = 1 << 16
 
 
 class ElfFormatError(ValueError):
-    """The file is not a well-formed ELF shared object."""
+    """The file is not a well-formed ELF shared object; ``failure`` says how."""
+
+    def __init__(self, message: str, failure: Failure = Failure.CORRUPT) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,9 @@ class VersionNeed(Facts):
 class ElfFacts(Facts):
     """The dynamic section of one ELF file, as the loader sees it.
 
-    ``reason`` is set (and the other fields are empty) when the file is
-    missing, unreadable, truncated, corrupt or not ELF.
+    ``failure`` and ``reason`` are set (and the other fields are empty) when
+    the file is missing, unreadable, not a regular file, not ELF, truncated,
+    corrupt or over the entry budget.
     """
 
     path: str
@@ -80,10 +95,11 @@ class ElfFacts(Facts):
     version_needs: tuple[VersionNeed, ...] = ()
     version_defs: tuple[str, ...] = ()  # defined versions, without the base (soname) entry
     reason: str | None = None
+    failure: Failure | None = None
 
     @property
     def ok(self) -> bool:
-        return self.reason is None
+        return self.failure is None
 
     @property
     def abi(self) -> tuple[int | None, bool | None, str | None]:
@@ -113,6 +129,7 @@ class ElfFacts(Facts):
                                 for need in data.get("version_needs", ())),
             version_defs=tuple(data.get("version_defs", ())),
             reason=data.get("reason"),
+            failure=Failure(data["failure"]) if data.get("failure") else None,
         )
 
 
@@ -124,38 +141,33 @@ def read_elf(path: str) -> ElfFacts:
 def _read_elf(path: str) -> tuple[ElfFacts, bool]:
     """The facts, and whether they are facts of the file's bytes (so cacheable)
     rather than of a passing condition such as a permission."""
+    from elftools.common.exceptions import ELFError
+
     try:
-        return _parse_elf(path), True
+        with open_regular(path) as file:  # a FIFO would block open()
+            return _Reader(file, path).read(), True
     except OSError as error:
-        return ElfFacts(path, reason=describe_error(error)), False
-
-
-def _parse_elf(path: str) -> ElfFacts:
-    from elftools.common.exceptions import ELFError
-
-    try:
-        with open_regular(path) as file:  # a FIFO would block open()
-            return _Reader(file, path).read()
-    except (ElfFormatError, ELFError) as error:
-        return ElfFacts(path, reason=str(error))
+        return ElfFacts(path, reason=explain(path, error), failure=failure_of(error)), False
+    except ElfFormatError as error:
+        return ElfFacts(path, reason=str(error), failure=error.failure), True
+    except ELFError as error:
+        return ElfFacts(path, reason=f"corrupt ELF file: {error}", failure=Failure.CORRUPT), True
     except (struct.error, ValueError, OverflowError, UnicodeDecodeError) as error:
-        return ElfFacts(path, reason=f"corrupt ELF file: {describe_error(error)}")
+        return ElfFacts(path, reason=f"corrupt ELF file: {type(error).__name__}: {error}",
+                        failure=Failure.CORRUPT), True
 
 
-def read_header(path: str) -> ElfFacts:
-    """Only the ELF header: class, byte order, machine, type (for the loader's
-    "wrong ELF class" skip, which needs nothing else)."""
+def read_interpreter(path: str) -> str | None:
+    """The ``PT_INTERP`` of an ELF executable (``/lib/ld-musl-x86_64.so.1``), if any."""
     from elftools.common.exceptions import ELFError
 
     try:
-        with open_regular(path) as file:  # a FIFO would block open()
+        with open_regular(path) as file:
             reader = _Reader(file, path)
             reader.header()
-            return reader.facts()
-    except OSError as error:
-        return ElfFacts(path, reason=describe_error(error))
-    except (ElfFormatError, ELFError, struct.error, ValueError) as error:
-        return ElfFacts(path, reason=str(error))
+            return reader.interpreter()
+    except (OSError, ElfFormatError, ELFError, struct.error, ValueError, OverflowError):
+        return None
 
 
 @lru_cache(maxsize=4)
@@ -185,6 +197,7 @@ class _Reader:
         self.file = file
         self.path = path
         self.size = os.fstat(file.fileno()).st_size
+        self.budget = ENTRY_BUDGET
         self.elf_class = 0
         self.little = True
         self.order = "<"
@@ -212,13 +225,21 @@ class _Reader:
             raise ElfFormatError(f"truncated ELF file: short read of {what}")
         return data
 
+    def spend(self, count: int, what: str) -> None:
+        """Take ``count`` records from the file's budget."""
+        self.budget -= count
+        if self.budget < 0:
+            raise ElfFormatError(f"more than {ENTRY_BUDGET} records in {what}: a crafted or "
+                                 "corrupt file (not read further)", Failure.TOO_LARGE)
+
     # -- the parts ------------------------------------------------------------------------
 
     def header(self) -> None:
         ident = self.file.read(64)
-        if len(ident) < 16 or ident[:4] != b"\x7fELF":
-            raise ElfFormatError("not an ELF file (bad magic)" if len(ident) >= 4
-                                 else "not an ELF file (too short)")
+        if len(ident) < 16:
+            raise ElfFormatError("not an ELF file (file too short)", Failure.NOT_ELF)
+        if ident[:4] != b"\x7fELF":
+            raise ElfFormatError("not an ELF file (invalid ELF header)", Failure.NOT_ELF)
         if ident[4] not in (1, 2) or ident[5] not in (1, 2):
             raise ElfFormatError(f"corrupt ELF header (class {ident[4]}, data {ident[5]})")
         self.elf_class = 32 if ident[4] == 1 else 64
@@ -226,7 +247,7 @@ class _Reader:
         self.order = "<" if self.little else ">"
         needed = 52 if self.elf_class == 32 else 64
         if len(ident) < needed:
-            raise ElfFormatError("truncated ELF file: incomplete ELF header")
+            raise ElfFormatError("not an ELF file (file too short)", Failure.NOT_ELF)
         header = _structs(self.little, self.elf_class).Elf_Ehdr.parse(ident[:needed])
         machine = header["e_machine"]
         self.machine = machine if isinstance(machine, str) else f"EM_{machine}"
@@ -282,24 +303,38 @@ class _Reader:
             self.read_from_segments()
         return self.facts()
 
-    def read_from_segments(self) -> None:
-        """No section headers (stripped with ``sstrip``): follow PT_DYNAMIC as the loader does."""
+    def segments(self) -> list[tuple[int, int, int, int]]:
+        """The program headers: (type, offset, vaddr, filesz) each."""
         fields = self.header_fields
         form = self.order + ("IIIIIIII" if self.elf_class == 32 else "IIQQQQQQ")
         entsize, count = fields["e_phentsize"], fields["e_phnum"]
         if count == 0:
-            return
+            return []
         if entsize < struct.calcsize(form) or count > _MAX_SECTIONS:
             raise ElfFormatError("corrupt ELF header: bad program header table")
+        self.spend(count, "the program header table")
         table = self.bytes_at(fields["e_phoff"], count * entsize, "the program header table")
-        loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
-        dynamic: tuple[int, int] | None = None
+        result = []
         for index in range(count):
             values = struct.unpack_from(form, table, index * entsize)
             if self.elf_class == 32:
-                p_type, p_offset, p_vaddr, p_filesz = values[0], values[1], values[2], values[4]
+                result.append((values[0], values[1], values[2], values[4]))
             else:
-                p_type, p_offset, p_vaddr, p_filesz = values[0], values[2], values[3], values[5]
+                result.append((values[0], values[2], values[3], values[5]))
+        return result
+
+    def interpreter(self) -> str | None:
+        for p_type, offset, _, size in self.segments():
+            if p_type == PT_INTERP:
+                return self.bytes_at(offset, min(size, 4096), "PT_INTERP").rstrip(b"\x00").decode(
+                    "utf-8", "replace")
+        return None
+
+    def read_from_segments(self) -> None:
+        """No section headers (stripped with ``sstrip``): follow PT_DYNAMIC as the loader does."""
+        loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
+        dynamic: tuple[int, int] | None = None
+        for p_type, p_offset, p_vaddr, p_filesz in self.segments():
             if p_type == PT_LOAD:
                 loads.append((p_vaddr, p_offset, p_filesz))
             elif p_type == PT_DYNAMIC:
@@ -335,6 +370,7 @@ class _Reader:
             if tag == DT_NULL:
                 break
             entries.append((tag, value))
+        self.spend(len(entries), ".dynamic")
         return entries
 
     def apply_dynamic(self, tags: list[tuple[int, int]], strings: _Strings) -> None:
@@ -353,7 +389,8 @@ class _Reader:
         """The chained records of a version section: (offset of record, its bytes)."""
         end = offset + size if size is not None else self.size
         position = offset
-        for _ in range(min(count, _MAX_ENTRIES) if count else _MAX_ENTRIES):
+        for _ in range(count) if count else iter(int, 1):  # the chain, or until its end
+            self.spend(1, what)
             if position + record > end:
                 raise ElfFormatError(f"corrupt ELF file: {what} runs past its end")
             data = self.bytes_at(position, record, what)
@@ -369,7 +406,8 @@ class _Reader:
             _, aux_count, file_name, aux, _ = struct.unpack(self.order + "HHIII", data)
             library = strings.at(file_name)
             aux_position = position + aux
-            for _ in range(min(aux_count, _MAX_ENTRIES)):
+            for _ in range(aux_count):
+                self.spend(1, ".gnu.version_r")
                 # Elf_Vernaux: vna_hash (I), vna_flags, vna_other (H H), vna_name, vna_next (I I).
                 _, flags, _, name, following = struct.unpack(
                     self.order + "IHHII", self.bytes_at(aux_position, 16, ".gnu.version_r aux"))
@@ -433,41 +471,33 @@ class _Strings:
 
 # -- the cache -------------------------------------------------------------------------------
 
-CACHE_FILE = "elf-facts-v1.json"
+CACHE_FILE = "elf-facts.json"
 _CACHE_LIMIT = 50_000  # entries kept across sessions; the oldest go first
+_CACHE_BYTES = 64 << 20
 
 
 class ElfCache:
-    """ELF facts keyed by (path, size, mtime), in memory and in ``directory``.
+    """ELF facts keyed by (path, size, mtime, inode), in memory and on disk.
 
-    ``directory`` is ``env.settings.cache_dir`` (pytest's cache dir); with
-    ``None`` the cache lives in memory only. A corrupt or foreign cache file
-    is ignored (and replaced on :meth:`save`); saving writes a temporary file
-    and renames it, so a concurrent session never reads half a file.
+    ``directory`` is the plugin's cache dir (pytest's, ``envguard/`` below it);
+    with ``None`` the cache lives in memory only. The file is a
+    :class:`~pytest_envguard.probes._diskcache.DiskCache`: trusted only when it
+    is this user's own; :meth:`save` merges with entries other processes (xdist
+    workers) saved meanwhile. Only facts of a file's bytes are cached, never a
+    passing condition such as a permission.
     """
 
     def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory
-        self._entries: dict[str, list[Any]] | None = None
+        self.disk = DiskCache(directory, CACHE_FILE, max_bytes=_CACHE_BYTES)
+        self._entries: dict[str, Any] | None = None
         self._memory: dict[str, ElfFacts] = {}
-        self._dirty = False
+        self._new: dict[str, list[Any]] = {}
         self.hits = 0
         self.misses = 0
 
-    @property
-    def file(self) -> Path | None:
-        return self.directory / CACHE_FILE if self.directory is not None else None
-
-    def _load(self) -> dict[str, list[Any]]:
+    def _load(self) -> dict[str, Any]:
         if self._entries is None:
-            self._entries = {}
-            if self.file is not None:
-                try:
-                    data = json.loads(self.file.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    data = None
-                if isinstance(data, dict) and isinstance(data.get("entries"), dict):
-                    self._entries = data["entries"]
+            self._entries = self.disk.read() or {}
         return self._entries
 
     def read(self, path: str) -> ElfFacts:
@@ -480,19 +510,20 @@ class ElfCache:
         if known is not None:
             return known
         try:
-            stat = os.stat(path)
+            info = os.stat(path)
         except OSError as error:
-            self._memory[path] = ElfFacts(path, reason=describe_error(error))
+            self._memory[path] = ElfFacts(path, reason=explain(path, error),
+                                          failure=failure_of(error))
             return self._memory[path]
-        stamp = [stat.st_size, stat.st_mtime_ns]
-        entries = self._load()
-        entry = entries.get(path)
-        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == stamp:
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
+        entry = self._load().get(path)
+        if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp and os.access(
+                path, os.R_OK):
             try:
-                known = ElfFacts.from_dict(entry[2])
+                known = ElfFacts.from_dict(entry[3])
             except (KeyError, TypeError, ValueError, AttributeError):
                 known = None
-            if known is not None:
+            if known is not None and known.path == path:
                 self._memory[path] = known
                 self.hits += 1
                 return known
@@ -500,28 +531,20 @@ class ElfCache:
         facts, cacheable = _read_elf(path)
         self._memory[path] = facts
         if cacheable:
-            entries[path] = [*stamp, facts.to_dict()]
-            self._dirty = True
+            self._new[path] = [*stamp, facts.to_dict()]
         return facts
 
     def save(self) -> None:
-        """Write the cache if anything changed; failures only cost the next run time."""
-        if not self._dirty or self.file is None or self._entries is None:
+        """Add this session's new entries to the file; failures only cost the next
+        run time."""
+        if not self._new:
             return
-        entries = self._entries
-        if len(entries) > _CACHE_LIMIT:
-            keep = list(entries)[-_CACHE_LIMIT:]
-            entries = {key: entries[key] for key in keep}
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=".elf-facts-", dir=self.file.parent)
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                    json.dump({"entries": entries}, stream, separators=(",", ":"))
-                os.replace(temporary, self.file)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-        except OSError:
-            return
-        self._dirty = False
+        new = self._new
+
+        def merge(entries: dict[str, Any]) -> None:
+            entries.update(new)
+            while len(entries) > _CACHE_LIMIT:
+                del entries[next(iter(entries))]
+
+        if self.disk.update(merge):
+            self._new = {}

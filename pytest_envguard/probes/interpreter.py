@@ -7,18 +7,20 @@ import sys
 import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_envguard.probes import Facts
 
 
 @dataclass(frozen=True)
 class PythonFacts(Facts):
-    version: str  # "3.11.7"
-    implementation: str  # "cpython"
-    implementation_version: str
+    version: str  # "3.11.7", "3.14.0rc1": PEP 508's python_full_version
+    implementation: str  # "cpython": PEP 508's implementation_name
+    implementation_version: str  # PEP 508's implementation_version
     executable: str
     prefix: str
     base_prefix: str
+    python_implementation: str = ""  # "CPython": PEP 508's platform_python_implementation
 
 
 @dataclass(frozen=True)
@@ -27,21 +29,27 @@ class AbiFacts(Facts):
     abis: tuple[str, ...]  # every ABI tag this interpreter accepts, best first: ("cp313t", …)
 
 
-def probe_python() -> PythonFacts:
-    info = sys.version_info
+def _full_version(info: Any) -> str:
+    """A ``sys.version_info``-like tuple as PEP 508 writes it: ``3.14.0rc1``."""
     version = f"{info.major}.{info.minor}.{info.micro}"
     if info.releaselevel != "final":
         version += {"alpha": "a", "beta": "b", "candidate": "rc"}.get(info.releaselevel, "")
         version += str(info.serial)
+    return version
+
+
+def probe_python() -> PythonFacts:
+    import platform
+
     impl = sys.implementation
-    impl_version = f"{impl.version.major}.{impl.version.minor}.{impl.version.micro}"
     return PythonFacts(
-        version=version,
+        version=_full_version(sys.version_info),
         implementation=impl.name,
-        implementation_version=impl_version,
+        implementation_version=_full_version(impl.version),
         executable=sys.executable,
         prefix=sys.prefix,
         base_prefix=sys.base_prefix,
+        python_implementation=platform.python_implementation(),
     )
 
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 
-from pytest_envguard.probes import Facts, describe_error, open_regular
+from pytest_envguard.probes import Facts, Failure
+from pytest_envguard.probes._io import TooLarge, explain, read_bytes
 from pytest_envguard.probes.elf import ElfFacts, read_elf
 
 LD_SO_CACHE = "/etc/ld.so.cache"
@@ -134,12 +135,16 @@ class LdCacheFacts(Facts):
         return {"path": self.path, "count": len(self.entries), "reason": self.reason}
 
 
+#: A real ld.so.cache is tens of KiB to a few MiB.
+MAX_LD_SO_CACHE = 64 << 20
+
+
 def read_ld_so_cache(path: str = LD_SO_CACHE) -> LdCacheFacts:
     """The loader's cache file, parsed; the reason when it cannot be."""
     try:
         stat = os.stat(path)
     except OSError as error:
-        return LdCacheFacts(path, reason=describe_error(error))
+        return LdCacheFacts(path, reason=explain(path, error))
     return _read_ld_so_cache(path, stat.st_size, stat.st_mtime_ns)
 
 
@@ -147,10 +152,9 @@ def read_ld_so_cache(path: str = LD_SO_CACHE) -> LdCacheFacts:
 def _read_ld_so_cache(path: str, size: int, mtime_ns: int) -> LdCacheFacts:
     # Keyed by size and mtime, so an `ldconfig` run in between is seen.
     try:
-        with open_regular(path) as file:  # a FIFO would block open()
-            data = file.read()
-    except OSError as error:
-        return LdCacheFacts(path, reason=describe_error(error))
+        data = read_bytes(path, MAX_LD_SO_CACHE)
+    except (OSError, TooLarge) as error:
+        return LdCacheFacts(path, reason=explain(path, error))
     try:
         return LdCacheFacts(path, MappingProxyType(parse_ld_so_cache(data)))
     except ValueError as error:
@@ -203,6 +207,7 @@ class Resolution(Facts):
     source: str | None  # "LD_LIBRARY_PATH", "RUNPATH of x.so", "ld.so.cache", …
     reason: str | None = None
     skipped: tuple[str, ...] = ()  # candidates passed over: "path (ELF32 EM_386)"
+    failure: Failure | None = None  # MISSING: not found; else the file that stopped the search
 
 
 class Resolver:
@@ -234,9 +239,7 @@ class Resolver:
         """The ELF facts of ``path``, or None when there is no such file."""
         if path not in self._files:
             facts = self.reader(path)
-            missing = facts.reason is not None and facts.reason.startswith(
-                ("FileNotFoundError", "NotADirectoryError"))
-            self._files[path] = None if missing else facts
+            self._files[path] = None if facts.failure is Failure.MISSING else facts
         return self._files[path]
 
     def search_dirs(self, requester: ElfFacts, chain: Sequence[ElfFacts] = ()) -> list[tuple[str, str]]:
@@ -262,7 +265,7 @@ class Resolver:
         abi = requester.abi
         if "/" in name:
             return self._try(name, abi, name, "path in DT_NEEDED", []) or Resolution(
-                name, None, None, f"{name} does not exist")
+                name, None, None, f"{name} does not exist", failure=Failure.MISSING)
         skipped: list[str] = []
         for directory, source in self.search_dirs(requester, chain):
             found = self._try(name, abi, os.path.join(directory, name), source, skipped)
@@ -279,19 +282,20 @@ class Resolver:
             if found is not None:
                 return found
         return Resolution(name, None, None, f"{name}: cannot open shared object file: "
-                          "not found in the loader's search path", tuple(skipped))
+                          "not found in the loader's search path", tuple(skipped), Failure.MISSING)
 
     def _try(self, name: str, abi: Abi, path: str, source: str,
              skipped: list[str]) -> Resolution | None:
         facts = self.facts(path)
         if facts is None:
             return None
-        if facts.reason is not None:
-            if facts.reason.startswith(("PermissionError", "IsADirectoryError")):
+        if facts.failure is not None:
+            if facts.failure in (Failure.UNREADABLE, Failure.NOT_REGULAR):
                 skipped.append(f"{path} ({facts.reason})")
                 return None
             # A file that is there but is no ELF object ends the search with an error.
-            return Resolution(name, None, source, f"{path}: {facts.reason}", tuple(skipped))
+            return Resolution(name, None, source, f"{path}: {facts.reason}", tuple(skipped),
+                              facts.failure)
         if abi[0] is not None and facts.abi != abi:
             skipped.append(f"{path} ({facts.describe_abi()})")
             return None
@@ -309,10 +313,17 @@ def origin_of(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def interpreter_abi(executable: str = sys.executable) -> Abi:
-    """The (class, byte order, machine) of this interpreter: what libraries must match."""
-    facts = read_elf(os.path.realpath(executable))
-    return facts.abi if facts.ok else (None, None, None)
+def loaded_objects(maps: str = "/proc/self/maps") -> list[str]:
+    """The files this process has mapped (its loaded shared objects among them), in
+    the order of ``/proc/self/maps``, each once."""
+    from pytest_envguard.probes._io import read_small
+
+    seen: dict[str, None] = {}
+    for line in (read_small(maps, 64 << 20) or "").splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5].startswith("/"):
+            seen.setdefault(fields[5].removesuffix(" (deleted)"), None)
+    return list(seen)
 
 
 # -- find_library: the `library` key -----------------------------------------------------------
@@ -350,6 +361,7 @@ class LibraryFacts(Facts):
     reason: str | None = None
     candidates: tuple[Candidate, ...] = ()
     skipped: tuple[str, ...] = ()  # wrong class/machine, unreadable
+    failure: Failure | None = None  # MISSING: not found; another kind: the search could not run
 
 
 def library_version(name: str, realpath: str | None = None) -> str | None:
@@ -416,7 +428,8 @@ def find_library(
     python = reader(executable)
     if not python.ok:
         return LibraryFacts(name, None, None, None, None,
-                            reason=f"cannot read the interpreter {executable}: {python.reason}")
+                            reason=f"cannot read the interpreter {executable}: {python.reason}",
+                            failure=python.failure)
     resolver = Resolver(environ, reader=reader, ld_cache=ld_cache)
     matches = _wanted(name)
     listings: dict[str, list[str]] = {}
@@ -480,7 +493,8 @@ def find_library(
         reason = f"no {name if '.so' in name else _stem(name) + '.so*'} in {where}"
         if skipped:
             reason += f"; skipped {', '.join(skipped[:3])}"
-        return LibraryFacts(name, None, None, None, None, reason=reason, skipped=tuple(skipped))
+        return LibraryFacts(name, None, None, None, None, reason=reason, skipped=tuple(skipped),
+                            failure=Failure.MISSING)
     best = candidates[0]
     return LibraryFacts(name, best.path, best.source, best.soname, best.version,
                         realpath=os.path.realpath(best.path), candidates=tuple(candidates),

@@ -5,25 +5,25 @@ includes, environment markers), ``pylock.toml`` (PEP 751), ``uv.lock`` and
 ``poetry.lock``. The format is chosen by the file name (``pylock.*.toml``
 counts as pylock).
 
-Parsing (:func:`read_lock`) reads the files and keeps markers as text;
-choosing what applies to an interpreter (:func:`applicable`) is a pure
-function of the parsed lock and that interpreter's marker values, because
-``uv.lock`` and ``poetry.lock`` are universal: they pin packages for every
-platform, and only a walk of the dependency graph with the markers
-evaluated tells which of them this interpreter should have.
+Parsing (:func:`read_lock`) reads the files and keeps markers and the
+dependency graph as text; choosing what applies to an interpreter is a
+judgement, made in :mod:`pytest_envguard.checks.hygiene`: ``uv.lock`` and
+``poetry.lock`` are universal (they pin packages for every platform), and
+only a walk of their graph with the markers evaluated tells which of them
+this interpreter should have.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_envguard.probes import Facts, describe_error, open_regular
-from pytest_envguard.probes.packages import canonical_name
+from pytest_envguard.probes import Facts, Failure, describe_error
+from pytest_envguard.probes._io import TomlError, TooLarge, explain, failure_of, load_toml, read_bytes
+from pytest_envguard.probes.distributions import canonical_name
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class LockFacts(Facts):
     format: str  # "requirements", "pylock", "uv", "poetry"
     packages: tuple[LockedPackage, ...] = ()
     graph: bool = False  # True: walk dependencies from the roots (uv, poetry 2.0)
-    error: str | None = None  # "path:line: reason" — the file could not be used
+    reason: str | None = None  # "path:line: reason" — the file could not be used
+    failure: Failure | None = None
 
     @property
     def filename(self) -> str:
@@ -70,7 +71,11 @@ MAX_LOCK_BYTES = 64 << 20
 
 
 class LockError(ValueError):
-    """A lock file that cannot be read; ``str()`` is ``path[:line]: reason``."""
+    """A lock file that cannot be used; ``str()`` is ``path[:line]: reason``."""
+
+    def __init__(self, message: str, failure: Failure = Failure.CORRUPT) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 def lock_format(path: str) -> str | None:
@@ -87,12 +92,12 @@ def lock_format(path: str) -> str | None:
 
 
 def read_lock(path: str) -> LockFacts:
-    """The lock at ``path``; never raises (a problem goes to ``error``)."""
+    """The lock at ``path``; never raises (a problem goes to ``failure`` and ``reason``)."""
     kind = lock_format(path)
     if kind is None:
-        return LockFacts(path, "unknown", error=(
+        return LockFacts(path, "unknown", reason=(
             f"{path}: unknown lock format (expected requirements*.txt, pylock.toml, "
-            "uv.lock or poetry.lock)"))
+            "uv.lock or poetry.lock)"), failure=Failure.UNSUPPORTED)
     try:
         if kind == "requirements":
             packages = tuple(_RequirementsReader().read(path, required=True))
@@ -105,18 +110,19 @@ def read_lock(path: str) -> LockFacts:
         packages, graph = _poetry(path, document)
         return LockFacts(path, kind, packages, graph=graph)
     except LockError as error:
-        return LockFacts(path, kind, error=str(error))
+        return LockFacts(path, kind, reason=str(error), failure=error.failure)
     except (TypeError, AttributeError) as error:
         # A table or array where a string belongs (or the reverse), deeper than the
         # checks above look: the document is not the lock format its name says.
-        return LockFacts(path, kind, error=f"{path}: unexpected {kind} lock structure "
-                                           f"({describe_error(error)})")
+        return LockFacts(path, kind, reason=f"{path}: unexpected {kind} lock structure "
+                                            f"({describe_error(error)})", failure=Failure.CORRUPT)
     except RecursionError:
-        return LockFacts(path, kind, error=f"{path}: nested too deeply to be a lock file")
+        return LockFacts(path, kind, reason=f"{path}: nested too deeply to be a lock file",
+                         failure=Failure.CORRUPT)
     except FileNotFoundError:
-        return LockFacts(path, kind, error=f"{path}: no such file")
+        return LockFacts(path, kind, reason=f"{path}: no such file", failure=Failure.MISSING)
     except OSError as error:
-        return LockFacts(path, kind, error=f"{path}: {describe_error(error)}")
+        return LockFacts(path, kind, reason=explain(path, error), failure=failure_of(error))
 
 
 # -- requirements.txt ----------------------------------------------------------------
@@ -142,10 +148,11 @@ class _RequirementsReader:
         if real in self.seen:
             return []  # an include cycle: each file counts once
         self.seen.add(real)
-        with open_regular(path) as file:
-            data = file.read(MAX_LOCK_BYTES + 1)
-        if len(data) > MAX_LOCK_BYTES:
-            raise LockError(f"{path}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file")
+        try:
+            data = read_bytes(path, MAX_LOCK_BYTES)
+        except TooLarge:
+            raise LockError(f"{path}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file",
+                            Failure.TOO_LARGE) from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -230,24 +237,16 @@ def _pinned(line: str, where: str, required: bool) -> LockedPackage:
 
 
 def _load_toml(path: str) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-    with open_regular(path) as file:
-        data = file.read(MAX_LOCK_BYTES + 1)
-    if len(data) > MAX_LOCK_BYTES:
-        raise LockError(f"{path}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file")
     try:
-        document: dict[str, Any] = tomllib.loads(data.decode("utf-8"))
+        return load_toml(path, MAX_LOCK_BYTES)
+    except TooLarge:
+        raise LockError(f"{path}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file",
+                        Failure.TOO_LARGE) from None
     except UnicodeDecodeError as error:
         raise LockError(f"{path}: not UTF-8 text ({error.reason})") from None
-    except tomllib.TOMLDecodeError as error:
-        match = re.search(r"\(at line (\d+), column (\d+)\)", str(error))
-        where = f"{path}:{match.group(1)}" if match else path
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
-        raise LockError(f"{where}: invalid TOML: {message}") from None
-    return document
+    except TomlError as error:
+        where = f"{path}:{error.line}" if error.line else path
+        raise LockError(f"{where}: invalid TOML: {error}") from None
 
 
 def _table_list(path: str, document: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -372,76 +371,6 @@ def _poetry(path: str, document: Mapping[str, Any]) -> tuple[tuple[LockedPackage
             required=not item.get("optional", False), dependencies=edges, optional=optional))
     if with_markers:
         return tuple(packages), False
-    from dataclasses import replace
-
     rooted = tuple(replace(package, root=package.required and package.name not in targets)
                    for package in packages)
     return rooted, True
-
-
-# -- what applies to this interpreter -----------------------------------------------------
-
-
-def marker_holds(marker: str | None, environment: Mapping[str, str], extra: str = "") -> bool:
-    """A lock's marker for this interpreter; one that cannot be evaluated holds
-    (better a false "missing" than a silently unchecked pin)."""
-    if not marker:
-        return True
-    from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
-
-    values: dict[str, Any] = {**environment, "extra": extra,
-                              "extras": frozenset({extra} if extra else ()),
-                              "dependency_groups": frozenset()}
-    try:
-        parsed = Marker(marker)
-    except (InvalidMarker, TypeError, RecursionError):  # a non-string, or nested too deeply
-        return True
-    try:
-        try:
-            return bool(parsed.evaluate(values, "lock_file"))  # type: ignore[call-arg,unused-ignore]
-        except TypeError:  # packaging < 25 has no evaluation context
-            return bool(parsed.evaluate(values))
-    except (UndefinedComparison, UndefinedEnvironmentName, ValueError, KeyError, RecursionError):
-        return True
-
-
-def applicable(lock: LockFacts, environment: Mapping[str, str]) -> list[LockedPackage]:
-    """The locked packages this interpreter should have (or, for constraints and
-    optional ones, may have)."""
-    if not lock.graph:
-        return [p for p in lock.packages if p.installable and marker_holds(p.marker, environment)]
-    by_name: dict[str, list[LockedPackage]] = {}
-    for package in lock.packages:
-        by_name.setdefault(package.name, []).append(package)
-
-    def pick(edge: Dependency) -> list[LockedPackage]:
-        candidates = by_name.get(edge.name, [])
-        if edge.version is not None:
-            candidates = [p for p in candidates if p.version == edge.version] or candidates
-        if len(candidates) > 1:
-            fitting = [p for p in candidates if marker_holds(p.marker, environment)]
-            candidates = fitting or candidates
-        return candidates
-
-    roots = [p for p in lock.packages if p.root]
-    if not roots:  # no workspace member recorded: every package counts
-        return [p for p in lock.packages if p.installable]
-    chosen: dict[tuple[str, str | None], LockedPackage] = {}
-    queue: list[tuple[LockedPackage, str]] = [(root, "") for root in roots]
-    done: set[tuple[str, str | None, str]] = set()
-    while queue:
-        package, extra = queue.pop()
-        key = (package.name, package.version, extra)
-        if key in done:
-            continue
-        done.add(key)
-        chosen[(package.name, package.version)] = package
-        edges = list(package.dependencies) if not extra else list(
-            dict(package.optional).get(extra, ()))
-        for edge in edges:
-            if not marker_holds(edge.marker, environment, extra):
-                continue
-            for target in pick(edge):
-                queue.append((target, ""))
-                queue.extend((target, e) for e in edge.extras)
-    return [p for p in chosen.values() if p.installable]

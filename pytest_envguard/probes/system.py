@@ -1,20 +1,26 @@
-"""Platform, machine, libc, CPU flags and count, memory, executables on PATH."""
+"""Platform, machine, libc, CPU flags, usable CPUs, memory, executables on PATH.
+
+Read from ``/proc``, cgroup files and the C library directly: the cheap keys
+(``cpus``, ``memory``, ``glibc``) import nothing into the test process. Only
+where ``/proc`` cannot answer (no ``/proc/meminfo``) is psutil asked, in a
+child process.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-import platform
 import re
 import shutil
-import struct
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from pytest_envguard.probes import Facts, describe_error, open_regular
+from pytest_envguard.probes import Facts, Failure
+from pytest_envguard.probes._io import explain, failure_of, read_small, read_text
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+PROC_SELF_CGROUP = "/proc/self/cgroup"
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,8 @@ class PlatformFacts(Facts):
     machine: str  # platform.machine()
     system: str  # platform.system()
     release: str  # kernel release
+    version: str = ""  # kernel version string: PEP 508's platform_version
+    os_name: str = "posix"  # os.name
 
 
 @dataclass(frozen=True)
@@ -31,24 +39,37 @@ class LibcFacts(Facts):
     version: str | None
     source: str  # how the version was found
     reason: str | None = None  # why it is unknown, when it is
+    failure: Failure | None = None
 
 
 @dataclass(frozen=True)
 class CpuFacts(Facts):
+    """The CPU's feature flags (``cpu``), from ``/proc/cpuinfo``."""
+
     flags: tuple[str, ...]
     model: str | None
-    logical: int | None  # CPUs in the machine
-    usable: int | None  # CPUs this process may run on (affinity, cgroup quota)
-    usable_source: str
     reason: str | None = None
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class CpusFacts(Facts):
+    """How many CPUs this process may use (``cpus``): affinity, bounded by a cgroup quota."""
+
+    usable: int | None
+    logical: int | None  # CPUs in the machine
+    source: str
+    reason: str | None = None
+    failure: Failure | None = None
 
 
 @dataclass(frozen=True)
 class MemoryFacts(Facts):
     total: int | None
     available: int | None
-    source: str  # "psutil" or "cgroup v2 (memory.max)" …
+    source: str  # "/proc/meminfo", "cgroup v2 memory.max" …
     reason: str | None = None
+    failure: Failure | None = None
 
 
 @dataclass(frozen=True)
@@ -58,10 +79,12 @@ class CommandFacts(Facts):
 
 
 def probe_platform() -> PlatformFacts:
-    uname = platform.uname()
-    return PlatformFacts(
-        platform=sys.platform, machine=uname.machine, system=uname.system, release=uname.release
-    )
+    uname = os.uname()
+    return PlatformFacts(platform=sys.platform, machine=uname.machine, system=uname.sysname,
+                         release=uname.release, version=uname.version, os_name=os.name)
+
+
+# -- libc ------------------------------------------------------------------------------------
 
 
 def probe_libc(executable: str = sys.executable) -> LibcFacts:
@@ -76,11 +99,15 @@ def probe_libc(executable: str = sys.executable) -> LibcFacts:
     if glibc:
         return LibcFacts("glibc", glibc, "gnu_get_libc_version()")
     if not sys.platform.startswith("linux"):
-        return LibcFacts(None, None, "", f"no libc version to probe on {sys.platform}")
-    interpreter = elf_interpreter(executable)
+        return LibcFacts(None, None, "", f"no libc version to probe on {sys.platform}",
+                         Failure.UNSUPPORTED)
+    from pytest_envguard.probes.elf import read_interpreter
+
+    interpreter = read_interpreter(executable)
     if interpreter and "musl" in os.path.basename(interpreter):
         return _musl_version(interpreter)
-    return LibcFacts(None, None, "", f"neither glibc nor musl found (ELF interpreter {interpreter})")
+    return LibcFacts(None, None, "", f"neither glibc nor musl found (ELF interpreter {interpreter})",
+                     Failure.MISSING)
 
 
 def _glibc_from_ctypes() -> str | None:
@@ -96,64 +123,30 @@ def _glibc_from_ctypes() -> str | None:
     return version.decode("ascii") if isinstance(version, bytes) else None
 
 
-def elf_interpreter(path: str) -> str | None:
-    """The PT_INTERP of an ELF executable, read from its program headers alone."""
-    try:
-        with open_regular(path) as file:
-            ident = file.read(64)
-            if len(ident) < 64 or ident[:4] != b"\x7fELF":
-                return None
-            is64, order = ident[4] == 2, "<" if ident[5] == 1 else ">"
-            if is64:
-                phoff, = struct.unpack_from(order + "Q", ident, 32)
-                phentsize, phnum = struct.unpack_from(order + "HH", ident, 54)
-            else:
-                phoff, = struct.unpack_from(order + "I", ident, 28)
-                phentsize, phnum = struct.unpack_from(order + "HH", ident, 42)
-            for index in range(min(phnum, 256)):
-                file.seek(phoff + index * phentsize)
-                header = file.read(phentsize)
-                if len(header) < (56 if is64 else 32):
-                    return None
-                p_type, = struct.unpack_from(order + "I", header, 0)
-                if p_type != 3:  # PT_INTERP
-                    continue
-                if is64:
-                    offset, = struct.unpack_from(order + "Q", header, 8)
-                    size, = struct.unpack_from(order + "Q", header, 32)
-                else:
-                    offset, = struct.unpack_from(order + "I", header, 4)
-                    size, = struct.unpack_from(order + "I", header, 16)
-                file.seek(offset)
-                found: bytes = file.read(min(size, 4096))
-                return found.rstrip(b"\x00").decode("utf-8", "replace")
-    except (OSError, ValueError, OverflowError):  # offsets past what seek() takes: corrupt
-        return None
-    return None
-
-
 def _musl_version(loader: str) -> LibcFacts:
     # musl's loader prints its version on stderr when run with no arguments.
-    try:
-        result = subprocess.run([loader], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError) as error:
-        return LibcFacts("musl", None, loader, describe_error(error))
+    from pytest_envguard.probes._child import run_program
+
+    result = run_program([loader], environ={"PATH": os.defpath}, timeout=5)
+    if result.failure is not None:
+        return LibcFacts("musl", None, loader, f"{loader}: {result.reason}", result.failure)
     match = re.search(r"Version (\d+\.\d+(?:\.\d+)?)", result.stderr)
     if match:
-        return LibcFacts("musl", match.group(1), f"{loader} --version")
-    return LibcFacts("musl", None, loader, "the musl loader did not print its version")
+        return LibcFacts("musl", match.group(1), f"{loader} (its version banner)")
+    return LibcFacts("musl", None, loader, "the musl loader did not print its version",
+                     Failure.CORRUPT)
 
 
-def probe_cpu(cpuinfo: str = "/proc/cpuinfo", cgroup_root: str = "/sys/fs/cgroup") -> CpuFacts:
+# -- CPU -----------------------------------------------------------------------------------------
+
+
+def probe_cpu(cpuinfo: str = "/proc/cpuinfo") -> CpuFacts:
+    try:
+        text = read_text(cpuinfo, 16 << 20)
+    except (OSError, ValueError) as error:
+        return CpuFacts((), None, explain(cpuinfo, error), failure_of(error))
     flags: tuple[str, ...] = ()
     model = None
-    reason = None
-    try:
-        with open_regular(cpuinfo, "utf-8", "replace") as file:
-            text = file.read(1 << 24)
-    except OSError as error:
-        text = ""
-        reason = f"{cpuinfo}: {describe_error(error)}"
     for line in text.splitlines():
         name, _, value = line.partition(":")
         name = name.strip()
@@ -163,34 +156,42 @@ def probe_cpu(cpuinfo: str = "/proc/cpuinfo", cgroup_root: str = "/sys/fs/cgroup
             model = value.strip()
         if flags and model:
             break
+    if not flags:
+        return CpuFacts((), model, f"no CPU flags in {cpuinfo}", Failure.CORRUPT)
+    return CpuFacts(flags, model)
+
+
+def probe_cpus(cgroup_root: str = CGROUP_ROOT, self_cgroup: str = PROC_SELF_CGROUP) -> CpusFacts:
+    """The CPUs this process may run on, bounded by the tightest cgroup v2 ``cpu.max``
+    quota of its cgroup and the cgroups above it."""
     logical = os.cpu_count()
-    usable, source = _usable_cpus(cgroup_root)
-    return CpuFacts(flags, model, logical, usable, source, reason)
-
-
-def _usable_cpus(cgroup_root: str) -> tuple[int | None, str]:
     try:
-        import psutil
-
-        count: int | None = len(psutil.Process().cpu_affinity() or [])
+        usable: int | None = len(os.sched_getaffinity(0))
         source = "CPU affinity"
-    except (ImportError, AttributeError, OSError):
-        try:
-            count, source = len(os.sched_getaffinity(0)), "CPU affinity"
-        except (AttributeError, OSError):
-            count, source = os.cpu_count(), "os.cpu_count()"
-    quota = _cgroup_cpu_quota(cgroup_root)
-    if quota is not None and (count is None or quota < count):
-        return quota, "cgroup cpu.max quota"
-    return count, source
+    except (AttributeError, OSError):
+        usable, source = logical, "os.cpu_count()"
+    for directory in cgroup_dirs(cgroup_root, self_cgroup):
+        quota = _cpu_quota(os.path.join(directory, "cpu.max"))
+        if quota is not None and (usable is None or quota < usable):
+            where = os.path.relpath(directory, cgroup_root)
+            usable, source = quota, f"cgroup cpu.max quota ({'/' if where == '.' else '/' + where})"
+    if usable is None:
+        return CpusFacts(None, logical, "", "the CPU count is unknown", Failure.UNSUPPORTED)
+    return CpusFacts(usable, logical, source)
 
 
-def _cgroup_cpu_quota(root: str) -> int | None:
-    try:
-        with open_regular(os.path.join(root, "cpu.max"), "ascii") as file:
-            fields = file.read(4096).split()
-    except (OSError, UnicodeDecodeError):
-        return None
+def cgroup_dirs(root: str = CGROUP_ROOT, self_cgroup: str = PROC_SELF_CGROUP) -> list[str]:
+    """The cgroup v2 directories whose limits apply to this process: its own and each
+    ancestor up to the root (inside a container, the root is the container's)."""
+    text = read_small(self_cgroup) or ""
+    relative = next((line[3:].strip() for line in text.splitlines() if line.startswith("0::")), "/")
+    parts = [part for part in relative.split("/") if part and part not in (".", "..")]
+    dirs = [os.path.join(root, *parts[:depth]) for depth in range(len(parts), -1, -1)]
+    return [directory for directory in dirs if os.path.isdir(directory)] or [root]
+
+
+def _cpu_quota(path: str) -> int | None:
+    fields = (read_small(path, 4096) or "").split()
     if len(fields) != 2 or fields[0] == "max":
         return None
     try:
@@ -199,27 +200,71 @@ def _cgroup_cpu_quota(root: str) -> int | None:
         return None
 
 
-def probe_memory(cgroup_root: str = "/sys/fs/cgroup") -> MemoryFacts:
-    """Total and available RAM, bounded by a cgroup v2 memory limit when there is one."""
-    try:
-        import psutil
+# -- memory -------------------------------------------------------------------------------------
 
-        memory = psutil.virtual_memory()
-        total, available, source = int(memory.total), int(memory.available), "psutil"
-    except (ImportError, OSError) as error:
-        return MemoryFacts(None, None, "", describe_error(error))
-    limit = _read_int(Path(root_path := cgroup_root, "memory.max"))
-    if limit is not None and 0 < limit < total:  # a non-positive "limit" is a corrupt file
-        used = _read_int(Path(root_path, "memory.current")) or 0
-        return MemoryFacts(limit, min(available, max(0, limit - used)), "cgroup v2 memory.max")
+
+def probe_memory(meminfo: str = "/proc/meminfo", cgroup_root: str = CGROUP_ROOT,
+                 self_cgroup: str = PROC_SELF_CGROUP) -> MemoryFacts:
+    """Total and available RAM, bounded by the tightest cgroup v2 ``memory.max``."""
+    found = _meminfo(meminfo)
+    if isinstance(found, MemoryFacts):  # no /proc/meminfo: psutil, in a child
+        found = _memory_from_psutil(found)
+        if isinstance(found, MemoryFacts):
+            return found
+    total, available, source = found
+    for directory in cgroup_dirs(cgroup_root, self_cgroup):
+        limit = _read_int(os.path.join(directory, "memory.max"))
+        if limit is not None and 0 < limit < total:  # a non-positive "limit" is a corrupt file
+            used = _read_int(os.path.join(directory, "memory.current")) or 0
+            total, available = limit, min(available, max(0, limit - used))
+            source = "cgroup v2 memory.max"
     return MemoryFacts(total, available, source)
 
 
-def _read_int(path: Path) -> int | None:
+def _meminfo(path: str) -> tuple[int, int, str] | MemoryFacts:
     try:
-        with open_regular(str(path), "ascii") as file:
-            return int(file.read(4096).strip())
-    except (OSError, ValueError, UnicodeDecodeError):
+        text = read_text(path, 1 << 20)
+    except (OSError, ValueError) as error:
+        return MemoryFacts(None, None, "", explain(path, error), failure_of(error))
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\w+):\s+(\d+)\s*kB", line.strip())
+        if match:
+            values[match.group(1)] = int(match.group(2)) * 1024
+    total = values.get("MemTotal")
+    if total is None:
+        return MemoryFacts(None, None, "", f"no MemTotal in {path}", Failure.CORRUPT)
+    available = values.get("MemAvailable", values.get("MemFree", 0) + values.get("Cached", 0))
+    return total, available, path
+
+
+_PSUTIL_MEMORY = """
+try:
+    import psutil
+    memory = psutil.virtual_memory()
+    answer({"total": int(memory.total), "available": int(memory.available)})
+except Exception as error:
+    answer({"error": f"{type(error).__name__}: {error}"})
+"""
+
+
+def _memory_from_psutil(first: MemoryFacts) -> tuple[int, int, str] | MemoryFacts:
+    from pytest_envguard.probes._child import module_dirs, run_python
+
+    result = run_python(_PSUTIL_MEMORY, environ={"PATH": os.defpath}, timeout=10,
+                        path=module_dirs("psutil"))
+    answer = result.answer if isinstance(result.answer, dict) else {}
+    total, available = answer.get("total"), answer.get("available")
+    if isinstance(total, int) and isinstance(available, int) and total > 0:
+        return total, available, "psutil"
+    why = answer.get("error") or result.reason or "no answer"
+    return MemoryFacts(None, None, "", f"{first.reason}; psutil: {why}", first.failure)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        return int((read_small(path, 4096) or "").strip())
+    except ValueError:
         return None
 
 

@@ -10,8 +10,10 @@ Two ways in:
   ``WHEEL``. That is what ``consistent``, ``wheels`` and ``lock`` judge, and
   why they cost milliseconds where ``pip check`` costs most of a second.
 
-The judgements themselves (:func:`find_problems`, :func:`unsupported_wheels`)
-are pure functions of the facts, so tests build the facts by hand.
+Facts only: what is inconsistent, unsupported or off the lock is judged in
+:mod:`pytest_envguard.checks.hygiene`. Every read is bounded (header lines,
+header count, file sizes), so a hostile ``METADATA`` or ``WHEEL`` costs
+nothing more than a well-formed one.
 """
 
 from __future__ import annotations
@@ -19,22 +21,26 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
-from pytest_envguard.probes import Facts, describe_error, open_regular
+from pytest_envguard.probes import Facts, Failure, describe_error
+from pytest_envguard.probes._io import TooLarge, failure_of, open_regular, read_small
 
-if TYPE_CHECKING:
-    from packaging.requirements import Requirement
+#: Bounds on what one distribution's metadata may make the scan read.
+MAX_HEADER_LINE = 64 << 10  # characters in one header line (folded lines joined)
+MAX_HEADERS = 10_000  # header lines kept per file
+MAX_SMALL_FILE = 1 << 20  # INSTALLER, WHEEL, requires.txt
 
 
 @dataclass(frozen=True)
 class DistributionFacts(Facts):
     name: str  # as asked
-    version: str | None  # None: not installed
+    version: str | None  # None: not installed, or no readable version
     location: str | None = None
     reason: str | None = None
+    failure: Failure | None = None  # MISSING: not installed
 
 
 def probe_distribution(name: str) -> DistributionFacts:
@@ -45,11 +51,12 @@ def probe_distribution(name: str) -> DistributionFacts:
         version = _version_of(distribution)
         location = str(distribution.locate_file(""))
     except metadata.PackageNotFoundError:
-        return DistributionFacts(name, None, reason="not installed")
-    except (OSError, ValueError) as error:  # (UnicodeDecodeError is a ValueError)
-        return DistributionFacts(name, None, reason=describe_error(error))
+        return DistributionFacts(name, None, reason="not installed", failure=Failure.MISSING)
+    except (OSError, TooLarge, ValueError) as error:  # (UnicodeDecodeError is a ValueError)
+        return DistributionFacts(name, None, reason=describe_error(error), failure=failure_of(error))
     if not version:
-        return DistributionFacts(name, None, location, "its metadata has no Version")
+        return DistributionFacts(name, None, location, "its metadata has no Version",
+                                 Failure.CORRUPT)
     return DistributionFacts(name, version, location)
 
 
@@ -74,7 +81,9 @@ def _version_of(distribution: Any) -> str | None:
 
 def canonical_name(name: str) -> str:
     """PEP 503 normalisation: ``Foo_Bar.baz`` → ``foo-bar-baz``."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    from packaging.utils import canonicalize_name
+
+    return str(canonicalize_name(name))
 
 
 @dataclass(frozen=True)
@@ -103,8 +112,8 @@ class InstalledFacts(Facts):
 
     distributions: tuple[InstalledDistribution, ...]
     paths: tuple[str, ...]  # the sys.path entries scanned
-    marker_environment: tuple[tuple[str, str], ...]  # PEP 508 values of this interpreter
     reason: str | None = None
+    failure: Failure | None = None
 
     def active(self) -> dict[str, InstalledDistribution]:
         """The distribution ``importlib.metadata`` returns for each name: the first."""
@@ -146,14 +155,22 @@ def read_metadata_headers(path: str) -> dict[str, list[str]]:
     the body: ``{"name": ["foo"], "requires-dist": [...]}``, lower-cased keys."""
     headers: dict[str, list[str]] = {}
     last: str | None = None
+    kept = 0
     with open_regular(path, "utf-8", "surrogateescape") as file:
-        for raw in file:
+        while kept < MAX_HEADERS:
+            raw = file.readline(MAX_HEADER_LINE + 1)
+            if len(raw) > MAX_HEADER_LINE:
+                raise TooLarge(f"{path}: a header line longer than {MAX_HEADER_LINE} characters")
             line = raw.rstrip("\r\n")
             if not line:
                 break
+            kept += 1
             if line[0] in " \t":  # a folded continuation line
                 if last is not None and last in headers:
-                    headers[last][-1] += " " + line.strip()
+                    joined = headers[last][-1] + " " + line.strip()
+                    if len(joined) > MAX_HEADER_LINE:
+                        raise TooLarge(f"{path}: a header longer than {MAX_HEADER_LINE} characters")
+                    headers[last][-1] = joined
                 continue
             key, colon, value = line.partition(":")
             if not colon:
@@ -188,15 +205,6 @@ def requires_txt_requirements(text: str) -> list[str]:
     return requirements
 
 
-def _read_small(path: str) -> str | None:
-    try:
-        with open_regular(path, "utf-8", "replace") as file:
-            text: str = file.read(64 << 20)
-            return text
-    except OSError:
-        return None
-
-
 def _wheel_tags(text: str) -> tuple[str, ...]:
     tags = []
     for line in text.splitlines():
@@ -219,7 +227,7 @@ def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
         metadata_file = meta_path
     try:
         headers = read_metadata_headers(metadata_file)
-    except (OSError, UnicodeError) as error:
+    except (OSError, TooLarge, UnicodeError) as error:
         return InstalledDistribution(guessed, "", meta_path, location,
                                      reason=f"unreadable metadata: {describe_error(error)}")
     name = (headers.get("name") or [""])[0]
@@ -228,11 +236,11 @@ def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
     installer = wheel_tags = None
     if is_dir:
         if not requires and not base.lower().endswith(".dist-info"):
-            text = _read_small(os.path.join(meta_path, "requires.txt"))
+            text = read_small(os.path.join(meta_path, "requires.txt"), MAX_SMALL_FILE)
             if text:
                 requires = tuple(requires_txt_requirements(text))
-        installer = (_read_small(os.path.join(meta_path, "INSTALLER")) or "").strip() or None
-        wheel = _read_small(os.path.join(meta_path, "WHEEL"))
+        installer = (read_small(os.path.join(meta_path, "INSTALLER"), 4096) or "").strip() or None
+        wheel = read_small(os.path.join(meta_path, "WHEEL"), MAX_SMALL_FILE)
         wheel_tags = _wheel_tags(wheel) if wheel is not None else None
     reason = None
     if not name:
@@ -287,7 +295,7 @@ def _conda_meta_names(location: str, cache: dict[str, frozenset[str] | None]) ->
                 if entry.name.endswith(".json"):
                     # A substring scan, not a JSON parse: these files can be large
                     # and all we need is which metadata directories they own.
-                    names.update(pattern.findall(_read_small(entry.path) or ""))
+                    names.update(pattern.findall(read_small(entry.path, 64 << 20) or ""))
     except OSError:
         cache[root] = None
         return None
@@ -295,16 +303,7 @@ def _conda_meta_names(location: str, cache: dict[str, frozenset[str] | None]) ->
     return cache[root]
 
 
-def marker_environment() -> dict[str, str]:
-    """The PEP 508 marker values of this interpreter."""
-    from packaging.markers import default_environment
-
-    return {key: str(value) for key, value in default_environment().items()}
-
-
-def scan_distributions(
-    paths: Sequence[str], environment: Mapping[str, str] | None = None,
-) -> InstalledFacts:
+def scan_distributions(paths: Sequence[str]) -> InstalledFacts:
     """Every distribution on ``paths`` (in that order, later ones of a name shadowed)."""
     seen: set[str] = set()
     scanned: list[str] = []
@@ -320,19 +319,12 @@ def scan_distributions(
             if dist.installer is None:
                 owned = _conda_meta_names(location, conda_cache)
                 if owned is not None and os.path.basename(meta_path) in owned:
-                    dist = _replace(dist, installer="conda")
+                    dist = replace(dist, installer="conda")
             if dist.name in seen:
-                dist = _replace(dist, shadowed=True)
+                dist = replace(dist, shadowed=True)
             seen.add(dist.name)
             distributions.append(dist)
-    env = dict(environment) if environment is not None else marker_environment()
-    return InstalledFacts(tuple(distributions), tuple(scanned), tuple(sorted(env.items())))
-
-
-def _replace(dist: InstalledDistribution, **changes: Any) -> InstalledDistribution:
-    from dataclasses import replace
-
-    return replace(dist, **changes)
+    return InstalledFacts(tuple(distributions), tuple(scanned))
 
 
 def probe_installed() -> InstalledFacts:
@@ -340,160 +332,7 @@ def probe_installed() -> InstalledFacts:
     try:
         return scan_distributions(list(sys.path))
     except (OSError, ValueError) as error:  # pragma: no cover - scandir errors are caught inside
-        return InstalledFacts((), (), (), reason=describe_error(error))
-
-
-# -- consistency: the verdicts of `pip check`, and more ----------------------------------
-
-
-@dataclass(frozen=True)
-class Problem(Facts):
-    """One reason the installed set is inconsistent.
-
-    ``kind`` is ``missing`` / ``conflict`` (what ``pip check`` reports, or
-    with ``via`` set, through a requested extra), ``invalid`` (a
-    ``Requires-Dist`` that does not parse), ``broken`` (metadata without a
-    name or version) or ``duplicate`` (one name installed twice on sys.path).
-    """
-
-    kind: str
-    distribution: str  # "foo 1.0"
-    requirement: str | None = None
-    dependency: str | None = None  # canonical name of what is required
-    installed: str | None = None  # its installed version (conflict)
-    via: str | None = None  # "extra 'gpu' requested by bar 2.0"
-    detail: str | None = None
-
-    @property
-    def pip_check(self) -> bool:
-        """Whether ``pip check`` reports this problem too."""
-        return self.kind in ("missing", "conflict") and self.via is None
-
-    def describe(self) -> str:
-        via = f" (for {self.via})" if self.via else ""
-        if self.kind == "missing":
-            return f"{self.distribution} requires {self.dependency}{via}, which is not installed"
-        if self.kind == "conflict":
-            return (f"{self.distribution} has requirement {self.requirement}{via}, "
-                    f"but you have {self.dependency} {self.installed}")
-        if self.kind == "invalid":
-            return f"{self.distribution} has an invalid requirement {self.requirement!r}: {self.detail}"
-        if self.kind == "duplicate":
-            return f"{self.distribution} is installed twice: {self.detail}"
-        return f"{self.distribution}: {self.detail}"
-
-
-def _parse_requirement(text: str) -> Requirement:
-    from packaging.requirements import Requirement
-
-    return Requirement(text)
-
-
-def _contains(requirement: Requirement, version: str) -> bool:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        parsed = Version(version)
-    except InvalidVersion:
-        # Only an empty specifier admits a version PEP 440 cannot read.
-        return not requirement.specifier
-    return requirement.specifier.contains(parsed, prereleases=True)
-
-
-def _is_build_leftover(dist: InstalledDistribution) -> bool:
-    """A setuptools ``*.egg-info`` in a source tree (not a site directory): what
-    building an editable install leaves next to the code."""
-    return (dist.path.lower().endswith(".egg-info")
-            and os.path.basename(dist.location) not in ("site-packages", "dist-packages"))
-
-
-def _duplicates(installed: InstalledFacts) -> list[Problem]:
-    groups: dict[str, list[InstalledDistribution]] = {}
-    for dist in installed.distributions:
-        groups.setdefault(dist.name, []).append(dist)
-    problems = []
-    for dists in groups.values():
-        if len(dists) < 2:
-            continue
-        versions = {dist.version for dist in dists}
-        leftovers = [dist for dist in dists if _is_build_leftover(dist)]
-        if len(versions) == 1 and leftovers and len(dists) - len(leftovers) <= 1:
-            continue  # same version, the extra copy is an editable build's egg-info
-        where = "; ".join(
-            f"{dist.version or '?'} in {dist.path} (installer {dist.installer or 'unknown'}"
-            f"{', in effect' if not dist.shadowed else ''})" for dist in dists)
-        problems.append(Problem("duplicate", dists[0].display, detail=where))
-    return problems
-
-
-def find_problems(installed: InstalledFacts) -> tuple[Problem, ...]:
-    """Every unmet ``Requires-Dist`` of the distributions in effect, as ``pip
-    check`` judges them (markers evaluated for this interpreter, ``extra``
-    empty), plus the requirements of extras that another installed
-    distribution asked for, plus invalid metadata and duplicates."""
-    from packaging.requirements import InvalidRequirement
-
-    environment = dict(installed.marker_environment)
-    active = installed.active()
-    problems: list[Problem] = []
-    parsed: dict[str, list[Requirement]] = {}
-    for dist in active.values():
-        if dist.reason:
-            problems.append(Problem("broken", dist.display, detail=f"{dist.reason} ({dist.path})"))
-        requirements = []
-        for text in dist.requires:
-            try:
-                requirements.append(_parse_requirement(text))
-            except InvalidRequirement as error:
-                problems.append(Problem("invalid", dist.display, requirement=text,
-                                        detail=str(error).splitlines()[0]))
-            except RecursionError:
-                problems.append(Problem("invalid", dist.display, requirement=text[:80] + "…",
-                                        detail="its marker is nested too deeply"))
-        parsed[dist.name] = requirements
-
-    def applies(requirement: Requirement, extra: str) -> bool:
-        if requirement.marker is None:
-            return not extra
-        try:
-            return bool(requirement.marker.evaluate({**environment, "extra": extra}))
-        except (ValueError, KeyError):  # an undefined marker name or comparison
-            return False
-
-    requested: list[tuple[str, str, str]] = []  # (distribution, extra, who asked)
-
-    def judge(dist: InstalledDistribution, requirement: Requirement, via: str | None) -> None:
-        name = canonical_name(requirement.name)
-        found = active.get(name)
-        if found is None:
-            problems.append(Problem("missing", dist.display, requirement=str(requirement),
-                                    dependency=name, via=via))
-            return
-        if not _contains(requirement, found.version):
-            problems.append(Problem("conflict", dist.display, requirement=str(requirement),
-                                    dependency=name, installed=found.version, via=via))
-        for extra in requirement.extras:
-            requested.append((name, canonical_name(extra), dist.display))
-
-    for dist in active.values():
-        for requirement in parsed[dist.name]:
-            if applies(requirement, ""):
-                judge(dist, requirement, None)
-    done: set[tuple[str, str]] = set()
-    while requested:
-        name, extra, asker = requested.pop(0)
-        if (name, extra) in done:
-            continue
-        done.add((name, extra))
-        dist = active[name]
-        for requirement in parsed[name]:
-            # Only what the extra adds: the base requirements were judged above.
-            if applies(requirement, extra) and not applies(requirement, ""):
-                judge(dist, requirement, f"extra '{extra}' requested by {asker}")
-    problems.extend(_duplicates(installed))
-    # What pip check would say first, then what only this check sees.
-    order = ("missing", "conflict", "invalid", "broken", "duplicate")
-    return tuple(sorted(problems, key=lambda p: (p.via is not None, order.index(p.kind))))
+        return InstalledFacts((), (), reason=describe_error(error), failure=failure_of(error))
 
 
 # -- wheel tags ------------------------------------------------------------------------
@@ -518,60 +357,3 @@ def probe_supported_tags() -> SupportedTags:
         return SupportedTags(tuple(str(tag) for tag in tags.sys_tags()))
     except (OSError, ValueError) as error:  # pragma: no cover - sys_tags reads the OS
         return SupportedTags((), reason=describe_error(error))
-
-
-@dataclass(frozen=True)
-class WheelMismatch(Facts):
-    """An installed wheel none of whose tags this interpreter supports."""
-
-    distribution: str  # "foo 1.0"
-    tags: tuple[str, ...]  # as the WHEEL file has them (compressed sets expanded)
-    closest: str  # the tag that comes nearest
-    parts: tuple[str, ...]  # which parts of it do not fit: "interpreter", "abi", "platform"
-    detail: str
-
-    def describe(self) -> str:
-        return f"{self.distribution} ({self.closest}): {self.detail}"
-
-
-def _expand(tag_text: str) -> list[tuple[str, str, str]]:
-    interpreters, _, rest = tag_text.partition("-")
-    abis, _, platforms = rest.partition("-")
-    return [(i, a, p) for i in interpreters.split(".") for a in abis.split(".")
-            for p in platforms.split(".")]
-
-
-def unsupported_wheels(
-    installed: InstalledFacts, supported: Iterable[str],
-) -> tuple[WheelMismatch, ...]:
-    """Distributions in effect whose WHEEL tags are all unsupported; those with no
-    WHEEL file (sdist, egg, conda builds) are never offenders."""
-    supported_set = set(supported)
-    parts_supported: tuple[set[str], set[str], set[str]] = (set(), set(), set())
-    for tag in supported_set:
-        for index, part in enumerate(tag.split("-")):
-            parts_supported[index].add(part)
-    names = ("interpreter", "abi", "platform")
-    mismatches = []
-    for dist in installed.active().values():
-        if not dist.wheel_tags:
-            continue
-        expanded = [tag for text in dist.wheel_tags for tag in _expand(text)]
-        if any("-".join(tag) in supported_set for tag in expanded):
-            continue
-        if not expanded:
-            continue
-
-        def misfit(tag: tuple[str, str, str]) -> tuple[str, ...]:
-            return tuple(names[i] for i in range(3) if tag[i] not in parts_supported[i])
-
-        closest = min(expanded, key=lambda tag: len(misfit(tag)))
-        parts = misfit(closest)
-        if parts:
-            detail = "; ".join(
-                f"{name} {closest[names.index(name)]} is not supported here" for name in parts)
-        else:
-            detail = "each part is supported, but not in this combination"
-        mismatches.append(WheelMismatch(dist.display, tuple(dist.wheel_tags),
-                                        "-".join(closest), parts, detail))
-    return tuple(mismatches)

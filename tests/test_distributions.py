@@ -1,4 +1,5 @@
-"""probes/packages.py: the sys.path scan, `consistent` against real `pip check`, wheel tags."""
+"""probes/distributions.py: the sys.path scan; `consistent` against real `pip check`; the
+consistency and wheel-tag rules of checks/hygiene.py on hand-built facts."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 from packaging import tags
 
-from pytest_envguard.probes import packages
-from pytest_envguard.probes.packages import (
+from pytest_envguard.checks import hygiene
+from pytest_envguard.probes import Failure
+from pytest_envguard.probes import distributions as packages
+from pytest_envguard.probes.distributions import (
     InstalledDistribution,
     InstalledFacts,
-    find_problems,
     scan_distributions,
 )
 from tests.fixtures_packages import (
@@ -33,15 +35,17 @@ LINUX = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platfor
          "platform_release": "", "platform_version": "", "implementation_version": "3.11.7"}
 
 
-def installed(*dists: InstalledDistribution, environment: dict[str, str] | None = None,
-              ) -> InstalledFacts:
+def installed(*dists: InstalledDistribution) -> InstalledFacts:
     seen: set[str] = set()
     marked = []
     for each in dists:
         marked.append(replace(each, shadowed=True) if each.name in seen else each)
         seen.add(each.name)
-    env = environment or LINUX
-    return InstalledFacts(tuple(marked), ("/site",), tuple(sorted(env.items())))
+    return InstalledFacts(tuple(marked), ("/site",))
+
+
+def find_problems(facts: InstalledFacts) -> tuple[hygiene.Problem, ...]:
+    return hygiene.find_problems(facts, LINUX)
 
 
 def dist(name: str, version: str, *requires: str, location: str = "/site/site-packages",
@@ -101,7 +105,7 @@ def test_python_m_consistent_exit_status(consistent_venv: Venv, broken_venv: Ven
 
 
 def test_facts_are_the_interpreter_under_test(consistent_venv: Venv) -> None:
-    code = ("import json; from pytest_envguard.probes import packages as p; "
+    code = ("import json; from pytest_envguard.probes import distributions as p; "
             "print(json.dumps(p.probe_installed().to_dict()))")
     facts = json.loads(consistent_venv.run("-c", code).stdout)
     assert facts["distributions"] == {"alpha": "1.0", "beta": "1.5", "gamma": "0.3",
@@ -155,7 +159,7 @@ def test_scan_reads_dist_info_egg_info_and_distutils_files(tmp_path: Path) -> No
     (site / "old-0.1.egg-info").write_text("Metadata-Version: 1.0\nName: old\nVersion: 0.1\n",
                                            encoding="utf-8")
     (site / "not-meta").mkdir()
-    facts = scan_distributions([str(site), str(tmp_path / "absent"), str(site)], LINUX)
+    facts = scan_distributions([str(site), str(tmp_path / "absent"), str(site)])
     found = {d.name: d for d in facts.distributions}
     assert set(found) == {"foo-bar", "eggy", "old"}
     assert found["foo-bar"].requires == ("baz",)
@@ -171,7 +175,7 @@ def test_scan_marks_later_copies_shadowed(tmp_path: Path) -> None:
     first, second = tmp_path / "a" / "site-packages", tmp_path / "b" / "site-packages"
     write_dist_info(first, "foo", "2.0")
     write_dist_info(second, "foo", "1.0", installer="uv")
-    facts = scan_distributions([str(first), str(second)], LINUX)
+    facts = scan_distributions([str(first), str(second)])
     assert [(d.version, d.shadowed) for d in facts.distributions] == [("2.0", False),
                                                                       ("1.0", True)]
     assert facts.active()["foo"].version == "2.0"
@@ -192,7 +196,7 @@ def test_conda_meta_names_the_installer(tmp_path: Path) -> None:
     (prefix / "conda-meta" / "numpy-1.26.4-py311_0.json").write_text(json.dumps(
         {"name": "numpy", "files": ["lib/python3.11/site-packages/numpy-1.26.4.dist-info/METADATA"]}),
         encoding="utf-8")
-    facts = scan_distributions([str(site)], LINUX)
+    facts = scan_distributions([str(site)])
     assert {d.name: d.installer for d in facts.distributions} == {"numpy": "conda",
                                                                   "requests": None}
     assert facts.installers() == {"?": 1, "conda": 1}
@@ -203,7 +207,7 @@ def test_broken_metadata_is_reported(tmp_path: Path) -> None:
     (site / "noname-1.0.dist-info").mkdir(parents=True)
     (site / "noname-1.0.dist-info" / "METADATA").write_text("Version: 1.0\n", encoding="utf-8")
     (site / "unreadable-1.0.dist-info").mkdir()
-    facts = scan_distributions([str(site)], LINUX)
+    facts = scan_distributions([str(site)])
     reasons = {d.name: d.reason for d in facts.distributions}
     assert reasons["noname"] == "its metadata has no Name"
     assert (reasons["unreadable"] or "").startswith("unreadable metadata: FileNotFoundError")
@@ -214,12 +218,12 @@ def test_probe_installed_sees_this_interpreter() -> None:
     facts = packages.probe_installed()
     assert "pytest" in facts.active()
     assert facts.active()["packaging"].version
-    assert dict(facts.marker_environment)["python_version"] == "{}.{}".format(*sys.version_info)
+    assert facts.failure is None and str(Path(packages.__file__).parents[2]) in facts.paths
 
 
 def test_probe_distribution_still_answers_the_package_key() -> None:
     assert packages.probe_distribution("pytest").version
-    assert packages.probe_distribution("surely-not-installed-xyz").reason == "not installed"
+    assert packages.probe_distribution("surely-not-installed-xyz").failure is Failure.MISSING
 
 
 # -- consistency rules, on hand-built facts ---------------------------------------------------
@@ -285,7 +289,7 @@ SUPPORTED = ("cp311-cp311-manylinux_2_17_x86_64", "cp311-abi3-manylinux_2_17_x86
 ])
 def test_unsupported_wheel_names_the_part(tag: str, parts: tuple[str, ...]) -> None:
     facts = installed(dist("ext", "1.0", wheel_tags=(tag,)))
-    (mismatch,) = packages.unsupported_wheels(facts, SUPPORTED)
+    (mismatch,) = hygiene.unsupported_wheels(facts, SUPPORTED)
     assert mismatch.parts == parts
     assert mismatch.closest == tag
 
@@ -295,7 +299,7 @@ def test_any_supported_tag_is_enough_and_no_wheel_file_is_fine() -> None:
         dist("multi", "1", wheel_tags=("cp312-cp312-any", "py2.py3-none-any")),
         dist("sdist", "1"),  # no WHEEL file: installed from an sdist, egg or conda
     )
-    assert packages.unsupported_wheels(facts, SUPPORTED) == ()
+    assert hygiene.unsupported_wheels(facts, SUPPORTED) == ()
 
 
 def test_supported_tags_probe() -> None:

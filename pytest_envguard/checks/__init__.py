@@ -1,0 +1,95 @@
+"""Requirement × Environment → Verdict: all judgement lives here (DESIGN.md §1–§2).
+
+Checks are pure: everything they know comes from the :class:`Environment`
+passed in — the ``; marker`` conditions too, evaluated against the
+environment's marker facet — so tests build an environment by hand and never
+touch the OS. One module per domain: :mod:`.basic` (interpreter, platform,
+size, packages, commands, variables), :mod:`.hygiene` (``consistent``,
+``wheels``, ``lock``, ``isolated``), :mod:`.native` (``library``,
+``extensions``, ``import``), :mod:`.gpu` (CUDA and the GPU lines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from pytest_envguard.checks import basic, gpu, hygiene, native
+from pytest_envguard.environment import Environment
+from pytest_envguard.grammar import GPU_KEYS, Requirement
+from pytest_envguard.verdicts import Verdict, not_applicable, unknown
+
+Check = Callable[[Requirement, Environment], Verdict]
+
+#: The check of each key of the grammar (a test keeps the two in step).
+CHECKS: dict[str, Check] = {**basic.CHECKS, **hygiene.CHECKS, **native.CHECKS, **gpu.CHECKS}
+
+
+def applies(requirement: Requirement, env: Environment) -> tuple[bool, str | None]:
+    """Whether the line's ``; marker`` holds in ``env``; the second item is why it
+    could not be evaluated, if it could not."""
+    if requirement.marker is None:
+        return True, None
+    from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
+
+    try:
+        return Marker(requirement.marker).evaluate(dict(env.markers)), None
+    except (UndefinedComparison, UndefinedEnvironmentName, ValueError) as error:
+        return False, f"its condition could not be evaluated: {error}"
+
+
+def run_check(requirement: Requirement, env: Environment) -> Verdict:
+    """One requirement; a probe that raises becomes ``unknown`` with the reason."""
+    try:
+        return CHECKS[requirement.key](requirement, env)
+    except Exception as error:
+        from pytest_envguard.probes import describe_error
+
+        return unknown(requirement, f"probe failed: {describe_error(error)}")
+
+
+def evaluate(requirements: Sequence[Requirement], env: Environment) -> list[Verdict]:
+    """Every requirement's verdict, in order; GPU lines are judged together."""
+    verdicts: dict[int, Verdict] = {}
+    gpu_lines: list[tuple[int, Requirement]] = []
+    for index, requirement in enumerate(requirements):
+        holds, error = applies(requirement, env)
+        if error:
+            verdicts[index] = unknown(requirement, error)
+        elif not holds:
+            verdicts[index] = not_applicable(requirement, f"condition {requirement.marker} is false")
+        elif requirement.key in GPU_KEYS:
+            gpu_lines.append((index, requirement))
+        else:
+            verdicts[index] = run_check(requirement, env)
+    if gpu_lines:
+        try:
+            results = gpu.check_gpu_group([requirement for _, requirement in gpu_lines], env)
+        except Exception as error:
+            from pytest_envguard.probes import describe_error
+
+            results = [unknown(r, f"probe failed: {describe_error(error)}") for _, r in gpu_lines]
+        for (index, _), verdict in zip(gpu_lines, results, strict=True):
+            verdicts[index] = verdict
+    return [verdicts[index] for index in range(len(requirements))]
+
+
+class Evaluator:
+    """Memoises verdicts per distinct requirement set, so thousands of tests
+    marked with the same lines probe and compare once."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self._cache: dict[tuple[Requirement, ...], list[Verdict]] = {}
+
+    def evaluate(self, requirements: Sequence[Requirement]) -> list[Verdict]:
+        key = tuple(requirements)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = evaluate(key, self.env)
+        if all(verdict.requirement.source == requirement.source
+               for verdict, requirement in zip(cached, requirements, strict=True)):
+            return list(cached)
+        # Equal requirements from another source: the verdicts name this caller's.
+        return [replace(verdict, requirement=requirement)
+                for verdict, requirement in zip(cached, requirements, strict=True)]

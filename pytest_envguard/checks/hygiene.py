@@ -1,0 +1,483 @@
+"""Environment hygiene: ``consistent``, ``wheels``, ``lock``, ``isolated``.
+
+The judgements live here, as pure functions of the facts: which installed
+requirements are broken (:func:`find_problems`, the verdicts of ``pip
+check`` and more), which wheels this interpreter cannot use
+(:func:`unsupported_wheels`), which locked packages apply to this interpreter
+(:func:`applicable`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_envguard.environment import Environment
+from pytest_envguard.grammar import Requirement
+from pytest_envguard.probes.distributions import (
+    InstalledDistribution,
+    InstalledFacts,
+    canonical_name,
+)
+from pytest_envguard.probes.locks import Dependency, LockedPackage, LockFacts
+from pytest_envguard.verdicts import Problem as Problem_
+from pytest_envguard.verdicts import Verdict, listing, met, plural, unknown, unmet
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement as Pep508
+
+
+# -- consistency: the verdicts of `pip check`, and more ----------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason the installed set is inconsistent.
+
+    ``kind`` is ``missing`` / ``conflict`` (what ``pip check`` reports, or
+    with ``via`` set, through a requested extra), ``invalid`` (a
+    ``Requires-Dist`` that does not parse), ``broken`` (metadata without a
+    name or version) or ``duplicate`` (one name installed twice on sys.path).
+    """
+
+    kind: str
+    distribution: str  # "foo 1.0"
+    requirement: str | None = None
+    dependency: str | None = None  # canonical name of what is required
+    installed: str | None = None  # its installed version (conflict)
+    via: str | None = None  # "extra 'gpu' requested by bar 2.0"
+    detail: str | None = None
+
+    @property
+    def pip_check(self) -> bool:
+        """Whether ``pip check`` reports this problem too."""
+        return self.kind in ("missing", "conflict") and self.via is None
+
+    @property
+    def json_kind(self) -> str:
+        """The kind the JSON document shows: ``pip-check`` for what ``pip check``
+        reports too, else the name of this check's extension of it."""
+        if self.pip_check:
+            return "pip-check"
+        return {"missing": "requested-extra", "conflict": "requested-extra",
+                "invalid": "invalid-requirement", "broken": "broken-metadata"}.get(
+                    self.kind, self.kind)
+
+    def describe(self) -> str:
+        via = f" (for {self.via})" if self.via else ""
+        if self.kind == "missing":
+            return f"{self.distribution} requires {self.dependency}{via}, which is not installed"
+        if self.kind == "conflict":
+            return (f"{self.distribution} has requirement {self.requirement}{via}, "
+                    f"but you have {self.dependency} {self.installed}")
+        if self.kind == "invalid":
+            return f"{self.distribution} has an invalid requirement {self.requirement!r}: {self.detail}"
+        if self.kind == "duplicate":
+            return f"{self.distribution} is installed twice: {self.detail}"
+        return f"{self.distribution}: {self.detail}"
+
+
+def _parse_requirement(text: str) -> Pep508:
+    from packaging.requirements import Requirement
+
+    return Requirement(text)
+
+
+def _contains(requirement: Pep508, version: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        # Only an empty specifier admits a version PEP 440 cannot read.
+        return not requirement.specifier
+    return requirement.specifier.contains(parsed, prereleases=True)
+
+
+def _is_build_leftover(dist: InstalledDistribution) -> bool:
+    """A setuptools ``*.egg-info`` in a source tree (not a site directory): what
+    building an editable install leaves next to the code."""
+    return (dist.path.lower().endswith(".egg-info")
+            and os.path.basename(dist.location) not in ("site-packages", "dist-packages"))
+
+
+def _duplicates(installed: InstalledFacts) -> list[Problem]:
+    groups: dict[str, list[InstalledDistribution]] = {}
+    for dist in installed.distributions:
+        groups.setdefault(dist.name, []).append(dist)
+    problems = []
+    for dists in groups.values():
+        if len(dists) < 2:
+            continue
+        versions = {dist.version for dist in dists}
+        leftovers = [dist for dist in dists if _is_build_leftover(dist)]
+        if len(versions) == 1 and leftovers and len(dists) - len(leftovers) <= 1:
+            continue  # same version, the extra copy is an editable build's egg-info
+        where = "; ".join(
+            f"{dist.version or '?'} in {dist.path} (installer {dist.installer or 'unknown'}"
+            f"{', in effect' if not dist.shadowed else ''})" for dist in dists)
+        problems.append(Problem("duplicate", dists[0].display, detail=where))
+    return problems
+
+
+def find_problems(installed: InstalledFacts, environment: Mapping[str, str]) -> tuple[Problem, ...]:
+    """Every unmet ``Requires-Dist`` of the distributions in effect, as ``pip
+    check`` judges them (markers evaluated for this interpreter, ``extra``
+    empty), plus the requirements of extras that another installed
+    distribution asked for, plus invalid metadata and duplicates."""
+    from packaging.requirements import InvalidRequirement
+
+    active = installed.active()
+    problems: list[Problem] = []
+    parsed: dict[str, list[Pep508]] = {}
+    for dist in active.values():
+        if dist.reason:
+            problems.append(Problem("broken", dist.display, detail=f"{dist.reason} ({dist.path})"))
+        requirements = []
+        for text in dist.requires:
+            try:
+                requirements.append(_parse_requirement(text))
+            except InvalidRequirement as error:
+                problems.append(Problem("invalid", dist.display, requirement=text,
+                                        detail=str(error).splitlines()[0]))
+            except RecursionError:
+                problems.append(Problem("invalid", dist.display, requirement=text[:80] + "…",
+                                        detail="its marker is nested too deeply"))
+        parsed[dist.name] = requirements
+
+    def applies(requirement: Pep508, extra: str) -> bool:
+        if requirement.marker is None:
+            return not extra
+        try:
+            return bool(requirement.marker.evaluate({**environment, "extra": extra}))
+        except (ValueError, KeyError):  # an undefined marker name or comparison
+            return False
+
+    requested: list[tuple[str, str, str]] = []  # (distribution, extra, who asked)
+
+    def judge(dist: InstalledDistribution, requirement: Pep508, via: str | None) -> None:
+        name = canonical_name(requirement.name)
+        found = active.get(name)
+        if found is None:
+            problems.append(Problem("missing", dist.display, requirement=str(requirement),
+                                    dependency=name, via=via))
+            return
+        if not _contains(requirement, found.version):
+            problems.append(Problem("conflict", dist.display, requirement=str(requirement),
+                                    dependency=name, installed=found.version, via=via))
+        for extra in requirement.extras:
+            requested.append((name, canonical_name(extra), dist.display))
+
+    for dist in active.values():
+        for requirement in parsed[dist.name]:
+            if applies(requirement, ""):
+                judge(dist, requirement, None)
+    done: set[tuple[str, str]] = set()
+    while requested:
+        name, extra, asker = requested.pop(0)
+        if (name, extra) in done:
+            continue
+        done.add((name, extra))
+        dist = active[name]
+        for requirement in parsed[name]:
+            # Only what the extra adds: the base requirements were judged above.
+            if applies(requirement, extra) and not applies(requirement, ""):
+                judge(dist, requirement, f"extra '{extra}' requested by {asker}")
+    problems.extend(_duplicates(installed))
+    # What pip check would say first, then what only this check sees.
+    order = ("missing", "conflict", "invalid", "broken", "duplicate")
+    return tuple(sorted(problems, key=lambda p: (p.via is not None, order.index(p.kind))))
+
+
+
+# -- wheel tags ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WheelMismatch:
+    """An installed wheel none of whose tags this interpreter supports."""
+
+    distribution: str  # "foo 1.0"
+    tags: tuple[str, ...]  # as the WHEEL file has them (compressed sets expanded)
+    closest: str  # the tag that comes nearest
+    parts: tuple[str, ...]  # which parts of it do not fit: "interpreter", "abi", "platform"
+    detail: str
+
+    def describe(self) -> str:
+        return f"{self.distribution} ({self.closest}): {self.detail}"
+
+
+#: Tags one installed wheel may declare, its compressed tag sets expanded: real
+#: wheels declare a handful (numpy's manylinux wheel: 2); a WHEEL file of a few KB
+#: can otherwise expand to billions.
+MAX_WHEEL_TAGS = 1024
+
+
+def _expand(tag_texts: Iterable[str]) -> list[tuple[str, str, str]] | None:
+    """Every tag of the compressed tag sets (``cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64``),
+    or None when they expand to more than :data:`MAX_WHEEL_TAGS`."""
+    from packaging.tags import parse_tag
+
+    expanded: list[tuple[str, str, str]] = []
+    for text in tag_texts:
+        parts = text.split("-")
+        size = 1
+        for part in parts:
+            size *= len(part.split("."))
+        if len(parts) != 3 or len(expanded) + size > MAX_WHEEL_TAGS:
+            if len(parts) != 3:
+                continue  # not a tag: it cannot match
+            return None
+        try:
+            expanded += [(tag.interpreter, tag.abi, tag.platform) for tag in parse_tag(text)]
+        except ValueError:  # packaging's InvalidTag: an empty part ("cp3..-none-any")
+            continue
+    return expanded
+
+
+def unsupported_wheels(
+    installed: InstalledFacts, supported: Iterable[str],
+) -> tuple[WheelMismatch, ...]:
+    """Distributions in effect none of whose WHEEL tags this interpreter supports. Those
+    with no WHEEL file (sdists, eggs, conda builds) are never offenders; a WHEEL file
+    with no Tag line is (pip refuses such a wheel)."""
+    supported_set = set(supported)
+    parts_supported: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+    for tag in supported_set:
+        for index, part in enumerate(tag.split("-")):
+            parts_supported[index].add(part)
+    names = ("interpreter", "abi", "platform")
+    mismatches = []
+    for dist in installed.active().values():
+        if dist.wheel_tags is None:
+            continue
+        expanded = _expand(dist.wheel_tags)
+        if expanded is None:
+            mismatches.append(WheelMismatch(dist.display, (), "?", (),
+                                            f"its WHEEL file declares more than {MAX_WHEEL_TAGS} "
+                                            "tags (not expanded)"))
+            continue
+        if any("-".join(tag) in supported_set for tag in expanded):
+            continue
+        if not expanded:
+            mismatches.append(WheelMismatch(dist.display, (), "none", (),
+                                            "its WHEEL file has no valid Tag line"))
+            continue
+
+        def misfit(tag: tuple[str, str, str]) -> tuple[str, ...]:
+            return tuple(names[i] for i in range(3) if tag[i] not in parts_supported[i])
+
+        closest = min(expanded, key=lambda tag: len(misfit(tag)))
+        parts = misfit(closest)
+        if parts:
+            detail = "; ".join(
+                f"{name} {closest[names.index(name)]} is not supported here" for name in parts)
+        else:
+            detail = "each part is supported, but not in this combination"
+        mismatches.append(WheelMismatch(dist.display, tuple(dist.wheel_tags),
+                                        "-".join(closest), parts, detail))
+    return tuple(mismatches)
+
+
+# -- what a lock file asks of this interpreter --------------------------------------------
+
+
+def marker_holds(marker: str | None, environment: Mapping[str, str], extra: str = "") -> bool:
+    """A lock's marker for this interpreter; one that cannot be evaluated holds
+    (better a false "missing" than a silently unchecked pin)."""
+    if not marker:
+        return True
+    from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+
+    values: dict[str, Any] = {**environment, "extra": extra,
+                              "extras": frozenset({extra} if extra else ()),
+                              "dependency_groups": frozenset()}
+    try:
+        parsed = Marker(marker)
+    except (InvalidMarker, TypeError, RecursionError):  # a non-string, or nested too deeply
+        return True
+    try:
+        try:
+            return bool(parsed.evaluate(values, "lock_file"))  # type: ignore[call-arg,unused-ignore]
+        except TypeError:  # packaging < 25 has no evaluation context
+            return bool(parsed.evaluate(values))
+    except (UndefinedComparison, UndefinedEnvironmentName, ValueError, KeyError, RecursionError):
+        return True
+
+
+def applicable(lock: LockFacts, environment: Mapping[str, str]) -> list[LockedPackage]:
+    """The locked packages this interpreter should have (or, for constraints and
+    optional ones, may have)."""
+    if not lock.graph:
+        return [p for p in lock.packages if p.installable and marker_holds(p.marker, environment)]
+    by_name: dict[str, list[LockedPackage]] = {}
+    for package in lock.packages:
+        by_name.setdefault(package.name, []).append(package)
+
+    def pick(edge: Dependency) -> list[LockedPackage]:
+        candidates = by_name.get(edge.name, [])
+        if edge.version is not None:
+            candidates = [p for p in candidates if p.version == edge.version] or candidates
+        if len(candidates) > 1:
+            fitting = [p for p in candidates if marker_holds(p.marker, environment)]
+            candidates = fitting or candidates
+        return candidates
+
+    roots = [p for p in lock.packages if p.root]
+    if not roots:  # no workspace member recorded: every package counts
+        return [p for p in lock.packages if p.installable]
+    chosen: dict[tuple[str, str | None], LockedPackage] = {}
+    queue: list[tuple[LockedPackage, str]] = [(root, "") for root in roots]
+    done: set[tuple[str, str | None, str]] = set()
+    while queue:
+        package, extra = queue.pop()
+        key = (package.name, package.version, extra)
+        if key in done:
+            continue
+        done.add(key)
+        chosen[(package.name, package.version)] = package
+        edges = list(package.dependencies) if not extra else list(
+            dict(package.optional).get(extra, ()))
+        for edge in edges:
+            if not marker_holds(edge.marker, environment, extra):
+                continue
+            for target in pick(edge):
+                queue.append((target, ""))
+                queue.extend((target, e) for e in edge.extras)
+    return [p for p in chosen.values() if p.installable]
+
+
+# -- the checks ------------------------------------------------------------------------------
+
+
+def _problem_hint(problem: Problem, env: Environment) -> str:
+    from pytest_envguard import hints
+
+    if problem.kind in ("missing", "conflict"):
+        return f"pip install '{problem.requirement}'"
+    if problem.kind == "duplicate":
+        name = problem.distribution.split()[0]
+        installers = sorted({dist.installer for dist in env.installed.distributions
+                             if dist.name == name and dist.installer})
+        how = " or ".join(hints.uninstall_hint(name, installer) for installer in installers)
+        return f"keep one copy of {name}: {how or hints.uninstall_hint(name, None)}"
+    name = problem.distribution.split()[0]
+    return f"reinstall it: pip install --force-reinstall --no-deps {name}"
+
+
+def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
+    installed = env.installed
+    if installed.failure is not None:
+        return unknown(requirement, installed.reason or "the installed distributions are unknown")
+    problems = find_problems(installed, env.markers)
+    count = len(installed.active())
+    if not problems:
+        return met(requirement, f"{count} distributions",
+                   f"every requirement of the {count} installed distributions is met")
+    return unmet(requirement, plural(len(problems), "problem"),
+                 listing([problem.describe() for problem in problems]),
+                 hint=_problem_hint(problems[0], env),
+                 problems=tuple(Problem_(problem.json_kind, problem.describe())
+                                for problem in problems))
+
+
+def check_wheels(requirement: Requirement, env: Environment) -> Verdict:
+    installed, supported = env.installed, env.supported_tags
+    if installed.failure is not None or not supported.tags:
+        return unknown(requirement, installed.reason or supported.reason or "no supported tags")
+    wheels = sum(1 for dist in installed.active().values() if dist.wheel_tags)
+    mismatches = unsupported_wheels(installed, supported.tags)
+    if not mismatches:
+        return met(requirement, f"{wheels} wheels",
+                   f"every installed wheel has a tag this interpreter supports ({supported.tags[0]}, …)")
+    first = mismatches[0].distribution.split()[0]
+    return unmet(requirement, f"{len(mismatches)} unsupported",
+                 listing([mismatch.describe() for mismatch in mismatches]),
+                 hint=f"reinstall for this interpreter ({supported.tags[0]}): "
+                      f"pip install --force-reinstall --no-deps {first}",
+                 problems=tuple(Problem_("unsupported-wheel", mismatch.describe())
+                                for mismatch in mismatches))
+
+
+def _same_version(installed: str, locked: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(installed) == Version(locked)
+    except InvalidVersion:
+        return installed == locked
+
+
+def check_lock(requirement: Requirement, env: Environment) -> Verdict:
+    from pytest_envguard import hints
+
+    lock = env.lock(requirement.argument or "")
+    if lock.failure is not None:
+        # The line parsed; the file did not. `unknown` (which fails a contract)
+        # carries the file:line, since the plugin cannot read the file at parse time.
+        return unknown(requirement, f"lock file unusable: {lock.reason}", found="unreadable",
+                       hint="fix or regenerate the lock file")
+    installed = env.installed
+    active = installed.active()
+    wanted = applicable(lock, env.markers)
+    differ: list[str] = []
+    missing: list[str] = []
+    for name in dict.fromkeys(package.name for package in wanted):
+        versions = [package for package in wanted if package.name == name]
+        found = active.get(name)
+        if found is None:
+            if any(package.required for package in versions):
+                pinned = versions[0]
+                missing.append(f"{name}{'==' + pinned.version if pinned.version else ''} "
+                               f"({pinned.source})")
+            continue
+        pinned_versions = [package.version for package in versions if package.version]
+        if pinned_versions and not any(_same_version(found.version, v) for v in pinned_versions):
+            differ.append(f"{name} {found.version} installed, lock has {pinned_versions[0]} "
+                          f"({versions[0].source})")
+    locked_names = {package.name for package in lock.packages}
+    extra = sorted(name for name in active if name not in locked_names
+                   and name not in hints.LOCK_EXEMPT)
+    mode = env.settings.lock_extras
+    name = lock.filename
+    extra_text = f"; not in the lock: {', '.join(extra[:8])}{' …' if len(extra) > 8 else ''}" \
+        if extra and mode != "ignore" else ""
+    if differ or missing or (extra and mode == "fail"):
+        parts = [f"{len(differ)} differ", f"{len(missing)} missing"]
+        if mode == "fail":
+            parts.append(f"{len(extra)} extra")
+        problems = differ + [f"missing {item}" for item in missing]
+        listed = ([Problem_("differs", item) for item in differ]
+                  + [Problem_("missing", f"missing {item}") for item in missing]
+                  + [Problem_("extra", f"{item} is not in the lock") for item in extra
+                     if mode == "fail"])
+        return unmet(requirement, ", ".join(parts),
+                     f"{name}: " + listing(problems) + extra_text if problems
+                     else f"{name}: installed distributions are not in the lock{extra_text}",
+                     hint=hints.lock_hint(lock.format, requirement.argument or lock.path),
+                     problems=tuple(listed))
+    return met(requirement, f"{len(wanted)} pinned",
+               f"{name}: the {len(wanted)} packages locked for this interpreter are installed "
+               f"at the locked versions{extra_text}")
+
+
+def check_isolated(requirement: Requirement, env: Environment) -> Verdict:
+    facts = env.isolation
+    if not facts.leaks:
+        return met(requirement, facts.kind, f"running in a {facts.kind} ({facts.prefix}) "
+                                            "with no activation leaks")
+    return unmet(requirement,
+                 f"{facts.kind}, {len(facts.leaks)} leak{'s' if len(facts.leaks) > 1 else ''}",
+                 "; ".join(leak.reason for leak in facts.leaks),
+                 hint="; ".join(dict.fromkeys(leak.hint for leak in facts.leaks)))
+
+
+
+CHECKS: dict[str, Callable[[Requirement, Environment], Verdict]] = {
+    "consistent": check_consistent,
+    "wheels": check_wheels,
+    "lock": check_lock,
+    "isolated": check_isolated,
+}

@@ -1,0 +1,135 @@
+"""Reading files the plugin does not control: stat before open, bounded reads.
+
+Everything a probe reads goes through :func:`open_regular`: the path is
+checked with ``stat`` *before* it is opened, because opening some files has
+effects (a FIFO blocks until a writer comes, some device files act on open),
+and it is opened non-blocking and checked again on the descriptor, so a file
+swapped in between is refused too. Every read is bounded: a file larger than
+its reader allows raises :class:`TooLarge` instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import sys
+from typing import IO, Any
+
+from pytest_envguard.probes import Failure, describe_error
+
+
+class TooLarge(ValueError):
+    """A file larger than its reader allows."""
+
+
+class TomlError(ValueError):
+    """A TOML file that does not parse; ``line`` is where, when known."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def open_regular(path: str, encoding: str | None = None, errors: str | None = None, *,
+                 follow_symlinks: bool = True) -> IO[Any]:
+    """Open a *regular* file for reading (text when ``encoding`` is given, else bytes).
+
+    Anything else raises ``OSError`` before it is opened: ``IsADirectoryError``
+    for a directory (what ``open()`` says), ``EINVAL`` "not a regular file" for a
+    FIFO, socket or device. ``follow_symlinks=False`` refuses a symbolic link
+    (``ELOOP``), for files the plugin itself wrote.
+    """
+    info = os.stat(path, follow_symlinks=follow_symlinks)
+    _require_regular(info.st_mode, path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        opened = os.fstat(fd)
+        _require_regular(opened.st_mode, path)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            raise OSError(errno.EAGAIN, "the file changed while it was opened", path)
+        os.set_blocking(fd, True)
+        if encoding is None:
+            return os.fdopen(fd, "rb")
+        return os.fdopen(fd, encoding=encoding, errors=errors)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _require_regular(mode: int, path: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+
+
+def read_bytes(path: str, limit: int, *, follow_symlinks: bool = True) -> bytes:
+    """The whole file, at most ``limit`` bytes; :class:`TooLarge` past that."""
+    with open_regular(path, follow_symlinks=follow_symlinks) as file:
+        data: bytes = file.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{path}: larger than {_size(limit)}")
+    return data
+
+
+def read_text(path: str, limit: int, *, errors: str = "replace") -> str:
+    """The whole file as UTF-8 text, at most ``limit`` bytes."""
+    return read_bytes(path, limit).decode("utf-8", errors)
+
+
+def read_small(path: str, limit: int = 64 << 10) -> str | None:
+    """A small text file (``INSTALLER``, ``/proc`` and cgroup files), or ``None``
+    when it cannot be read or is larger than ``limit``."""
+    try:
+        return read_text(path, limit)
+    except (OSError, TooLarge):
+        return None
+
+
+def load_toml(path: str, limit: int) -> dict[str, Any]:
+    """A TOML document of at most ``limit`` bytes. Raises ``OSError``,
+    :class:`TooLarge`, ``UnicodeDecodeError`` or :class:`TomlError`."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+    text = read_bytes(path, limit).decode("utf-8")
+    try:
+        document: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(error))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
+        raise TomlError(message, int(match.group(1)) if match else None) from None
+    except RecursionError:
+        raise TomlError("nested too deeply", None) from None
+    return document
+
+
+def failure_of(error: BaseException) -> Failure:
+    """The kind of an error from the functions above."""
+    if isinstance(error, TooLarge):
+        return Failure.TOO_LARGE
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        return Failure.MISSING
+    if isinstance(error, IsADirectoryError) or (
+            isinstance(error, OSError) and error.errno in (errno.EINVAL, errno.ELOOP)):
+        return Failure.NOT_REGULAR
+    if isinstance(error, OSError):
+        return Failure.UNREADABLE
+    return Failure.CORRUPT
+
+
+def explain(path: str, error: BaseException) -> str:
+    """``path: PermissionError: [Errno 13] Permission denied``: the path first, once."""
+    if isinstance(error, OSError) and error.strerror and str(error.filename) == path:
+        errno_text = f"[Errno {error.errno}] " if error.errno is not None else ""
+        return f"{path}: {type(error).__name__}: {errno_text}{error.strerror}"
+    text = describe_error(error)
+    return text if text.startswith(path) else f"{path}: {text}"
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
