@@ -26,9 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_envguard.probes.packages import scan_distributions
-
-from pytest_envguard.probes import elf, loader, native
+from pytest_envguard.probes import elf, extensions, loader
+from pytest_envguard.probes.distributions import scan_distributions
 
 PACKAGES = ("numpy", "scipy")
 
@@ -55,7 +54,7 @@ def target_paths(python: Path) -> list[str]:
 
 def run_check(installed, python: Path, cache_dir: Path):
     started = time.perf_counter()
-    facts = [native.probe_extensions(name, {}, installed, cache_dir=cache_dir,
+    facts = [extensions.probe_extensions(name, {}, installed, cache_dir=cache_dir,
                                      executable=str(python)) for name in PACKAGES]
     return time.perf_counter() - started, facts
 
@@ -106,7 +105,7 @@ def main() -> None:
         warms = [run_check(installed, python, cache)[0] for _ in range(options.repeat)]
 
         modules = [path for name in PACKAGES
-                   for path in native.extension_files(installed.active()[name]) or []]
+                   for path in extensions.extension_files(installed.active()[name]) or []]
         files = sorted({path for name in PACKAGES
                         for path in _all_so(installed.active()[name])})
         problems = sum(len(f.problems) for f in facts)

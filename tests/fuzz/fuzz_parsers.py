@@ -2,11 +2,11 @@
 
 Targets, each with its promise:
 
-* ``elf.read_elf`` / ``elf.read_header`` / ``system.elf_interpreter`` — never raise;
+* ``elf.read_elf`` / ``elf.read_interpreter`` — never raise;
 * ``loader.parse_ld_so_cache`` — returns, or raises ``ValueError`` only;
 * ``locks.read_lock`` for ``requirements.txt``, ``pylock.toml``, ``uv.lock``,
-  ``poetry.lock`` — never raises (a problem goes to ``LockFacts.error``), and
-  ``locks.applicable`` on what it returns never raises.
+  ``poetry.lock`` — never raises (a problem goes to ``LockFacts.reason``), and
+  ``checks.hygiene.applicable`` on what it returns never raises.
 
 Every call must also return within ``--hang-seconds`` (default 10).
 
@@ -47,7 +47,8 @@ from types import FrameType
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pytest_envguard.probes import locks, system
+from pytest_envguard.checks.hygiene import applicable
+from pytest_envguard.probes import elf, loader, locks
 
 MARKER_ENV = {"python_version": "3.11", "python_full_version": "3.11.7", "os_name": "posix",
               "sys_platform": "linux", "platform_machine": "x86_64", "platform_system": "Linux",
@@ -221,33 +222,21 @@ Target = Callable[[bytes], None]
 def make_targets(work: Path, elf_seeds: list[bytes], cache_seeds: list[bytes]) -> dict[str, tuple[st.SearchStrategy[bytes], Target]]:
     targets: dict[str, tuple[st.SearchStrategy[bytes], Target]] = {}
 
-    try:
-        from pytest_envguard.probes import elf
-    except ImportError:  # the ELF reader of the native issue is not there yet
-        elf = None  # type: ignore[assignment]
-
     elf_path = work / "libfuzz.so"
 
     def run_elf(data: bytes) -> None:
         elf_path.write_bytes(data)
-        if elf is not None:
-            facts = elf.read_elf(str(elf_path))
-            facts.to_dict()
-            elf.read_header(str(elf_path))
-        system.elf_interpreter(str(elf_path))
+        facts = elf.read_elf(str(elf_path))
+        facts.to_dict()
+        elf.read_interpreter(str(elf_path))
 
     targets["elf"] = (mutated(elf_seeds, structured_elf=True), run_elf)
 
-    try:
-        from pytest_envguard.probes import loader
-    except ImportError:
-        loader = None  # type: ignore[assignment]
-    if loader is not None and hasattr(loader, "parse_ld_so_cache"):
-        def run_cache(data: bytes) -> None:
-            with contextlib.suppress(ValueError):  # its documented way to refuse
-                loader.parse_ld_so_cache(data)
+    def run_cache(data: bytes) -> None:
+        with contextlib.suppress(ValueError):  # its documented way to refuse
+            loader.parse_ld_so_cache(data)
 
-        targets["ld.so.cache"] = (mutated(cache_seeds, structured_elf=False), run_cache)
+    targets["ld.so.cache"] = (mutated(cache_seeds, structured_elf=False), run_cache)
 
     for name, seeds in LOCK_SEEDS.items():
         directory = work / name.replace(".", "-")
@@ -260,11 +249,11 @@ def make_targets(work: Path, elf_seeds: list[bytes], cache_seeds: list[bytes]) -
             path.write_bytes(data)
             facts = locks.read_lock(str(path))
             facts.to_dict()
-            if facts.error is None:
-                locks.applicable(facts, MARKER_ENV)
-            elif not facts.error.startswith(str(path)) and "other.txt" not in facts.error \
-                    and "constraints.txt" not in facts.error:
-                raise AssertionError(f"error does not name the file: {facts.error}")
+            if facts.reason is None:
+                applicable(facts, MARKER_ENV)
+            elif not facts.reason.startswith(str(path)) and "other.txt" not in facts.reason \
+                    and "constraints.txt" not in facts.reason:
+                raise AssertionError(f"error does not name the file: {facts.reason}")
 
         targets[name] = (mutated(seeds, tokens=TOKENS), run_lock)
     return targets
