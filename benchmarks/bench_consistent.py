@@ -1,17 +1,19 @@
-"""`consistent` against `pip check`: time both on this interpreter's environment and
-diff their verdicts.
+"""`consistent` against `pip check`: time both on one environment and diff their verdicts.
 
-    python benchmarks/bench_consistent.py [--repeat N] [--python PATH]
+    python benchmarks/bench_consistent.py [--repeat N] [--python PATH | --distributions N]
 
 Without ``--python`` the environment is the one running this script; with it,
 the script re-runs itself under that interpreter (which must be able to import
-pytest_envguard and packaging). ``pip check`` runs as a subprocess of the same
-interpreter (``python -m pip check``, or, when the target has no pip, the pip
-of the interpreter that started the script, through ``pip --python``). Three timings, best of N:
+pytest_envguard and packaging); ``--distributions N`` first builds a fresh venv of
+N generated distributions (requirement chains, extras, markers, two broken ones:
+built and installed offline with pip) and measures that. ``pip check`` runs as a
+subprocess of the same interpreter (``python -m pip check``, or, when the target
+has no pip, the pip of the interpreter that started the script, through ``pip
+--python``). Timings are medians of N:
 
 * ``probe``: what the plugin pays, in process: scan sys.path and judge;
-* ``python -m pytest_envguard consistent``: a whole new interpreter, imports included;
-* ``pip check``.
+* ``python -m pytest_envguard consistent``: a whole new interpreter, imports
+  included, timed in alternation with ``pip check``.
 
 Exit status 1 when the verdicts differ (the problems ``pip check`` reports
 compared with those ``consistent`` reports that ``pip check`` would too).
@@ -22,22 +24,79 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Problems = set[tuple[str, str, str]]
 
 
-def best_of(repeat: int, function: Callable[[], object]) -> float:
+def median_of(repeat: int, function: Callable[[], object]) -> float:
     timings = []
     for _ in range(repeat):
         start = time.perf_counter()
         function()
         timings.append(time.perf_counter() - start)
-    return min(timings)
+    return statistics.median(timings)
+
+
+def generated_venv(directory: Path, count: int) -> Path:
+    """A venv of ``count`` small distributions: chains of requirements with specifiers,
+    markers and extras, all met but two (one missing, one conflicting)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    wheels = directory / "wheels"
+    wheels.mkdir(parents=True)
+    for index in range(count):
+        name = f"bench-dist-{index:03}"
+        requires = []
+        if index + 1 < count:
+            requires.append(f"bench-dist-{index + 1:03}>=1.0")
+        if index % 7 == 0 and index + 2 < count:
+            requires.append(f'bench-dist-{index + 2:03}[fast] ; python_version >= "3"')
+        if index % 11 == 0:
+            requires.append('bench-never ; sys_platform == "nonexistent"')
+        if index == count - 1:
+            requires += ["bench-absent>=1", "bench-dist-000<1.0"]  # the two problems
+        module = name.replace("-", "_")
+        info = f"{module}-1.0.dist-info"
+        metadata = "".join([f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+                            "Provides-Extra: fast\n",
+                            *(f"Requires-Dist: {line}\n" for line in requires), "\n"])
+        files = {f"{module}.py": b"", f"{info}/METADATA": metadata.encode(),
+                 f"{info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+        def digest(data: bytes) -> str:
+            return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+        record = [f"{path},sha256={digest(data)},{len(data)}" for path, data in files.items()]
+        record.append(f"{info}/RECORD,,")
+        files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+        with zipfile.ZipFile(wheels / f"{module}-1.0-py3-none-any.whl", "w") as archive:
+            for path, data in files.items():
+                archive.writestr(path, data)
+    venv = directory / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                    *map(str, sorted(wheels.glob("*.whl")))], check=True)
+    # pytest_envguard and packaging for the CLI: a .pth file naming a folder of links to
+    # them alone (no distribution added, nothing else of this environment exposed).
+    import packaging
+
+    shim = directory / "shim"
+    shim.mkdir()
+    (shim / "pytest_envguard").symlink_to(Path(__file__).resolve().parents[1] / "pytest_envguard")
+    (shim / "packaging").symlink_to(Path(packaging.__file__).parent)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "envguard-bench.pth").write_text(f"{shim}\n", encoding="utf-8")
+    return python
 
 
 def pip_command(python: str, pip_from: str | None) -> list[str]:
@@ -79,8 +138,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--python", help="benchmark another interpreter's environment")
+    parser.add_argument("--distributions", type=int, metavar="N",
+                        help="build a venv of N generated distributions and benchmark that")
     parser.add_argument("--pip-from", help=argparse.SUPPRESS)  # whose pip to use with --python
     args = parser.parse_args()
+    if args.distributions:
+        with tempfile.TemporaryDirectory(prefix="envguard-bench-") as scratch:
+            python = generated_venv(Path(scratch), args.distributions)
+            command = [str(python), os.path.abspath(__file__), "--repeat", str(args.repeat),
+                       "--pip-from", sys.executable]
+            return subprocess.run(command, check=False).returncode
     if args.python:  # the child runs without --python: no loop
         command = [args.python, os.path.abspath(__file__), "--repeat", str(args.repeat),
                    "--pip-from", sys.executable]
@@ -98,9 +165,12 @@ def main() -> int:
     def run(command: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, capture_output=True, text=True, check=False)
 
-    t_probe = best_of(args.repeat, probe)
-    t_cli = best_of(args.repeat, lambda: run(ours_cli))
-    t_pip = best_of(args.repeat, lambda: run(pip))
+    t_probe = median_of(args.repeat, probe)
+    clis, pips = [], []
+    for _ in range(args.repeat):  # in alternation: drift hits both alike
+        clis.append(median_of(1, lambda: run(ours_cli)))
+        pips.append(median_of(1, lambda: run(pip)))
+    t_cli, t_pip = statistics.median(clis), statistics.median(pips)
 
     pip_result = run(pip)
     pip_problems = parse_pip_check(pip_result.stdout)

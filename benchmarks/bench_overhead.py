@@ -2,21 +2,23 @@
 marked with ``requires``, with the plugin and with ``-p no:envguard``; and the time to
 import the plugin module when there is no contract.
 
-    python benchmarks/bench_overhead.py [--tests 5000] [--repeat 3]
+    python benchmarks/bench_overhead.py [--tests 5000] [--pairs 7] [--python PATH]
 
-Each pytest run is a fresh interpreter; the two variants alternate so that drift in the
-machine's load hits both alike, and the best of N of each is compared.
+Each pytest run is a fresh interpreter of a clean virtual environment (see ``_paired.py``):
+the two variants alternate so that drift in the machine's load hits both alike, and the
+median of the per-pair ratios is compared with the target (<= 1.02), with its spread.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from _paired import Paired, bytecode_env, clean_venv, paired, timed
 
 TESTS_PER_MODULE = 100
 
@@ -27,23 +29,6 @@ MARKERS = (
     '"platform {platform}", cpus=">=1"',
     '"memory >=1KiB"',
 )
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    measured: float  # seconds
-    reference: float  # seconds; what the ratio divides by
-    reference_name: str
-    target: float  # the ratio not to exceed
-
-    @property
-    def ratio(self) -> float:
-        return self.measured / self.reference
-
-    @property
-    def ok(self) -> bool:
-        return self.ratio <= self.target
 
 
 def write_suite(folder: Path, tests: int) -> None:
@@ -63,29 +48,20 @@ def write_suite(folder: Path, tests: int) -> None:
         (folder / f"test_gen_{module:03}.py").write_text("\n".join(lines), encoding="utf-8")
 
 
-def time_pytest(folder: Path, *extra: str) -> float:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-               "-p", "no:randomly", *extra]
-    start = time.perf_counter()
-    process = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if process.returncode != 0:
-        sys.exit(f"pytest failed ({' '.join(extra) or 'with envguard'}):\n{process.stdout[-2000:]}")
-    return elapsed
-
-
-def bench_collection(tests: int = 5000, repeat: int = 3) -> Result:
+def bench_collection(python: Path, tests: int = 5000, pairs: int = 7) -> Paired:
+    env = bytecode_env()
     with tempfile.TemporaryDirectory(prefix="envguard-bench-") as name:
         folder = Path(name)
         write_suite(folder, tests)
-        time_pytest(folder)  # warm the file system cache and the bytecode
-        with_plugin: list[float] = []
-        without: list[float] = []
-        for _ in range(repeat):
-            without.append(time_pytest(folder, "-p", "no:envguard"))
-            with_plugin.append(time_pytest(folder))
-    return Result(f"pytest, {tests} tests, a third marked", min(with_plugin), min(without),
-                  "-p no:envguard", 1.05)
+        base = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+        def ok(result: subprocess.CompletedProcess[str]) -> bool:
+            return result.returncode == 0
+
+        return paired(f"pytest, {tests} tests, a third marked",
+                      lambda: timed(base, cwd=folder, env=env, check=ok),
+                      lambda: timed([*base, "-p", "no:envguard"], cwd=folder, env=env, check=ok),
+                      reference_name="-p no:envguard", pairs=pairs, target=1.02)
 
 
 IMPORT_PROBE = (
@@ -96,28 +72,32 @@ IMPORT_PROBE = (
 )
 
 
-def bench_import(repeat: int = 5) -> Result:
-    """The plugin module's import in an interpreter that has imported pytest already."""
+def bench_import(python: Path, repeat: int = 15) -> tuple[float, float, float]:
+    """The plugin module's import in an interpreter that has imported pytest already:
+    (median, lowest, highest) in seconds."""
     timings = []
+    env = bytecode_env()
     for _ in range(repeat):
-        output = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True,
-                                check=True).stdout
+        output = subprocess.run([str(python), "-c", IMPORT_PROBE], capture_output=True, text=True,
+                                check=True, env=env).stdout
         timings.append(float(output.strip()))
-    # the target is absolute: 15 ms, expressed as a ratio against 15 ms
-    return Result("import pytest_envguard.plugin", min(timings), 0.015, "15 ms budget", 1.0)
+    return statistics.median(timings), min(timings), max(timings)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--python", type=Path, help="an interpreter with pytest-envguard installed")
     args = parser.parse_args()
-    results = [bench_collection(args.tests, args.repeat), bench_import(max(5, args.repeat))]
-    for result in results:
-        print(f"{result.name}: {result.measured * 1000:.1f} ms vs {result.reference_name} "
-              f"{result.reference * 1000:.1f} ms = {result.ratio:.3f} (target <= {result.target})"
-              f" {'ok' if result.ok else 'OVER'}")
-    return 0 if all(result.ok for result in results) else 1
+    python = args.python or clean_venv()
+    result = bench_collection(python, args.tests, args.pairs)
+    print(result.line())
+    median, low, high = bench_import(python)
+    verdict = "ok" if high <= 0.010 else "OVER" if low > 0.010 else "unclear"
+    print(f"import pytest_envguard.plugin: {median * 1000:.1f} ms median "
+          f"[{low * 1000:.1f}-{high * 1000:.1f}] (target <= 10 ms) {verdict}")
+    return 1 if "OVER" in (result.verdict, verdict) else 0
 
 
 if __name__ == "__main__":

@@ -17,27 +17,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
+    from pytest_envguard.probes.abi import AbiFacts
+    from pytest_envguard.probes.commands import CommandFacts
+    from pytest_envguard.probes.cpuinfo import CpuFacts
     from pytest_envguard.probes.cudart import CudaRuntimeFacts
     from pytest_envguard.probes.distributions import DistributionFacts, InstalledFacts, SupportedTags
     from pytest_envguard.probes.extensions import ExtensionsFacts
     from pytest_envguard.probes.imports import ImportFacts
-    from pytest_envguard.probes.interpreter import AbiFacts, IsolationFacts, PythonFacts
+    from pytest_envguard.probes.interpreter import PythonFacts
+    from pytest_envguard.probes.isolation import IsolationFacts
     from pytest_envguard.probes.loader import LibraryFacts
     from pytest_envguard.probes.locks import LockFacts
     from pytest_envguard.probes.nvml import NvidiaFacts
-    from pytest_envguard.probes.system import (
-        CommandFacts,
-        CpuFacts,
-        CpusFacts,
-        LibcFacts,
-        MemoryFacts,
-        PlatformFacts,
-    )
+    from pytest_envguard.probes.system import CpusFacts, LibcFacts, MemoryFacts, PlatformFacts
 
 T = TypeVar("T")
 
@@ -48,8 +44,7 @@ FactKey = str | tuple[str, ...]
 LockExtras = Literal["report", "ignore", "fail"]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """What the probes may need from the run: where to cache, how long to wait."""
 
     cache_dir: Path | None = None  # the plugin's cache dir; None: no disk cache
@@ -71,8 +66,8 @@ def facet_name(key: FactKey) -> str:
 def marker_environment(python: PythonFacts, platform: PlatformFacts) -> dict[str, str]:
     """The PEP 508 marker values of an interpreter with these facts (the names and
     forms of ``packaging.markers.default_environment``)."""
-    implementations = {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalVM",
-                       "ironpython": "IronPython", "jython": "Jython"}
+    from pytest_envguard.probes.interpreter import PYTHON_IMPLEMENTATIONS
+
     return {
         "implementation_name": python.implementation,
         "implementation_version": python.implementation_version,
@@ -83,7 +78,7 @@ def marker_environment(python: PythonFacts, platform: PlatformFacts) -> dict[str
         "platform_version": platform.version,
         "python_full_version": python.version,
         "platform_python_implementation": python.python_implementation
-        or implementations.get(python.implementation, python.implementation),
+        or PYTHON_IMPLEMENTATIONS.get(python.implementation, python.implementation),
         "python_version": ".".join(python.version.split(".")[:2]),
         "sys_platform": platform.platform,
     }
@@ -181,9 +176,9 @@ class Environment:
 
     @property
     def abi(self) -> AbiFacts:
-        from pytest_envguard.probes import interpreter
+        from pytest_envguard.probes import abi
 
-        return self.fact("abi", interpreter.probe_abi)
+        return self.fact("abi", abi.probe_abi)
 
     @property
     def platform(self) -> PlatformFacts:
@@ -204,9 +199,9 @@ class Environment:
 
     @property
     def cpu(self) -> CpuFacts:
-        from pytest_envguard.probes import system
+        from pytest_envguard.probes import cpuinfo
 
-        return self.fact("cpu", system.probe_cpu)
+        return self.fact("cpu", cpuinfo.probe_cpu)
 
     @property
     def cpus(self) -> CpusFacts:
@@ -221,9 +216,9 @@ class Environment:
         return self.fact("memory", system.probe_memory)
 
     def command(self, name: str) -> CommandFacts:
-        from pytest_envguard.probes import system
+        from pytest_envguard.probes import commands
 
-        return self.fact(("command", name), lambda: system.probe_command(name, self.environ))
+        return self.fact(("command", name), lambda: commands.probe_command(name, self.environ))
 
     def distribution(self, name: str) -> DistributionFacts:
         from pytest_envguard.probes import distributions
@@ -245,9 +240,9 @@ class Environment:
 
     @property
     def isolation(self) -> IsolationFacts:
-        from pytest_envguard.probes import interpreter
+        from pytest_envguard.probes import isolation
 
-        return self.fact("isolation", lambda: interpreter.probe_isolation(self.environ))
+        return self.fact("isolation", lambda: isolation.probe_isolation(self.environ))
 
     def lock(self, path: str) -> LockFacts:
         """The lock file at ``path``; a relative path is taken from the rootdir."""

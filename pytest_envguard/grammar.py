@@ -12,12 +12,12 @@ grammar), sizes and counts to :mod:`pytest_envguard.units`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
+from typing import NamedTuple
 
 from pytest_envguard import units
 
@@ -39,8 +39,7 @@ class Spec(Enum):
     SIZE = "size"
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """One row of the key table: what the key takes and what its argument looks like."""
 
     name: str
@@ -289,6 +288,8 @@ def _nesting(text: str) -> int:
 
 
 def closest_key(word: str) -> str | None:
+    import difflib
+
     matches = difflib.get_close_matches(word.lower(), KEYS, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
@@ -435,6 +436,11 @@ class _Parser:
         return ",".join(clauses)
 
     def _version(self, rest: str, offset: int) -> str:
+        from pytest_envguard import versions
+
+        simple = versions.normalize(rest)
+        if simple is not None:  # plain release numbers: no need to import packaging
+            return simple
         from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
 
         cursor = offset

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 
 if TYPE_CHECKING:
     from pytest_envguard.environment import LockExtras, Settings
@@ -24,24 +23,30 @@ EXIT_OK = 0
 EXIT_USAGE = 4
 EXIT_CONTRACT_UNMET = 6
 
-StrictMode = Literal["false", "true", "ci"]
-XdistController = Literal["check", "skip"]
-XdistGpus = Literal["off", "auto"] | int
+if TYPE_CHECKING:
+    StrictMode = Literal["false", "true", "ci"]
+    XdistController = Literal["check", "skip"]
+    XdistGpus = Literal["off", "auto"] | int
 
 STRICT_MODES: tuple[StrictMode, ...] = ("false", "true", "ci")
 LOCK_EXTRAS: tuple[LockExtras, ...] = ("report", "ignore", "fail")  # (Settings.lock_extras)
 XDIST_CONTROLLER: tuple[XdistController, ...] = ("check", "skip")
 
 
-@dataclass(frozen=True)
 class IniOption:
-    """One ini option: its name, kind (how it is validated), default and help."""
+    """One ini option: its name, kind (how it is validated), default and help. (A plain
+    class: the plugin imports this module in every run, and a dataclass costs more to
+    define than the whole module otherwise does.)"""
 
-    name: str
-    kind: Literal["lines", "choice", "seconds", "bool", "gpus"]
-    default: object
-    help: str
-    choices: tuple[str, ...] = ()
+    __slots__ = ("choices", "default", "help", "kind", "name")
+
+    def __init__(self, name: str, kind: Literal["lines", "choice", "seconds", "bool", "gpus"],
+                 default: object, help: str, choices: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.choices = choices
 
 
 INI_OPTIONS: tuple[IniOption, ...] = (
@@ -74,9 +79,8 @@ class OptionError(ValueError):
     """An option value that is not valid; the message names where it came from."""
 
 
-@dataclass(frozen=True)
-class Options:
-    """Everything the plugin and the CLI were told, validated."""
+class Options(NamedTuple):
+    """Everything the plugin and the CLI were told, validated (immutable)."""
 
     contract: tuple[Requirement, ...] = ()
     strict: StrictMode = "false"

@@ -13,13 +13,12 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
-from pytest_envguard.options import EXIT_CONTRACT_UNMET, INI_OPTIONS, OptionError, Options, resolve
+from pytest_envguard.options import EXIT_CONTRACT_UNMET, INI_OPTIONS, Options, resolve
 
 if TYPE_CHECKING:
     from pytest_envguard.checks import Evaluator
@@ -33,8 +32,7 @@ __all__ = ["EXIT_CONTRACT_UNMET", "STATE", "EnvguardFixture", "EnvguardState"]
 MARKER_SOURCE = "requires marker"
 
 
-@dataclass(frozen=True)
-class MarkerRequirements:
+class MarkerRequirements(NamedTuple):
     """What one test's ``requires`` markers ask for."""
 
     requirements: tuple[Requirement, ...]
@@ -145,8 +143,6 @@ def _ini_source(config: pytest.Config, option: str) -> str:
 
 def _resolve_options(config: pytest.Config) -> Options:
     """Every option, read and validated once; a bad one is a usage error naming it."""
-    from pytest_envguard.grammar import RequirementError
-
     values: dict[str, object] = {}
     for option in INI_OPTIONS:
         try:
@@ -157,7 +153,7 @@ def _resolve_options(config: pytest.Config) -> Options:
         return resolve(values, source=lambda name: _ini_source(config, name),
                        require=config.getoption("envguard_require") or [],
                        strict_flag=bool(config.getoption("envguard_strict")))
-    except (OptionError, RequirementError) as error:
+    except ValueError as error:  # an OptionError, or a RequirementError from a contract line
         raise pytest.UsageError(f"envguard: {error}") from None
 
 
@@ -195,17 +191,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # Evaluated here, before the terminal reporter prints the header, so the
     # header can summarise what the contract probed; acted on in
     # pytest_collection, after the header, before anything is collected.
-    from pytest_envguard import ci_reports, xdist
-
     config = session.config
     state = config.stash[STATE]
     report = config.getoption("envguard_report")
-    if state.contract and not report and xdist.leaves_contract_to_workers(config, state.options):
+    if state.contract and not report and _leaves_contract_to_workers(config, state.options):
         state.contract_left_to_workers = True
     elif state.contract or report:
         state.contract_verdicts = state.evaluator.evaluate(state.contract)
-    if not xdist.is_worker(config):
+    if not _is_xdist_worker(config) and (state.options.junit_properties
+                                         or config.pluginmanager.hasplugin("metadata")):
+        from pytest_envguard import ci_reports
+
         ci_reports.publish_snapshot(config, state)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    # xdist gives each worker's config a ``workerinput`` dict: the documented way to tell.
+    return hasattr(config, "workerinput")
+
+
+def _leaves_contract_to_workers(config: pytest.Config, options: Options) -> bool:
+    if options.xdist_controller != "skip":
+        return False
+    from pytest_envguard import xdist
+
+    return xdist.leaves_contract_to_workers(config, options)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -216,7 +226,7 @@ def pytest_collection(session: pytest.Session) -> None:
     met = all(verdict.ok for verdict in state.contract_verdicts)
     if not report and met:
         return
-    from pytest_envguard import render, xdist
+    from pytest_envguard import render
     from pytest_envguard.render import write_section
 
     if report:
@@ -230,7 +240,7 @@ def pytest_collection(session: pytest.Session) -> None:
     unmet = [verdict for verdict in state.contract_verdicts if not verdict.ok]
     # An xdist worker leaves the table to the controller, which prints it once,
     # naming the worker and its host.
-    if not xdist.is_worker(config):
+    if not _is_xdist_worker(config):
         write_section(config, f"envguard: session contract not met on {render.host()}",
                       render.verdict_table(state.contract_verdicts))
     first = unmet[0]
@@ -389,17 +399,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    from pytest_envguard import xdist
-
     config = session.config
     path = config.getoption("envguard_json")
     state = config.stash.get(STATE, None)
-    if state is not None and xdist.is_worker(config):
+    if state is not None and _is_xdist_worker(config):
+        from pytest_envguard import xdist
+
         xdist.send_to_controller(config, state)
         return
     if not path or state is None:
         return
-    from pytest_envguard import render
+    from pytest_envguard import render, xdist
 
     document = render.json_document(state.environment_if_made, state.contract_verdicts,
                                     state.tests)

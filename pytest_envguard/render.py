@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import platform as _platform
-import socket
+import os
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -35,10 +34,12 @@ def write_section(config: Any, title: str, lines: Sequence[str]) -> None:
 
 
 def host() -> str:
+    import socket
+
     try:
-        return socket.gethostname() or _platform.node()
+        return socket.gethostname() or os.uname().nodename
     except OSError:
-        return _platform.node()
+        return os.uname().nodename
 
 
 def _clip(text: str, width: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_envguard.grammar import Requirement
 
@@ -26,8 +26,7 @@ class Status(str, Enum):
         return self.value
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One item inside a verdict that lists several (``consistent``, ``lock``,
     ``extensions``, ``wheels``): the JSON document lists every one, the terminal
     may shorten. ``kind`` says what sort of problem it is (``pip-check``,

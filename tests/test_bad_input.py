@@ -24,7 +24,7 @@ from pytest_envguard import render
 from pytest_envguard.checks import evaluate
 from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.grammar import RequirementError, parse_line, parse_lines
-from pytest_envguard.probes import distributions, interpreter, locks, system
+from pytest_envguard.probes import commands, distributions, isolation, locks
 from pytest_envguard.verdicts import Status, Verdict
 
 Tried = Callable[[int], None]
@@ -823,9 +823,9 @@ def test_path_and_library_path_oddities(tmp_path: Path, bad_inputs: Tried) -> No
         joined = os.pathsep.join(entries)
         environ = {"PATH": joined, "LD_LIBRARY_PATH": joined, "PYTHONPATH": joined,
                    "VIRTUAL_ENV": entries[0], "CONDA_PREFIX": entries[2]}
-        isolation = interpreter.probe_isolation(environ)
-        assert {leak.variable for leak in isolation.leaks} >= {"PYTHONPATH", "VIRTUAL_ENV"}
-        assert system.probe_command("no-such-command", environ).path is None
+        facts = isolation.probe_isolation(environ)
+        assert {leak.variable for leak in facts.leaks} >= {"PYTHONPATH", "VIRTUAL_ENV"}
+        assert commands.probe_command("no-such-command", environ).path is None
         env = environment(tmp_path, environ)
         verdicts = evaluate(parse_lines(["isolated", "command ls", "command sh"]), env)
         shown(verdicts, env)

@@ -8,16 +8,12 @@ from pytest_envguard.checks import Evaluator, evaluate
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import parse_line, parse_lines
 from pytest_envguard.probes import Failure
+from pytest_envguard.probes.abi import AbiFacts
+from pytest_envguard.probes.commands import CommandFacts
+from pytest_envguard.probes.cpuinfo import CpuFacts
 from pytest_envguard.probes.distributions import DistributionFacts
-from pytest_envguard.probes.interpreter import AbiFacts, PythonFacts
-from pytest_envguard.probes.system import (
-    CommandFacts,
-    CpuFacts,
-    CpusFacts,
-    LibcFacts,
-    MemoryFacts,
-    PlatformFacts,
-)
+from pytest_envguard.probes.interpreter import PythonFacts
+from pytest_envguard.probes.system import CpusFacts, LibcFacts, MemoryFacts, PlatformFacts
 from pytest_envguard.verdicts import Status, Verdict
 
 GiB = 1024**3

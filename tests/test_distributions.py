@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packaging import tags
 
 from pytest_envguard.checks import hygiene
@@ -318,3 +320,11 @@ def test_benchmark_diffs_the_verdicts(broken_venv: Venv) -> None:
     assert "pip check exit 1, 3 problems; consistent: 3 of the same kind" in result.stdout
     assert "x faster" in result.stdout
     assert result.stdout.rstrip().endswith("verdicts agree")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="AbZz09-_.~ ", max_size=20))
+def test_canonical_names_agree_with_packaging(name: str) -> None:
+    from packaging.utils import canonicalize_name
+
+    assert packages.canonical_name(name) == canonicalize_name(name)

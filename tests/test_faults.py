@@ -27,7 +27,7 @@ import pytest
 from pytest_envguard.checks import evaluate
 from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.grammar import parse_lines
-from pytest_envguard.probes import distributions, locks, system
+from pytest_envguard.probes import cpuinfo, distributions, locks, system
 from pytest_envguard.verdicts import Status
 from tests.fixtures_reliability import make_unreadable, restore, run_unprivileged
 
@@ -35,10 +35,10 @@ from tests.fixtures_reliability import make_unreadable, restore, run_unprivilege
 
 PERMISSION_PROBES = """
 import json, os, sys
-from pytest_envguard.probes import distributions, elf, locks, system, interpreter
+from pytest_envguard.probes import cpuinfo, distributions, elf, isolation, locks, system
 root = sys.argv[1] if len(sys.argv) > 1 else {root!r}
 out = {{}}
-out["cpu"] = system.probe_cpu(os.path.join(root, "cpuinfo")).reason
+out["cpu"] = cpuinfo.probe_cpu(os.path.join(root, "cpuinfo")).reason
 cgroup, no_self = os.path.join(root, "cgroup"), os.path.join(root, "no-self-cgroup")
 out["cpus"] = system.probe_cpus(cgroup, no_self).source
 memory = system.probe_memory(os.path.join(root, "meminfo"), cgroup, no_self)
@@ -49,14 +49,14 @@ out["uv"] = locks.read_lock(os.path.join(root, "locked", "uv.lock")).reason
 facts = distributions.scan_distributions([os.path.join(root, "site"), os.path.join(root, "closed-site")])
 out["dists"] = {{d.name: [d.version, d.reason, d.installer, d.wheel_tags] for d in facts.distributions}}
 out["interp"] = elf.read_interpreter(os.path.join(root, "cpuinfo"))
-isolation = interpreter.probe_isolation({{"LD_LIBRARY_PATH": os.path.join(root, "closed-site", "lib")}})
+isolation = isolation.probe_isolation({{"LD_LIBRARY_PATH": os.path.join(root, "closed-site", "lib")}})
 out["isolation"] = [leak.variable for leak in isolation.leaks]
 out["elf"] = elf.read_elf(os.path.join(root, "cpuinfo")).reason
 from pathlib import Path
 from pytest_envguard.checks import evaluate
 from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.grammar import parse_lines
-env = Environment({{"cpu": system.probe_cpu(os.path.join(root, "cpuinfo")), "installed": facts}},
+env = Environment({{"cpu": cpuinfo.probe_cpu(os.path.join(root, "cpuinfo")), "installed": facts}},
                   settings=Settings(rootdir=Path(root)))
 lines = ["cpu avx2", "cpus >=1", "consistent", "wheels", "lock requirements.txt", "lock locked/uv.lock"]
 out["verdicts"] = [[v.status.value, v.reason] for v in evaluate(parse_lines(lines), env)]
@@ -223,7 +223,7 @@ MEMORY_MAX = {"max": b"max\n", "negative": b"-1\n", "zero": b"0\n", "huge": b"9"
 @pytest.mark.parametrize("name", sorted(CPUINFO))
 def test_cpuinfo_contents(tmp_path: Path, name: str) -> None:
     (tmp_path / "cpuinfo").write_bytes(CPUINFO[name])
-    facts = system.probe_cpu(str(tmp_path / "cpuinfo"))
+    facts = cpuinfo.probe_cpu(str(tmp_path / "cpuinfo"))
     [cpu] = evaluate(parse_lines(["cpu avx2"]), Environment({"cpu": facts}))
     expected = {"huge": Status.MET, "non-utf8": Status.MET, "arm": Status.UNMET}
     assert cpu.status is expected.get(name, Status.UNKNOWN), cpu
@@ -261,8 +261,8 @@ def test_proc_files_of_the_wrong_kind(tmp_path: Path, kind: str) -> None:
         elif kind == "loop":
             path.symlink_to(path)
     no_self = str(tmp_path / "no-self-cgroup")
-    code = (f"from pytest_envguard.probes import system\n"
-            f"cpu = system.probe_cpu({str(tmp_path / 'cpuinfo')!r})\n"
+    code = (f"from pytest_envguard.probes import cpuinfo, system\n"
+            f"cpu = cpuinfo.probe_cpu({str(tmp_path / 'cpuinfo')!r})\n"
             f"cpus = system.probe_cpus({str(tmp_path)!r}, {no_self!r})\n"
             f"memory = system.probe_memory({str(tmp_path / 'meminfo')!r}, {str(tmp_path)!r}, "
             f"{no_self!r})\n"

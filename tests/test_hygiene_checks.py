@@ -12,7 +12,7 @@ import pytest
 from pytest_envguard import checks, grammar
 from pytest_envguard.environment import Environment
 from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts, SupportedTags
-from pytest_envguard.probes.interpreter import environment_root, probe_isolation
+from pytest_envguard.probes.isolation import environment_root, probe_isolation
 from pytest_envguard.verdicts import Status, Verdict
 from tests.fixtures_packages import Venv, clean_environ
 

@@ -21,7 +21,7 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 LAYERS: list[set[str]] = [
     # "" and "__version__": the package itself, which holds only its version and the
     # lazily imported public names.
-    {"units", "grammar", "verdicts", "cuda_visibility", "hints", "", "__version__"},
+    {"units", "versions", "grammar", "verdicts", "cuda_visibility", "hints", "", "__version__"},
     {"probes"},
     {"environment"},
     {"checks"},
@@ -164,10 +164,13 @@ def test_the_dynamic_code_detector_detects() -> None:
 
 
 def test_every_key_has_a_check() -> None:
-    from pytest_envguard.checks import CHECKS
+    from pytest_envguard.checks import DOMAINS, all_checks
     from pytest_envguard.grammar import KEYS
 
-    assert set(CHECKS) == set(KEYS)
+    assert set(DOMAINS) == set(KEYS)
+    assert set(all_checks()) == set(KEYS)
+    for key, check in all_checks().items():
+        assert check.__module__ == f"pytest_envguard.checks.{DOMAINS[key]}", key
 
 
 def test_the_public_api() -> None:
@@ -204,3 +207,20 @@ def test_importing_the_package_changes_nothing(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=tmp_path)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_build_configuration_finds_every_package() -> None:
+    """What ``pip install .`` installs (the README's first command) holds every package of
+    the source tree: a subpackage missing from the build configuration would pass every
+    test of an editable install and fail for every user. Asked of setuptools itself, with
+    the configuration pyproject.toml gives it (building a wheel would need the network)."""
+    from setuptools import find_packages
+
+    from pytest_envguard.probes._io import load_toml
+
+    config = load_toml(str(PACKAGE.parent / "pyproject.toml"), 1 << 20)
+    found = find_packages(where=str(PACKAGE.parent),
+                          **config["tool"]["setuptools"]["packages"]["find"])
+    on_disk = {module_name(path) for path in PACKAGE.rglob("__init__.py")}
+    assert set(found) == on_disk
+    assert config["tool"]["setuptools"]["package-data"]["pytest_envguard"] == ["schema.json"]

@@ -97,3 +97,12 @@ def test_missing_config_file(tmp_path: Path) -> None:
     result = run("--config", "nope.ini", cwd=tmp_path)
     assert result.returncode == 4
     assert "nope.ini: no such file" in result.stderr
+
+
+def test_the_report_probes_no_gpu_unless_asked(tmp_path: Path) -> None:
+    result = run(f"python >={PY}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "nvidia         not probed (no GPU requirement" in result.stdout
+    assert "extensions     not probed" in result.stdout
+    asked = run("gpus >=0", cwd=tmp_path)
+    assert "nvidia         not probed" not in asked.stdout

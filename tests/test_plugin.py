@@ -268,15 +268,18 @@ def test_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> N
 def test_marker_evaluation_is_memoised_across_many_tests(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
         import pytest
-        from pytest_envguard.probes import system
+        from pytest_envguard.probes import cpuinfo, system
         calls = []
-        original = system.probe_cpu
-        def counting(*args, **kwargs):
-            calls.append(1)
-            return original(*args, **kwargs)
-        system.probe_cpu = counting
+        def counted(module, name):
+            original = getattr(module, name)
+            def counting(*args, **kwargs):
+                calls.append(name)
+                return original(*args, **kwargs)
+            setattr(module, name, counting)
+        counted(system, "probe_cpus")
+        counted(cpuinfo, "probe_cpu")
         def pytest_sessionfinish(session):
-            print(f"probe_cpu calls: {len(calls)}")
+            print("probe calls:", ",".join(sorted(calls)))
     """)
     pytester.makepyfile("""
         import pytest
@@ -287,7 +290,7 @@ def test_marker_evaluation_is_memoised_across_many_tests(pytester: pytest.Pytest
     """)
     result = pytester.runpytest("-s")
     result.assert_outcomes(passed=300)
-    result.stdout.fnmatch_lines(["*probe_cpu calls: 1*"])
+    result.stdout.fnmatch_lines(["*probe calls: probe_cpu,probe_cpus"])
 
 
 # -- the fixture ---------------------------------------------------------------------------------
@@ -504,3 +507,28 @@ def test_bad_lock_extras_value_is_a_usage_error(pytester: pytest.Pytester) -> No
     result = pytester.runpytest()
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*envguard_lock_extras*invalid value 'maybe'*report, ignore, fail*"])
+
+
+def test_a_cheap_contract_imports_nothing_heavy_into_the_test_process(
+        pytester: pytest.Pytester) -> None:
+    """The cheap keys read /proc, cgroup files and the C library directly: no psutil,
+    pyelftools, pynvml, packaging.markers or hint tables in the process that runs the
+    tests (where psutil's own suite, say, must import its checkout, not ours)."""
+    import platform
+
+    pytester.makeini("[pytest]\nenvguard =\n    python >=3.10\n    cpus >=1\n    memory >=1GiB\n"
+                     f"    glibc >=2.17\n    platform linux\n    machine {platform.machine()}\n"
+                     "    env PATH\n    command sh\n    implementation cpython\n")
+    pytester.makepyfile("""
+        import sys
+
+        HEAVY = ["psutil", "elftools", "pynvml", "packaging.markers", "packaging.requirements",
+                 "pytest_envguard.hints", "pytest_envguard.checks.hygiene",
+                 "pytest_envguard.checks.native", "pytest_envguard.checks.gpu"]
+
+        def test_nothing_heavy_was_imported():
+            assert [name for name in HEAVY if name in sys.modules] == []
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:metadata",
+                                           "-p", "no:hypothesispytest", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_envguard.probes import Failure, distributions, elf, interpreter, system
+from pytest_envguard.probes import Failure, abi, commands, cpuinfo, distributions, elf, interpreter, system
 
 
 def test_python_matches_sys() -> None:
@@ -20,7 +20,7 @@ def test_python_matches_sys() -> None:
 
 
 def test_abi_lists_this_interpreters_tags() -> None:
-    facts = interpreter.probe_abi()
+    facts = abi.probe_abi()
     assert facts.abis[0].startswith(("cp", "pp"))
     assert "none" not in facts.abis
 
@@ -48,27 +48,27 @@ def test_elf_interpreter_of_garbage(tmp_path: Path) -> None:
 
 
 def test_cpu_from_a_crafted_cpuinfo(tmp_path: Path) -> None:
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: Crafted CPU\nflags\t\t: fpu sse4_2 avx2\n\n"
+    crafted = tmp_path / "cpuinfo"
+    crafted.write_text("processor\t: 0\nmodel name\t: Crafted CPU\nflags\t\t: fpu sse4_2 avx2\n\n"
                        "processor\t: 1\nflags\t\t: fpu\n")
-    facts = system.probe_cpu(str(cpuinfo))
+    facts = cpuinfo.probe_cpu(str(crafted))
     assert facts.flags == ("avx2", "fpu", "sse4_2")
     assert facts.model == "Crafted CPU"
 
 
 def test_cpu_arm_features(tmp_path: Path) -> None:
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd sve\nCPU part\t: 0xd0c\n")
-    facts = system.probe_cpu(str(cpuinfo))
+    crafted = tmp_path / "cpuinfo"
+    crafted.write_text("processor\t: 0\nFeatures\t: fp asimd sve\nCPU part\t: 0xd0c\n")
+    facts = cpuinfo.probe_cpu(str(crafted))
     assert facts.flags == ("asimd", "fp", "sve")
 
 
 def test_unreadable_cpuinfo_is_a_kind_and_a_reason_not_an_exception(tmp_path: Path) -> None:
-    facts = system.probe_cpu(str(tmp_path / "absent"))
+    facts = cpuinfo.probe_cpu(str(tmp_path / "absent"))
     assert (facts.flags, facts.failure) == ((), Failure.MISSING)
     assert facts.reason and "FileNotFoundError" in facts.reason
     (tmp_path / "empty").write_text("processor : 0\n")
-    assert system.probe_cpu(str(tmp_path / "empty")).failure is Failure.CORRUPT
+    assert cpuinfo.probe_cpu(str(tmp_path / "empty")).failure is Failure.CORRUPT
 
 
 def test_usable_cpus_agree_with_psutil() -> None:
@@ -147,8 +147,8 @@ def test_command_uses_the_given_path(tmp_path: Path) -> None:
     tool = tmp_path / "mytool"
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
-    assert system.probe_command("mytool", {"PATH": str(tmp_path)}).path == str(tool)
-    assert system.probe_command("mytool", {"PATH": "/nonexistent"}).path is None
+    assert commands.probe_command("mytool", {"PATH": str(tmp_path)}).path == str(tool)
+    assert commands.probe_command("mytool", {"PATH": "/nonexistent"}).path is None
 
 
 def test_distribution_probe() -> None:

@@ -11,18 +11,51 @@ size, packages, commands, variables), :mod:`.hygiene` (``consistent``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from types import ModuleType
 
-from pytest_envguard.checks import basic, gpu, hygiene, native
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import GPU_KEYS, Requirement
 from pytest_envguard.verdicts import Verdict, not_applicable, unknown
 
 Check = Callable[[Requirement, Environment], Verdict]
 
-#: The check of each key of the grammar (a test keeps the two in step).
-CHECKS: dict[str, Check] = {**basic.CHECKS, **hygiene.CHECKS, **native.CHECKS, **gpu.CHECKS}
+#: Which module judges each key of the grammar (a test keeps the two in step). The
+#: module is imported the first time one of its keys is judged: a contract of cheap
+#: keys never imports the hygiene, native or GPU checks.
+DOMAINS: Mapping[str, str] = {
+    **dict.fromkeys(("python", "implementation", "abi", "platform", "machine", "glibc", "musl",
+                     "cpu", "cpus", "memory", "memory-available", "package", "command", "env"),
+                    "basic"),
+    **dict.fromkeys(("consistent", "wheels", "lock", "isolated"), "hygiene"),
+    **dict.fromkeys(("library", "extensions", "import"), "native"),
+    **dict.fromkeys(("cuda", "driver", "cuda-runtime", "gpus", "gpu-memory", "compute-capability",
+                     "gpu"), "gpu"),
+}
+
+
+def _domain(name: str) -> ModuleType:
+    if name == "basic":
+        from pytest_envguard.checks import basic as module
+    elif name == "hygiene":
+        from pytest_envguard.checks import hygiene as module  # type: ignore[no-redef]
+    elif name == "native":
+        from pytest_envguard.checks import native as module  # type: ignore[no-redef]
+    else:
+        from pytest_envguard.checks import gpu as module  # type: ignore[no-redef]
+    return module
+
+
+def check_for(key: str) -> Check:
+    """The check of one key (importing its domain module on first use)."""
+    check: Check = _domain(DOMAINS[key]).CHECKS[key]
+    return check
+
+
+def all_checks() -> dict[str, Check]:
+    """Every key's check: each domain module's table, together."""
+    return {key: check_for(key) for key in DOMAINS}
 
 
 def applies(requirement: Requirement, env: Environment) -> tuple[bool, str | None]:
@@ -41,7 +74,7 @@ def applies(requirement: Requirement, env: Environment) -> tuple[bool, str | Non
 def run_check(requirement: Requirement, env: Environment) -> Verdict:
     """One requirement; a probe that raises becomes ``unknown`` with the reason."""
     try:
-        return CHECKS[requirement.key](requirement, env)
+        return check_for(requirement.key)(requirement, env)
     except Exception as error:
         from pytest_envguard.probes import describe_error
 
@@ -64,7 +97,8 @@ def evaluate(requirements: Sequence[Requirement], env: Environment) -> list[Verd
             verdicts[index] = run_check(requirement, env)
     if gpu_lines:
         try:
-            results = gpu.check_gpu_group([requirement for _, requirement in gpu_lines], env)
+            results = _domain("gpu").check_gpu_group([requirement for _, requirement in gpu_lines],
+                                                     env)
         except Exception as error:
             from pytest_envguard.probes import describe_error
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pytest_envguard import units
+from pytest_envguard import units, versions
 from pytest_envguard.environment import Environment, override_name
 from pytest_envguard.grammar import Requirement
 from pytest_envguard.probes import Failure
@@ -22,22 +22,25 @@ def compare_version(
 ) -> Verdict:
     """A version fact against the requirement's specifier (PEP 440 rules). ``hint``
     is called only for an unmet verdict (hint tables are imported only then)."""
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
     shown = f"{version} (overridden)" if overridden and version else version
     if version is None:
         return unknown(requirement, missing or f"{what} version unknown", overridden=overridden)
     if not requirement.specifier:
         return met(requirement, shown or version, f"{what} {version} is present",
                    overridden=overridden)
-    try:
-        parsed = Version(version)
-    except InvalidVersion:
-        return unknown(requirement, f"{what} version {version!r} is not a PEP 440 version",
-                       found=version, overridden=overridden)
-    # Pre-releases count: a 3.14.0rc1 interpreter is a 3.14 for `python >=3.14`.
-    if SpecifierSet(requirement.specifier).contains(parsed, prereleases=True):
+    holds = versions.contains(requirement.specifier, version)
+    if holds is None:  # more than plain release numbers: packaging decides
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            parsed = Version(version)
+        except InvalidVersion:
+            return unknown(requirement, f"{what} version {version!r} is not a PEP 440 version",
+                           found=version, overridden=overridden)
+        # Pre-releases count: a 3.14.0rc1 interpreter is a 3.14 for `python >=3.14`.
+        holds = SpecifierSet(requirement.specifier).contains(parsed, prereleases=True)
+    if holds:
         return met(requirement, shown or version,
                    f"{what} {version} satisfies {requirement.specifier}", overridden=overridden)
     return unmet(requirement, shown or version,

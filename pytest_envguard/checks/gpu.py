@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
-from pytest_envguard import cuda_visibility, units
+from pytest_envguard import units
 from pytest_envguard.checks.basic import compare_version, satisfies
 from pytest_envguard.environment import Environment, override_name
 from pytest_envguard.grammar import Requirement
@@ -144,6 +144,8 @@ class _Gpu:
 
 @dataclass(frozen=True)
 class _Pool:
+    """The GPUs the GPU lines are judged against, and why those."""
+
     gpus: tuple[_Gpu, ...]
     visibility: str  # why these GPUs, in words
     hidden: bool = False  # CUDA_VISIBLE_DEVICES hides GPUs NVML lists
@@ -168,6 +170,8 @@ class GpuView:
 def visible_gpus(env: Environment) -> GpuView:
     """What ``CUDA_VISIBLE_DEVICES`` (and ``CUDA_DEVICE_ORDER``) leave visible of the
     devices NVML lists, as CUDA applies them."""
+    from pytest_envguard import cuda_visibility
+
     facts = env.nvidia
     setting = env.environ.get("CUDA_VISIBLE_DEVICES")
     if facts.failure is not None:

@@ -16,17 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import Requirement
-from pytest_envguard.probes.distributions import (
-    InstalledDistribution,
-    InstalledFacts,
-    canonical_name,
-)
-from pytest_envguard.probes.locks import Dependency, LockedPackage, LockFacts
 from pytest_envguard.verdicts import Problem as Problem_
 from pytest_envguard.verdicts import Verdict, listing, met, plural, unknown, unmet
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement as Pep508
+
+    from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts
+    from pytest_envguard.probes.locks import Dependency, LockedPackage, LockFacts
+
+
+def canonical_name(name: str) -> str:
+    from pytest_envguard.probes.distributions import canonical_name as canonical
+
+    return canonical(name)
 
 
 # -- consistency: the verdicts of `pip check`, and more ----------------------------------

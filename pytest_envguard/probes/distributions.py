@@ -36,6 +36,8 @@ MAX_SMALL_FILE = 1 << 20  # INSTALLER, WHEEL, requires.txt
 
 @dataclass(frozen=True)
 class DistributionFacts(Facts):
+    """One distribution as ``importlib.metadata`` finds it (the ``package`` key)."""
+
     name: str  # as asked
     version: str | None  # None: not installed, or no readable version
     location: str | None = None
@@ -79,11 +81,16 @@ def _version_of(distribution: Any) -> str | None:
 # -- every installed distribution ----------------------------------------------------
 
 
-def canonical_name(name: str) -> str:
-    """PEP 503 normalisation: ``Foo_Bar.baz`` → ``foo-bar-baz``."""
-    from packaging.utils import canonicalize_name
+_SEPARATORS = re.compile(r"[-_.]+")
 
-    return str(canonicalize_name(name))
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalisation: ``Foo_Bar.baz`` → ``foo-bar-baz``. The rule itself, not
+    ``packaging.utils.canonicalize_name``: importing that module imports
+    ``packaging.tags`` (and ``platform``, ``subprocess``, ``logging``), a third of
+    what ``python -m pytest_envguard consistent`` would otherwise cost. A test
+    holds the two to the same answers."""
+    return _SEPARATORS.sub("-", name).lower()
 
 
 @dataclass(frozen=True)

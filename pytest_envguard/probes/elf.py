@@ -183,6 +183,8 @@ def _structs(little_endian: bool, elf_class: int) -> ELFStructs:
 
 @dataclass
 class _Section:
+    """One entry of the section header table: what the reader needs of it."""
+
     type: int
     offset: int
     size: int

@@ -131,11 +131,11 @@ def probe_extensions(
     ld_cache: LdCacheFacts | None = None,
 ) -> ExtensionsFacts:
     """Check the extension modules of ``distribution`` (all when None)."""
-    from packaging.utils import canonicalize_name
+    from pytest_envguard.probes.distributions import canonical_name
 
     active = installed.active()
     if distribution is not None:
-        name = canonicalize_name(distribution)
+        name = canonical_name(distribution)
         if name not in active:
             return ExtensionsFacts(distribution, 0, 0, reason=f"{distribution} is not installed",
                                    failure=Failure.MISSING)
@@ -189,6 +189,8 @@ def highest_version(defined: Sequence[str], like: str) -> str | None:
 
 @dataclass(frozen=True)
 class _Found:
+    """The loader's answer for one needed name: the file, or why not."""
+
     path: str | None
     reason: str | None
     failure: Failure | None
@@ -196,6 +198,8 @@ class _Found:
 
 @dataclass
 class _Closure:
+    """What loading one object brings in: every name, object and failure."""
+
     loaded: dict[str, str | None]  # needed name or soname → the file (None: not found)
     objects: dict[str, ElfFacts]  # every object loaded, by path
     failures: list[tuple[ElfFacts, str, _Found]]  # (who needs it, name, the loader's answer)

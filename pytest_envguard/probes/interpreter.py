@@ -1,11 +1,8 @@
-"""The running interpreter: version, implementation, ABI, isolation (venv / conda / leaks)."""
+"""The running interpreter: its version and implementation (``python``, ``implementation``)."""
 
 from __future__ import annotations
 
-import os
 import sys
-import sysconfig
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +11,8 @@ from pytest_envguard.probes import Facts
 
 @dataclass(frozen=True)
 class PythonFacts(Facts):
+    """The running interpreter: its version and implementation, as PEP 508 names them."""
+
     version: str  # "3.11.7", "3.14.0rc1": PEP 508's python_full_version
     implementation: str  # "cpython": PEP 508's implementation_name
     implementation_version: str  # PEP 508's implementation_version
@@ -21,12 +20,6 @@ class PythonFacts(Facts):
     prefix: str
     base_prefix: str
     python_implementation: str = ""  # "CPython": PEP 508's platform_python_implementation
-
-
-@dataclass(frozen=True)
-class AbiFacts(Facts):
-    free_threaded: bool
-    abis: tuple[str, ...]  # every ABI tag this interpreter accepts, best first: ("cp313t", …)
 
 
 def _full_version(info: Any) -> str:
@@ -38,10 +31,18 @@ def _full_version(info: Any) -> str:
     return version
 
 
-def probe_python() -> PythonFacts:
-    import platform
+#: ``sys.implementation.name`` → what ``platform.python_implementation()`` says.
+PYTHON_IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalVM",
+                          "ironpython": "IronPython", "jython": "Jython"}
 
+
+def probe_python() -> PythonFacts:
     impl = sys.implementation
+    implementation = PYTHON_IMPLEMENTATIONS.get(impl.name)
+    if implementation is None:  # an implementation not in the table: ask (and pay the import)
+        import platform
+
+        implementation = platform.python_implementation()
     return PythonFacts(
         version=_full_version(sys.version_info),
         implementation=impl.name,
@@ -49,129 +50,5 @@ def probe_python() -> PythonFacts:
         executable=sys.executable,
         prefix=sys.prefix,
         base_prefix=sys.base_prefix,
-        python_implementation=platform.python_implementation(),
+        python_implementation=implementation,
     )
-
-
-def probe_abi() -> AbiFacts:
-    from packaging import tags
-
-    abis: list[str] = []
-    for tag in tags.sys_tags():
-        if tag.abi not in abis and tag.abi != "none":
-            abis.append(tag.abi)
-    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-    return AbiFacts(free_threaded=free_threaded, abis=tuple(abis))
-
-
-# -- isolation: which environment this is, and what leaks into it --------------------
-
-
-@dataclass(frozen=True)
-class Leak(Facts):
-    """One way the shell's environment reaches past the interpreter's own."""
-
-    variable: str  # "PYTHONPATH", "LD_LIBRARY_PATH", "CONDA_PREFIX", … or "sys.prefix"
-    value: str
-    reason: str
-    hint: str
-
-
-@dataclass(frozen=True)
-class IsolationFacts(Facts):
-    kind: str  # "venv", "conda" or "system"
-    prefix: str
-    base_kind: str  # what the venv was made from: "conda" or "system" (= kind when not a venv)
-    leaks: tuple[Leak, ...]
-
-    def summary(self) -> str:
-        base = f" on {self.base_kind}" if self.kind == "venv" and self.base_kind != "system" else ""
-        leaks = f", leaks: {', '.join(leak.variable for leak in self.leaks)}" if self.leaks else ""
-        return f"{self.kind}{base} {self.prefix}{leaks}"
-
-
-def environment_root(directory: str) -> str | None:
-    """The environment holding ``directory``: the nearest ancestor (or itself)
-    with a ``conda-meta/`` directory or a ``pyvenv.cfg`` file."""
-    current = os.path.abspath(directory)
-    while True:
-        if os.path.isdir(os.path.join(current, "conda-meta")) or os.path.isfile(
-            os.path.join(current, "pyvenv.cfg")
-        ):
-            return current
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
-
-
-def _same_path(left: str, right: str) -> bool:
-    try:
-        return os.path.samefile(left, right)
-    except OSError:
-        return os.path.realpath(left) == os.path.realpath(right)
-
-
-def _kind_of(prefix: str) -> str:
-    if os.path.isfile(os.path.join(prefix, "pyvenv.cfg")):
-        return "venv"
-    if os.path.isdir(os.path.join(prefix, "conda-meta")):
-        return "conda"
-    return "system"
-
-
-def probe_isolation(
-    environ: Mapping[str, str],
-    prefix: str | None = None,
-    base_prefix: str | None = None,
-) -> IsolationFacts:
-    """Where the interpreter runs and every activation leak in ``environ``.
-
-    ``environ`` is the snapshot the checks see, never ``os.environ`` read here.
-    """
-    prefix = prefix if prefix is not None else sys.prefix
-    base_prefix = base_prefix if base_prefix is not None else sys.base_prefix
-    kind = _kind_of(prefix)
-    if kind == "venv" or not _same_path(prefix, base_prefix):
-        kind = "venv"
-        base_kind = _kind_of(base_prefix) if not _same_path(prefix, base_prefix) else "system"
-    else:
-        base_kind = kind
-    ours = [prefix, base_prefix]
-    leaks: list[Leak] = []
-    if kind == "system":
-        leaks.append(Leak(
-            "sys.prefix", prefix, "the interpreter is a system Python, not a venv or conda env",
-            f"create an environment and run the tests in it: {sys.executable} -m venv .venv",
-        ))
-    for name, hint in (
-        ("PYTHONPATH", "unset PYTHONPATH; install the project into the environment "
-                       "(pip install -e .) instead"),
-        ("PYTHONHOME", "unset PYTHONHOME; it points every interpreter at one standard library"),
-    ):
-        value = environ.get(name)
-        if value:
-            leaks.append(Leak(name, value, f"${name} adds paths outside the environment", hint))
-    for entry in (environ.get("LD_LIBRARY_PATH") or "").split(os.pathsep):
-        if not entry:
-            continue
-        root = environment_root(entry)
-        if root is None or any(_same_path(root, own) for own in ours):
-            continue
-        other = "conda env" if os.path.isdir(os.path.join(root, "conda-meta")) else "venv"
-        leaks.append(Leak(
-            "LD_LIBRARY_PATH", entry, f"entry {entry} lies inside another {other} ({root})",
-            "conda deactivate (or run through `conda run -n ENV`) so its libraries "
-            "do not shadow this environment's; else unset LD_LIBRARY_PATH",
-        ))
-    for name, what, hint in (
-        ("CONDA_PREFIX", "an activated conda env",
-         "conda deactivate before running this interpreter, or run through `conda run -n ENV`"),
-        ("VIRTUAL_ENV", "an activated venv",
-         "deactivate it, or run the tests with that venv's own python"),
-    ):
-        value = environ.get(name)
-        if value and not _same_path(value, prefix):
-            leaks.append(Leak(name, value, f"${name} names {what} ({value}), "
-                                           f"but this interpreter's sys.prefix is {prefix}", hint))
-    return IsolationFacts(kind=kind, prefix=prefix, base_kind=base_kind, leaks=tuple(leaks))

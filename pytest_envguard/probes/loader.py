@@ -127,6 +127,8 @@ def _c_string(data: bytes, offset: int) -> str:
 
 @dataclass(frozen=True)
 class LdCacheFacts(Facts):
+    """The loader's ``ld.so.cache``: soname → paths, or why it could not be read."""
+
     path: str
     entries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     reason: str | None = None

@@ -38,6 +38,8 @@ class Dependency(Facts):
 
 @dataclass(frozen=True)
 class LockedPackage(Facts):
+    """One package a lock file pins, and the edges of its dependency graph."""
+
     name: str  # canonical
     version: str | None  # None: pinned by URL or path, only its presence is checked
     source: str  # "requirements.txt:12", "uv.lock [[package]] #4"
@@ -51,6 +53,8 @@ class LockedPackage(Facts):
 
 @dataclass(frozen=True)
 class LockFacts(Facts):
+    """A lock file, parsed: its packages and graph, or why it cannot be used."""
+
     path: str
     format: str  # "requirements", "pylock", "uv", "poetry"
     packages: tuple[LockedPackage, ...] = ()

@@ -1,4 +1,4 @@
-"""Platform, machine, libc, CPU flags, usable CPUs, memory, executables on PATH.
+"""Platform, machine, libc, usable CPUs, memory: the facets of the cheap keys.
 
 Read from ``/proc``, cgroup files and the C library directly: the cheap keys
 (``cpus``, ``memory``, ``glibc``) import nothing into the test process. Only
@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pytest_envguard.probes import Facts, Failure
@@ -25,6 +23,8 @@ PROC_SELF_CGROUP = "/proc/self/cgroup"
 
 @dataclass(frozen=True)
 class PlatformFacts(Facts):
+    """The operating system and machine (``platform``, ``machine``, the markers)."""
+
     platform: str  # sys.platform
     machine: str  # platform.machine()
     system: str  # platform.system()
@@ -35,20 +35,12 @@ class PlatformFacts(Facts):
 
 @dataclass(frozen=True)
 class LibcFacts(Facts):
+    """The C library: glibc or musl, and its version (``glibc``, ``musl``)."""
+
     name: str | None  # "glibc", "musl" or None
     version: str | None
     source: str  # how the version was found
     reason: str | None = None  # why it is unknown, when it is
-    failure: Failure | None = None
-
-
-@dataclass(frozen=True)
-class CpuFacts(Facts):
-    """The CPU's feature flags (``cpu``), from ``/proc/cpuinfo``."""
-
-    flags: tuple[str, ...]
-    model: str | None
-    reason: str | None = None
     failure: Failure | None = None
 
 
@@ -65,17 +57,13 @@ class CpusFacts(Facts):
 
 @dataclass(frozen=True)
 class MemoryFacts(Facts):
+    """Total and available memory, bounded by a cgroup limit (``memory``)."""
+
     total: int | None
     available: int | None
     source: str  # "/proc/meminfo", "cgroup v2 memory.max" …
     reason: str | None = None
     failure: Failure | None = None
-
-
-@dataclass(frozen=True)
-class CommandFacts(Facts):
-    name: str
-    path: str | None
 
 
 def probe_platform() -> PlatformFacts:
@@ -138,27 +126,6 @@ def _musl_version(loader: str) -> LibcFacts:
 
 
 # -- CPU -----------------------------------------------------------------------------------------
-
-
-def probe_cpu(cpuinfo: str = "/proc/cpuinfo") -> CpuFacts:
-    try:
-        text = read_text(cpuinfo, 16 << 20)
-    except (OSError, ValueError) as error:
-        return CpuFacts((), None, explain(cpuinfo, error), failure_of(error))
-    flags: tuple[str, ...] = ()
-    model = None
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        name = name.strip()
-        if name in ("flags", "Features") and not flags:
-            flags = tuple(sorted(set(value.split())))
-        elif name in ("model name", "Processor", "CPU part") and model is None:
-            model = value.strip()
-        if flags and model:
-            break
-    if not flags:
-        return CpuFacts((), model, f"no CPU flags in {cpuinfo}", Failure.CORRUPT)
-    return CpuFacts(flags, model)
 
 
 def probe_cpus(cgroup_root: str = CGROUP_ROOT, self_cgroup: str = PROC_SELF_CGROUP) -> CpusFacts:
@@ -266,7 +233,3 @@ def _read_int(path: str) -> int | None:
         return int((read_small(path, 4096) or "").strip())
     except ValueError:
         return None
-
-
-def probe_command(name: str, environ: Mapping[str, str]) -> CommandFacts:
-    return CommandFacts(name, shutil.which(name, path=environ.get("PATH", os.defpath)))

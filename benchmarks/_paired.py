@@ -1,0 +1,116 @@
+"""Paired timing, shared by the benchmark scripts.
+
+Two commands are timed in alternation (A B, B A, A B, …) so that drift in the
+machine's load hits both alike; each pair gives one ratio A/B. The result is
+the median of those ratios with its interquartile range, and a verdict against
+a target only when the spread allows one: ``ok`` when even the upper quartile
+is within the target, ``OVER`` when even the lower quartile exceeds it, else
+``unclear`` (run more pairs, or on a quieter machine).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Paired:
+    name: str
+    ours: list[float]  # seconds, one per pair
+    reference: list[float]
+    reference_name: str
+    target: float | None  # the ratio not to exceed; None: no target, a figure only
+
+    @property
+    def ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.ours, self.reference, strict=True)]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def quartiles(self) -> tuple[float, float]:
+        if len(self.ratios) < 4:
+            return min(self.ratios), max(self.ratios)
+        q1, _, q3 = statistics.quantiles(self.ratios, n=4)
+        return q1, q3
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return ""
+        low, high = self.quartiles
+        if high <= self.target:
+            return "ok"
+        if low > self.target:
+            return "OVER"
+        return "unclear"
+
+    def line(self) -> str:
+        low, high = self.quartiles
+        ours, reference = statistics.median(self.ours), statistics.median(self.reference)
+        target = f" (target <= {self.target})" if self.target is not None else ""
+        return (f"{self.name}: {ours * 1000:.1f} ms vs {self.reference_name} {reference * 1000:.1f} ms;"
+                f" ratio median {self.median:.3f} [IQR {low:.3f}-{high:.3f}, {len(self.ratios)} pairs]"
+                f"{target} {self.verdict}").rstrip()
+
+
+def timed(command: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+          check: Callable[[subprocess.CompletedProcess[str]], bool] | None = None) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(list(command), cwd=cwd, env=env, capture_output=True, text=True,
+                            check=False)
+    elapsed = time.perf_counter() - started
+    if check is not None and not check(result):
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n"
+                 f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return elapsed
+
+
+def paired(name: str, ours: Callable[[], float], reference: Callable[[], float], *,
+           reference_name: str, pairs: int, target: float | None) -> Paired:
+    ours(), reference()  # warm the file system cache and the bytecode
+    mine: list[float] = []
+    theirs: list[float] = []
+    for index in range(pairs):
+        if index % 2:
+            theirs.append(reference())
+            mine.append(ours())
+        else:
+            mine.append(ours())
+            theirs.append(reference())
+    return Paired(name, mine, theirs, reference_name, target)
+
+
+def clean_venv(directory: Path | None = None) -> Path:
+    """A virtual environment holding only pytest-envguard (this checkout) and what it
+    depends on, so no other pytest plugin loads; its python. Made with pip from the
+    package index once, then reused (``$ENVGUARD_BENCH_VENV`` names where)."""
+    where = directory or Path(os.environ.get("ENVGUARD_BENCH_VENV")
+                              or Path(tempfile.gettempdir()) / "envguard-bench-venv")
+    python = where / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    # The checkout as it is now (not editable: no finder on sys.path to slow imports).
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
+                    str(ROOT)], check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(ROOT)], check=True)
+    return python
+
+
+def bytecode_env() -> dict[str, str]:
+    """The environment for timed runs: bytecode caches allowed (a real machine has them)."""
+    return {key: value for key, value in os.environ.items()
+            if key not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
