@@ -178,12 +178,13 @@ class Requirement:
         return line
 
     def _needs_quotes(self) -> bool:
+        """Whether the argument must be quoted to parse back as itself."""
         assert self.argument is not None
-        if self.key in ("package", "env"):
+        if self.key == "package":  # a PEP 508 string, printed by packaging
             return False
-        return not self.argument or any(c in self.argument for c in " \t;\"'") or (
-            self.argument[0] in _OPERATOR_START
-        )
+        if self.key == "env":  # the rest of the line: only a ';' or a leading quote ends it
+            return not _reads_bare(self.argument, r"[^;]+") or self.argument != self.argument.strip()
+        return not _reads_bare(self.argument, r"[^\s<>=!~;]+")
 
     @property
     def constraints(self) -> tuple[tuple[str, str], ...]:
@@ -204,7 +205,22 @@ class Requirement:
 
 
 def _quote(text: str) -> str:
+    # A parsed argument never holds the quote that delimited it, so one of the two is free.
     return f"'{text}'" if "'" not in text else f'"{text}"'
+
+
+def _reads_bare(text: str, pattern: str) -> bool:
+    """Whether ``text``, unquoted, reads back as itself: it matches ``pattern``, does not
+    start with a quote, and its quotes pair up (the marker split skips quoted parts)."""
+    if not re.fullmatch(pattern, text) or text[0] in "\"'":
+        return False
+    open_quote = None
+    for char in text:
+        if open_quote:
+            open_quote = None if char == open_quote else open_quote
+        elif char in "\"'":
+            open_quote = char
+    return open_quote is None
 
 
 def _split_clause(clause: str) -> tuple[str, str]:

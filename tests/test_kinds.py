@@ -1,0 +1,132 @@
+"""Checks decide on failure kinds, never on the wording of a message.
+
+Every scenario below is probed for real (crafted files, the fake NVML library, broken
+extension modules, imports that fail), then judged twice: as probed, and with every
+human message in every fact renamed (``Environment.fact`` monkeypatched to rewrite
+``reason``, ``error``, ``detail``, ``note`` and ``notes`` wherever they occur). The
+statuses and what the verdicts found must be the same: rewording a message can never
+turn ``unmet`` into ``unknown``, ``unknown`` into ``met``, or "not installed" into
+"installed but broken".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_envguard.checks import evaluate
+from pytest_envguard.environment import Environment, Settings
+from pytest_envguard.grammar import parse_lines
+from pytest_envguard.probes import Facts
+from pytest_envguard.verdicts import Status
+from tests.fixtures_native import NativeBuild, without_loader_vars
+from tests.fixtures_nvml import FakeNvml
+
+MESSAGE_FIELDS = {"reason", "error", "detail", "note", "notes"}
+RENAMED = "⟨renamed⟩"
+
+
+def renamed(value: Any) -> Any:
+    """``value`` with every human message in it replaced (recursively)."""
+    if isinstance(value, Facts) and dataclasses.is_dataclass(value):
+        changes = {}
+        for field in dataclasses.fields(value):
+            current = getattr(value, field.name)
+            if field.name in MESSAGE_FIELDS and isinstance(current, str):
+                changes[field.name] = f"{RENAMED} {current[::-1]}"
+            elif field.name in MESSAGE_FIELDS and isinstance(current, tuple):
+                changes[field.name] = tuple(f"{RENAMED} {item}" for item in current)
+            else:
+                changes[field.name] = renamed(current)
+        return dataclasses.replace(value, **changes)  # type: ignore[type-var]
+    if isinstance(value, tuple):
+        return tuple(renamed(item) for item in value)
+    return value
+
+
+Scenario = Callable[[Path], tuple[dict[str, str], Settings, list[str]]]
+
+
+def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path) -> dict[str, Scenario]:
+    def files(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:
+        (tmp / "bad.toml").write_text("[not closed\n")
+        (tmp / "uv.lock").write_text("[[package]\nname=\n")
+        (tmp / "requirements.txt").write_text("surely-not-installed-xyz==1.0\n")
+        (tmp / "dir.txt").mkdir()
+        return ({"PATH": "/nonexistent"}, Settings(rootdir=tmp),
+                ["lock uv.lock", "lock requirements.txt", "lock dir.txt", "lock missing.txt",
+                 "lock bad.toml", "command surely-not-a-command", "env NOT_SET_ANYWHERE",
+                 "package surely-not-installed-xyz", "package pytest>=1"])
+
+    def native_lines(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:
+        environ = without_loader_vars(PYTHONPATH=str(native.site))
+        return (environ, Settings(cache_dir=tmp),
+                ["extensions nativebad", "extensions nativegood", "extensions not-installed-xyz",
+                 "library libenvguard_nothing.so.9", "library c", "import nativebad._missing",
+                 "import surely_not_a_module", "import json"])
+
+    def gpu_lines(tmp: Path, environ: dict[str, str]) -> tuple[dict[str, str], Settings, list[str]]:
+        return (environ, Settings(cache_dir=tmp, gpu_timeout=2.0),
+                ["cuda >=12", "driver >=400", "gpus >=1", "gpu-memory >=1GiB",
+                 "compute-capability >=7.0", "gpu '*H100*'", "cuda-runtime >=11"])
+
+    return {
+        "files": files,
+        "native": native_lines,
+        "nvml-missing": lambda tmp: gpu_lines(tmp, {**without_loader_vars(),
+                                                    "LD_LIBRARY_PATH": str(no_nvml)}),
+        "nvml-mismatch": lambda tmp: gpu_lines(tmp, nvml.environ(init_error="18")),
+        "nvml-hangs": lambda tmp: gpu_lines(tmp, nvml.environ(hang="init")),
+        "nvml-answers": lambda tmp: gpu_lines(tmp, nvml.environ()),
+        "hidden-gpus": lambda tmp: gpu_lines(tmp, nvml.environ(cuda_visible_devices="")),
+    }
+
+
+NAMES = ["files", "native", "nvml-missing", "nvml-mismatch", "nvml-hangs", "nvml-answers",
+         "hidden-gpus"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_renaming_every_message_changes_no_status(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_build: NativeBuild,
+        fake_nvml: FakeNvml, no_nvml_dir: Path) -> None:
+    environ, settings, lines = scenarios(native_build, fake_nvml, no_nvml_dir)[name](tmp_path)
+    requirements = parse_lines(lines, name)
+    monkeypatch.syspath_prepend(str(native_build.site))
+    plain = evaluate(requirements, Environment(environ=environ, settings=settings))
+
+    original = Environment.fact
+
+    def fact_with_renamed_messages(self: Environment, key: Any, probe: Callable[[], Any]) -> Any:
+        return original(self, key, lambda: renamed(probe()))
+
+    monkeypatch.setattr(Environment, "fact", fact_with_renamed_messages)
+    env = Environment(environ=environ, settings=settings)
+    reworded = evaluate(requirements, env)
+
+    # The same statuses, and the same `found` (what was decided, in a word) wherever it
+    # does not quote a message.
+    differ = [(v.line, p.status.value, p.found, v.status.value, v.found)
+              for v, p in zip(reworded, plain, strict=True)
+              if v.status is not p.status or (RENAMED not in v.found and v.found != p.found)]
+    assert differ == []
+    # The scenario does reach the failure paths, and the messages really were renamed.
+    assert {v.status for v in plain} - {Status.MET}, [(v.line, v.status.value) for v in plain]
+    failing = [v for v in reworded if v.status is Status.UNKNOWN]
+    if failing:
+        assert any(RENAMED in v.reason for v in failing), [v.reason for v in failing]
+
+
+def test_the_renaming_reaches_nested_facts() -> None:
+    from pytest_envguard.probes.extensions import ExtensionsFacts, NativeProblem
+    from pytest_envguard.probes.nvml import NvidiaFacts
+
+    facts = ExtensionsFacts("x", 1, 1, (NativeProblem("/m.so", "m.so", "loader-error",
+                                                       detail="Is a directory"),))
+    assert renamed(facts).problems[0].detail == f"{RENAMED} yrotcerid a sI"
+    nvidia = NvidiaFacts("1", "12.0", (), notes=("nvmlDeviceGetName: Not Supported",))
+    assert renamed(nvidia).notes == (f"{RENAMED} nvmlDeviceGetName: Not Supported",)
