@@ -55,10 +55,15 @@ def toml_string(text: str) -> str:
 
 
 def value_lines(entries: Sequence[Candidate | Dropped], form: str, indent: str = "    ") -> list[str]:
-    """The lines of an ``envguard`` value (without the key), comments included."""
+    """The lines of an ``envguard`` value (without the key), comments included; lines
+    derived for the same reason (an ISA level's flags) share its comment."""
     lines = []
+    previous = None
     for entry in entries:
-        for line in comment_lines(entry):
+        shared = isinstance(entry, Candidate) and isinstance(previous, Candidate) \
+            and previous.why == entry.why
+        previous = entry
+        for line in comment_lines(entry)[1 if shared else 0:]:
             shown = line if line.startswith("#") or form == "ini" else toml_string(line) + ","
             lines.append(indent + shown)
     return lines

@@ -178,7 +178,7 @@ class NativeScan:
 
     glibc_floor: tuple[tuple[int, ...], str] | None = None  # ((2, 34), "GLIBC_2.34")
     floor_set_by: str | None = None  # the file that needs it, for the comment
-    system_libraries: dict[str, tuple[str, str]] = field(default_factory=dict)  # soname → (path, needer)
+    system_libraries: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # soname → (path, needers)
     hwcaps_only: list[tuple[str, str]] = field(default_factory=list)  # (level, file shown)
     files: int = 0  # ELF files looked at
     scanned: list[str] = field(default_factory=list)  # the files whose needs count
@@ -196,7 +196,7 @@ class _Walker:
         self.owned = tuple(os.path.join(os.path.abspath(root), "") for root in owned)
         self.shipped = shipped
         self.visited: dict[str, ElfFacts] = {}
-        self.boundary: dict[str, tuple[str, str]] = {}
+        self.boundary: dict[str, tuple[str, list[str]]] = {}  # soname → (path, who needs it)
         self.preloaded: dict[str, str] = {}
         self.interpreter: list[ElfFacts] = []
 
@@ -251,7 +251,9 @@ class _Walker:
                             self.visited[found] = dependency
                             queue.append((dependency, (obj, *chain)))
                 elif not knowledge.is_libc_soname(name) and not name.startswith("libpython"):
-                    self.boundary.setdefault(name, (found, obj.path))
+                    needers = self.boundary.setdefault(name, (found, []))[1]
+                    if obj.path not in needers:
+                        needers.append(obj.path)
 
 
 def _shared_objects(dist: InstalledDistribution) -> list[str]:
@@ -434,9 +436,12 @@ def cuda_lines(distributions: Iterable[InstalledDistribution]) -> list[Candidate
 
 
 def library_lines(scan: NativeScan) -> list[Candidate]:
-    return [Candidate(f"library {name}", f"needed by {os.path.basename(needer)}, taken from the "
-                                         f"system: {path}")
-            for name, (path, needer) in scan.system_libraries.items()]
+    def who(needers: list[str]) -> str:
+        names = ", ".join(sorted(os.path.basename(needer) for needer in needers)[:3])
+        return names + (f" and {len(needers) - 3} more" if len(needers) > 3 else "")
+
+    return [Candidate(f"library {name}", f"taken from the system ({path}), needed by {who(needers)}")
+            for name, (path, needers) in scan.system_libraries.items()]
 
 
 def hygiene_lines(env: Environment) -> list[Candidate]:
