@@ -174,9 +174,13 @@ def _ini_parse(text: str, where: str) -> configparser.ConfigParser:
 
 
 def _ini_snapshot(parser: configparser.ConfigParser, section: str) -> dict[str, dict[str, str]]:
-    return {name: {key: value for key, value in parser[name].items()
-                   if not (name == section and key == "envguard")}
-            for name in parser.sections()}
+    """Every option but ours (a section holding only ours counts as absent)."""
+    snapshot = {name: {key: value for key, value in parser[name].items()
+                       if not (name == section and key == "envguard")}
+                for name in parser.sections()}
+    if not snapshot.get(section, True):
+        del snapshot[section]
+    return snapshot
 
 
 def _merge_ini(text: str, section: str, suggestion: Suggestion, where: str) -> tuple[str, list[str]]:
