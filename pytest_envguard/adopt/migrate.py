@@ -254,6 +254,11 @@ class Translator:
 
     def _present(self, node: ast.expr) -> tuple[str, str | None] | None:
         """(line, note) for a call that is truthy exactly when the line is met."""
+        if isinstance(node, ast.Call) and not node.keywords and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "startswith" and len(node.args) == 1 \
+                and self.names.canonical(node.func.value) == "sys.platform":
+            platform = PLATFORM_PREFIXES.get(_string(node.args[0]) or "")
+            return (f"platform {platform}", None) if platform else None
         if isinstance(node, ast.Call) and not node.keywords:
             name = self.names.canonical(node.func)
             argument = _string(node.args[0]) if len(node.args) == 1 else None
@@ -355,6 +360,8 @@ class Translator:
             count = _integer(right)
             if count is None or not isinstance(left, ast.Call):
                 raise NoEquivalent("device_count() compared with something other than a number")
+            op, count = {("!=", 0): (">=", 1), (">", count): (">=", count + 1)}.get(
+                (op, count), (op, count))
             return Lines((f"gpus {op}{count}",), ("torch-cuda",))
         if kind == "torch.version.cuda":
             version = _version_literal(right, self.names)
@@ -433,8 +440,8 @@ def _python_line(left: ast.expr, op: str, right: ast.expr) -> str:
         # The full sys.version_info is longer than the tuple: never equal to it, and greater
         # than it whenever the tuple is its prefix.
         if op in ("==", "!="):
-            raise NoEquivalent(f"sys.version_info is {'never' if op == '==' else 'always'} "
-                               "equal to a shorter tuple")
+            raise NoEquivalent("a constant: sys.version_info never equals a tuple of fewer "
+                               "than five parts")
         op = {"<=": "<", ">": ">="}.get(op, op)
         return f"python {op}{shown}"
     if op in ("==", "!="):
@@ -506,6 +513,7 @@ class _SiteFinder(ast.NodeVisitor):
         self.names = names
         self.sites: list[tuple[ast.Call, str, ast.FunctionDef | ast.AsyncFunctionDef | None,
                                ast.AST | None]] = []
+        self.bare: list[ast.expr] = []
         self._function: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
         self._parents: list[ast.AST] = []
 
@@ -515,6 +523,7 @@ class _SiteFinder(ast.NodeVisitor):
         self._parents.pop()
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._bare(node.decorator_list)
         for decorator in node.decorator_list:
             self.visit(decorator)
         self._function.append(node)
@@ -528,6 +537,17 @@ class _SiteFinder(ast.NodeVisitor):
         self._function.pop()
 
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._bare(node.decorator_list)
+        self.generic_visit(node)
+
+    def _bare(self, decorators: Sequence[ast.expr]) -> None:
+        """``@pytest.mark.skipif`` with no call: pytest skips unconditionally."""
+        for decorator in decorators:
+            name = self.names.canonical(decorator)
+            if name in (SKIPIF, SKIP_IF, SKIP_UNLESS):
+                self.bare.append(decorator)
 
     def visit_Call(self, node: ast.Call) -> None:
         name = self.names.canonical(node.func)
@@ -590,7 +610,11 @@ class _Module:
     def findings(self) -> list[Finding]:
         finder = _SiteFinder(self.names)
         finder.visit(self.tree)
-        return [self.finding(*site) for site in finder.sites]
+        bare = [Finding(self.path, node.lineno, self.source(node),
+                        why_not="a skip decorator without a call or condition: it always skips")
+                for node in finder.bare]
+        return sorted([*bare, *(self.finding(*site) for site in finder.sites)],
+                      key=lambda finding: finding.line)
 
     def finding(self, call: ast.Call, kind: str,
                 function: ast.FunctionDef | ast.AsyncFunctionDef | None,

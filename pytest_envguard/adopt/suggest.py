@@ -178,7 +178,8 @@ class NativeScan:
 
     glibc_floor: tuple[tuple[int, ...], str] | None = None  # ((2, 34), "GLIBC_2.34")
     floor_set_by: str | None = None  # the file that needs it, for the comment
-    system_libraries: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # soname → (path, needers)
+    # soname → (the file the loader picks, the objects that need it)
+    system_libraries: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     hwcaps_only: list[tuple[str, str]] = field(default_factory=list)  # (level, file shown)
     files: int = 0  # ELF files looked at
     scanned: list[str] = field(default_factory=list)  # the files whose needs count
