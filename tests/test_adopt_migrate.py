@@ -564,3 +564,45 @@ def test_notes_by_place_names_the_findings(tmp_path: Path) -> None:
                        "def test_it():\n    pass\n"
     report = findings_of(tmp_path, source)
     assert list(notes_by_place(report).values()) == [("env-empty",)]
+
+
+@pytest.mark.parametrize(("content", "refused"), [
+    (b"", None),
+    (b"\x00\x01binary", "cannot parse"),
+    (b"import pytest\n@pytest.mark.skipif(" + b"not " * 5000 + b"X)\ndef test(): pass\n",
+     "cannot parse"),
+    (b"import pytest\n@pytest.mark.skipif(" + b"not " * 600 + b"X)\ndef test(): pass\n",
+     "nested too deeply"),
+    (b"x = " + b"(" * 300 + b")" * 300 + b"\n", "cannot parse"),
+])
+def test_hostile_files_give_a_report_not_a_traceback(tmp_path: Path, content: bytes,
+                                                     refused: str | None) -> None:
+    path = tmp_path / "test_hostile.py"
+    path.write_bytes(content)
+    report = migrate([path], write=True)
+    assert path.read_bytes() == content
+    if refused is None:
+        assert not report.refused
+    else:
+        assert refused in (report.files[0].refused or "")
+    assert report.render().endswith("\n")
+
+
+def test_command_line_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_envguard.__main__ import main
+
+    for argv in (["--format", "ini"], ["--write", "x.toml"], ["--suggest", "python"],
+                 ["--suggest", "--migrate", "x"], ["--suggest", "--write"],
+                 ["--migrate", "x", "--format", "ini"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2, argv
+    first, second = tmp_path / "test_a.py", tmp_path / "test_b.py"
+    for path in (first, second):
+        path.write_text("import sys, pytest\n\n@pytest.mark.skipif(sys.platform != 'linux', "
+                        "reason='x')\ndef test(): pass\n", encoding="utf-8")
+    capsys.readouterr()
+    # argparse reads a path after --write as its value: it is one more path to migrate.
+    assert main(["--migrate", str(first), "--write", str(second)]) == 0
+    assert "2 skip conditions found: 2 convertible, 0 not; 2 files rewritten" in capsys.readouterr().out
+    assert "requires" in second.read_text(encoding="utf-8")

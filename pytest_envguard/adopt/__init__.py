@@ -29,8 +29,9 @@ def unified_diff(path: str, old: str, new: str) -> str:
 
 
 def run_suggest(form: str | None, write: Path | None, *, cwd: Path,
-                out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+                out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``--suggest [--format ini|toml] [--write FILE]``."""
+    out, err = out or sys.stdout, err or sys.stderr
     from pytest_envguard.adopt import config_files
     from pytest_envguard.adopt.suggest import suggest
     from pytest_envguard.environment import Environment, Settings
@@ -70,9 +71,10 @@ def run_suggest(form: str | None, write: Path | None, *, cwd: Path,
     return EXIT_OK
 
 
-def run_migrate(paths: Sequence[Path], write: bool, *, out: TextIO = sys.stdout,
-                err: TextIO = sys.stderr) -> int:
+def run_migrate(paths: Sequence[Path], write: bool, *, out: TextIO | None = None,
+                err: TextIO | None = None) -> int:
     """``--migrate PATH… [--write]``."""
+    out, err = out or sys.stdout, err or sys.stderr
     from pytest_envguard.adopt import migrate
 
     missing = [path for path in paths if not path.exists()]

@@ -633,6 +633,9 @@ class _Module:
         except NoEquivalent as error:
             finding.why_not = str(error)
             return finding
+        except RecursionError:
+            finding.why_not = "the condition is nested too deeply to read"
+            return finding
         finding.lines, finding.notes = lines.lines, lines.notes
         reason = self._reason(call, kind)
         arguments = [*map(_quoted, lines.lines), *([f"reason={reason}"] if reason else [])]
@@ -773,12 +776,16 @@ def migrate_file(path: Path, *, write: bool) -> FileResult:
     bom = text[:len(text) - len(body)]
     try:
         tree = ast.parse(body, filename=shown)
-    except (SyntaxError, ValueError) as error:
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
         line = f", line {error.lineno}" if isinstance(error, SyntaxError) and error.lineno else ""
         result.refused = f"cannot parse ({type(error).__name__}: {getattr(error, 'msg', error)}{line})"
         return result
     module = _Module(shown, body, tree)
-    result.findings = module.findings()
+    try:
+        result.findings = module.findings()
+    except RecursionError:  # a tree deeper than the visitor can walk
+        result.refused = "nested too deeply to read"
+        return result
     edits = sorted((finding.edit for finding in result.findings if finding.edit), reverse=True)
     if not edits:
         return result
