@@ -311,3 +311,60 @@ def test_requires_marker_skips_on_a_drifted_lock(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*envguard: needs lock drifted.txt — found 1 differ, 0 missing: "
                                  "drifted.txt: pluggy * installed, lock has 0.0.1*"])
+
+
+# -- the user site: a leak only the interpreter's own sys.path shows ----------------------------
+
+
+def user_base_with_a_module(root: Path) -> Path:
+    """A ``PYTHONUSERBASE`` whose site-packages holds what `pip install --user` would."""
+    site = root / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "leaky_user_module.py").write_text("", encoding="utf-8")
+    return site
+
+
+ORACLE = ("import importlib.util, json, sys\n"
+          "spec = importlib.util.find_spec('leaky_user_module')\n"
+          "origin = spec.origin if spec else None\n"
+          "inside = bool(origin) and any(origin.startswith(p + '/') for p in "
+          "{sys.prefix, sys.base_prefix})\n"
+          "print(json.dumps(bool(origin) and not inside))")
+
+
+@pytest.mark.parametrize("system_site", [True, False])
+def test_isolated_sees_a_user_site_leak(tmp_path: Path, envguard_shim: Path,
+                                        system_site: bool) -> None:
+    # Issue 14, point 8: in a venv with system site packages, PYTHONUSERBASE (or
+    # ~/.local) puts a user site on sys.path and its modules are importable. The oracle:
+    # the venv's own interpreter, asked where that module would come from.
+    root = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root),
+                    *(["--system-site-packages"] if system_site else [])],
+                   check=True, env=clean_environ(), timeout=120)
+    venv = Venv(root)
+    (venv.site / "envguard-shim.pth").write_text(f"{envguard_shim}\n", encoding="utf-8")
+    user_site = user_base_with_a_module(tmp_path / "userbase")
+    for environ, leaks in ((clean_environ(PYTHONUSERBASE=str(tmp_path / "userbase")), system_site),
+                           (clean_environ(PYTHONUSERBASE=str(tmp_path / "userbase"),
+                                          PYTHONNOUSERSITE="1"), False)):
+        oracle = venv.run("-c", ORACLE, env=environ)
+        assert json.loads(oracle.stdout) is leaks, oracle.stderr
+        result = venv.verdict("isolated", env=environ)
+        assert (result["status"] == "unmet") is leaks, result
+        if leaks:
+            assert f"the user site-packages {user_site} is on sys.path" in result["reason"]
+            assert "PYTHONNOUSERSITE=1" in result["hint"]
+
+
+def test_an_empty_user_site_is_no_leak(tmp_path: Path) -> None:
+    venv = make_venv_dir(tmp_path / "venv")
+    empty = tmp_path / "user-site"
+    empty.mkdir()
+    facts = probe_isolation({}, str(venv), "/usr", path=[str(empty)], user_site=str(empty))
+    assert facts.leaks == ()
+    (empty / "mod.py").write_text("", encoding="utf-8")
+    facts = probe_isolation({}, str(venv), "/usr", path=[str(empty)], user_site=str(empty))
+    assert [leak.variable for leak in facts.leaks] == ["user site"]
+    # Not on sys.path (python -s, PYTHONNOUSERSITE): nothing leaks from it.
+    assert probe_isolation({}, str(venv), "/usr", path=[], user_site=str(empty)).leaks == ()
