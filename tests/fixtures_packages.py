@@ -84,6 +84,68 @@ def build_wheel(
     return path
 
 
+#: A PEP 517 backend in the project's own tree (``backend-path``), so that pip and uv
+#: build and install local projects offline, with no build dependency to fetch.
+IN_TREE_BACKEND = """\
+import base64, hashlib, os, zipfile
+
+NAME, VERSION, REQUIRES = {name!r}, {version!r}, {requires!r}
+MODULE = NAME.replace("-", "_")
+INFO = f"{{MODULE}}-{{VERSION}}.dist-info"
+
+
+def _metadata():
+    lines = ["Metadata-Version: 2.1", f"Name: {{NAME}}", f"Version: {{VERSION}}"]
+    return "\\n".join(lines + [f"Requires-Dist: {{r}}" for r in REQUIRES]) + "\\n\\n"
+
+
+def _wheel(directory, files):
+    files = dict(files)
+    files[f"{{INFO}}/METADATA"] = _metadata().encode()
+    files[f"{{INFO}}/WHEEL"] = b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{{path}},sha256={{digest}},{{len(data)}}")
+    files[f"{{INFO}}/RECORD"] = ("\\n".join(record + [f"{{INFO}}/RECORD,,"]) + "\\n").encode()
+    name = f"{{MODULE}}-{{VERSION}}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(directory, name), "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return name
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    return _wheel(wheel_directory, {{f"{{MODULE}}/__init__.py": b""}})
+
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    return _wheel(wheel_directory, {{f"__editable__.{{MODULE}}.pth": (here + "\\n").encode()}})
+
+
+def build_sdist(sdist_directory, config_settings=None):
+    raise NotImplementedError("wheels only")
+"""
+
+
+def write_project(directory: Path, name: str, version: str, requires: Sequence[str] = ()) -> Path:
+    """A local project (``pyproject.toml`` with a static name, its module, an in-tree
+    build backend) that pip and uv install offline, editable or not."""
+    directory.mkdir(parents=True, exist_ok=True)
+    module = name.replace("-", "_")
+    quoted = ", ".join(f'"{requirement}"' for requirement in requires)
+    (directory / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = [{quoted}]\n\n'
+        '[build-system]\nrequires = []\nbuild-backend = "envguard_test_backend"\n'
+        'backend-path = ["."]\n', encoding="utf-8")
+    (directory / "envguard_test_backend.py").write_text(
+        IN_TREE_BACKEND.format(name=name, version=version, requires=list(requires)),
+        encoding="utf-8")
+    (directory / f"{module}.py").write_text("", encoding="utf-8")
+    return directory
+
+
 def write_dist_info(
     site: Path,
     name: str,

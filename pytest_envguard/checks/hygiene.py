@@ -430,14 +430,49 @@ def marker_holds(marker: str | None, environment: Mapping[str, str], extra: str 
         return True
 
 
+def _holds_for_an_extra(package: LockedPackage, extras: Iterable[str],
+                        environment: Mapping[str, str]) -> bool:
+    return any(marker_holds(package.marker, environment, extra) for extra in ("", *extras))
+
+
 def applicable(lock: LockFacts, environment: Mapping[str, str]) -> list[LockedPackage]:
-    """The locked packages this interpreter should have (or, for constraints and
-    optional ones, may have)."""
+    """The locked packages this interpreter should have (``required``), and those it may
+    have, which an installed copy must match (``required`` False): constraints, and
+    what only an extra or a dependency group left out by default would install."""
+    from dataclasses import replace
+
     if not lock.graph:
-        return [p for p in lock.packages if p.installable and marker_holds(p.marker, environment)]
+        return [p for p in lock.packages if p.installable and (
+            marker_holds(p.marker, environment) if p.required
+            else _holds_for_an_extra(p, lock.extras, environment))]
     by_name: dict[str, list[LockedPackage]] = {}
     for package in lock.packages:
         by_name.setdefault(package.name, []).append(package)
+    roots = [p for p in lock.packages if p.root]
+    if not roots:  # no workspace member recorded: every package counts
+        return [p for p in lock.packages if p.installable]
+    default = _walk(by_name, [(root, "") for root in roots], environment)
+    everything = _walk(by_name, [(root, key) for root in roots for key in ("", *dict(root.optional))]
+                       + [(p, "") for name in _extra_members(lock) for p in by_name.get(name, [])],
+                       environment)
+    chosen = [p for p in default.values() if p.installable]
+    optional = [replace(p, required=False) for key, p in everything.items()
+                if key not in default and p.installable]
+    return chosen + optional
+
+
+def _extra_members(lock: LockFacts) -> list[str]:
+    """The packages a lock lists under the project's own extras (Poetry's ``[extras]``):
+    reached in its graph through no edge."""
+    names = {edge.name for package in lock.packages for key, edges in package.optional
+             if key in lock.extras for edge in edges}
+    return sorted(names)
+
+
+def _walk(by_name: Mapping[str, list[LockedPackage]], start: list[tuple[LockedPackage, str]],
+          environment: Mapping[str, str]) -> dict[tuple[str, str | None], LockedPackage]:
+    """The packages reached from ``start`` (package, extra or ``group:NAME``) along the
+    edges whose markers hold."""
 
     def pick(edge: Dependency) -> list[LockedPackage]:
         candidates = by_name.get(edge.name, [])
@@ -448,11 +483,8 @@ def applicable(lock: LockFacts, environment: Mapping[str, str]) -> list[LockedPa
             candidates = fitting or candidates
         return candidates
 
-    roots = [p for p in lock.packages if p.root]
-    if not roots:  # no workspace member recorded: every package counts
-        return [p for p in lock.packages if p.installable]
     chosen: dict[tuple[str, str | None], LockedPackage] = {}
-    queue: list[tuple[LockedPackage, str]] = [(root, "") for root in roots]
+    queue = list(start)
     done: set[tuple[str, str | None, str]] = set()
     while queue:
         package, extra = queue.pop()
@@ -463,13 +495,14 @@ def applicable(lock: LockFacts, environment: Mapping[str, str]) -> list[LockedPa
         chosen[(package.name, package.version)] = package
         edges = list(package.dependencies) if not extra else list(
             dict(package.optional).get(extra, ()))
+        marker_extra = "" if extra.startswith("group:") else extra
         for edge in edges:
-            if not marker_holds(edge.marker, environment, extra):
+            if not marker_holds(edge.marker, environment, marker_extra):
                 continue
             for target in pick(edge):
                 queue.append((target, ""))
                 queue.extend((target, e) for e in edge.extras)
-    return [p for p in chosen.values() if p.installable]
+    return chosen
 
 
 # -- the checks ------------------------------------------------------------------------------
