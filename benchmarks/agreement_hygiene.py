@@ -488,8 +488,10 @@ def poetry_cases(work: Path, python: str) -> None:
         result = run([poetry, "install", "--dry-run", *extra], check=False, cwd=project, env=env)
         if result.returncode != 0:
             return None
+        # "- Installing x (1.0): Skipped for the following reason: Already installed" is no change.
         return {canonical(m.group(2)) for m in re.finditer(
-            r"- (Installing|Updating|Downgrading) ([A-Za-z0-9._-]+) \(", result.stdout)}
+            r"- (Installing|Updating|Downgrading) ([A-Za-z0-9._-]+) \([^)]*\)(?!: Skipped)",
+            result.stdout)}
 
     def oracle_for(venv: Venv) -> Callable[[], set[str] | None]:
         def oracle() -> set[str] | None:
