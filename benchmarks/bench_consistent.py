@@ -107,24 +107,33 @@ def pip_command(python: str, pip_from: str | None) -> list[str]:
     return [pip_from, "-m", "pip", "--python", python, "--disable-pip-version-check", "check"]
 
 
+def canonical(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def parse_pip_check(output: str) -> Problems:
     problems: Problems = set()
     for line in output.splitlines():
         words = line.split()
         if " which is not installed" in line:
-            problems.add(("missing", words[0], words[3].rstrip(",")))
+            problems.add(("missing", canonical(words[0]), canonical(words[3].rstrip(","))))
         elif " has requirement " in line:
-            problems.add(("conflict", words[0], words[-2]))
+            problems.add(("conflict", canonical(words[0]), canonical(words[-2])))
+        elif line.endswith(" is not supported on this platform"):  # pip >= 24.1
+            problems.add(("unsupported", canonical(words[0]), ""))
     return problems
 
 
 def find_problems() -> tuple[Any, ...]:
-    """The ``consistent`` problems of this interpreter, probed afresh."""
+    """The ``consistent`` problems of this interpreter, probed afresh: the sys.path
+    scan, the supported wheel tags, the judgement (what ``consistent`` costs a session)."""
     from pytest_envguard.checks.hygiene import find_problems as judge
     from pytest_envguard.environment import Environment
 
     env = Environment()
-    return judge(env.installed, env.markers)
+    return judge(env.installed, env.markers, env.supported_tags.tags)
 
 
 def envguard_problems() -> tuple[Problems, list[str]]:

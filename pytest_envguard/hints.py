@@ -54,12 +54,14 @@ LOCK_SYNC: dict[str, str] = {
 #: pip's own installers seed pip and, on older Pythons, setuptools and wheel.
 LOCK_EXEMPT: frozenset[str] = frozenset({"pip", "setuptools", "distribute", "wheel"})
 
-#: How to remove one copy of a duplicate, by the installer that put it there.
-UNINSTALL: dict[str, str] = {
-    "pip": "pip uninstall {name}",
-    "uv": "uv pip uninstall {name}",
-    "conda": "conda remove --force {name}",
-    "poetry": "poetry remove {name}",
+#: How to remove a copy of a duplicate that is *not* in effect, by the installer that
+#: put it there, when that installer can aim at that copy alone. Source: conda's
+#: docs ("conda remove --force" removes the named package from the prefix's records,
+#: whatever sys.path says). pip and uv are absent on purpose: ``pip uninstall NAME``
+#: removes the first copy on sys.path, the one in effect (pip's user guide,
+#: "pip uninstall"), which would leave the stale copy active.
+REMOVE_SHADOWED: dict[str, str] = {
+    "conda": "conda remove --force {name} (removes conda's copy, in {location})",
 }
 
 
@@ -68,9 +70,24 @@ def lock_hint(kind: str, path: str) -> str:
         kind, "reinstall from the lock").format(path=path)
 
 
-def uninstall_hint(name: str, installer: str | None) -> str:
-    return UNINSTALL.get(installer or "", "remove {name}'s metadata directory by hand").format(
-        name=name)
+def remove_shadowed_copy(name: str, path: str, location: str, installer: str | None,
+                         in_effect_installer: str | None, in_effect: str) -> str:
+    """How to remove the copy at ``path`` that another copy (``in_effect``) shadows."""
+    if installer in REMOVE_SHADOWED and installer != in_effect_installer:
+        return REMOVE_SHADOWED[installer].format(name=name, location=location)
+    return (f"remove the copy not in effect: delete {path} and the files its RECORD lists "
+            f"(a plain `pip uninstall {name}` would remove the copy in effect, {in_effect})")
+
+
+def duplicate_in_one_directory(name: str, stale: list[str], known: bool,
+                               newest: str | None) -> str:
+    """Two metadata directories of ``name`` in one directory: which to delete, or how
+    to start clean (``pip uninstall`` removes one copy per run)."""
+    fresh = (f"or run `pip uninstall {name}` as many times as there are copies, "
+             f"then `pip install {name}{'==' + newest if newest else ''}`")
+    if known:
+        return f"delete the stale metadata directory {' and '.join(stale)} (the older install), {fresh}"
+    return f"delete the metadata directory you did not mean to keep ({' or '.join(stale)}), {fresh}"
 
 
 # -- native libraries: library, extensions, import ---------------------------------------

@@ -17,12 +17,14 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import packaging
 import pytest
@@ -80,6 +82,68 @@ def build_wheel(
         for member, data in files.items():
             archive.writestr(member, data)
     return path
+
+
+#: A PEP 517 backend in the project's own tree (``backend-path``), so that pip and uv
+#: build and install local projects offline, with no build dependency to fetch.
+IN_TREE_BACKEND = """\
+import base64, hashlib, os, zipfile
+
+NAME, VERSION, REQUIRES = {name!r}, {version!r}, {requires!r}
+MODULE = NAME.replace("-", "_")
+INFO = f"{{MODULE}}-{{VERSION}}.dist-info"
+
+
+def _metadata():
+    lines = ["Metadata-Version: 2.1", f"Name: {{NAME}}", f"Version: {{VERSION}}"]
+    return "\\n".join(lines + [f"Requires-Dist: {{r}}" for r in REQUIRES]) + "\\n\\n"
+
+
+def _wheel(directory, files):
+    files = dict(files)
+    files[f"{{INFO}}/METADATA"] = _metadata().encode()
+    files[f"{{INFO}}/WHEEL"] = b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{{path}},sha256={{digest}},{{len(data)}}")
+    files[f"{{INFO}}/RECORD"] = ("\\n".join(record + [f"{{INFO}}/RECORD,,"]) + "\\n").encode()
+    name = f"{{MODULE}}-{{VERSION}}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(directory, name), "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return name
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    return _wheel(wheel_directory, {{f"{{MODULE}}/__init__.py": b""}})
+
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    return _wheel(wheel_directory, {{f"__editable__.{{MODULE}}.pth": (here + "\\n").encode()}})
+
+
+def build_sdist(sdist_directory, config_settings=None):
+    raise NotImplementedError("wheels only")
+"""
+
+
+def write_project(directory: Path, name: str, version: str, requires: Sequence[str] = ()) -> Path:
+    """A local project (``pyproject.toml`` with a static name, its module, an in-tree
+    build backend) that pip and uv install offline, editable or not."""
+    directory.mkdir(parents=True, exist_ok=True)
+    module = name.replace("-", "_")
+    quoted = ", ".join(f'"{requirement}"' for requirement in requires)
+    (directory / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = [{quoted}]\n\n'
+        '[build-system]\nrequires = []\nbuild-backend = "envguard_test_backend"\n'
+        'backend-path = ["."]\n', encoding="utf-8")
+    (directory / "envguard_test_backend.py").write_text(
+        IN_TREE_BACKEND.format(name=name, version=version, requires=list(requires)),
+        encoding="utf-8")
+    (directory / f"{module}.py").write_text("", encoding="utf-8")
+    return directory
 
 
 def write_dist_info(
@@ -151,34 +215,129 @@ class Venv:
         result = self.pip("check", check=False)
         return result.returncode, parse_pip_check(result.stdout)
 
-    def envguard_problems(self) -> list[dict[str, str]]:
+    def envguard_problems(self, env: dict[str, str] | None = None) -> list[dict[str, str]]:
         """The ``consistent`` problems as this venv's interpreter computes them."""
         code = ("import dataclasses, json\n"
                 "from pytest_envguard.checks.hygiene import find_problems\n"
                 "from pytest_envguard.environment import Environment\n"
                 "env = Environment()\n"
+                "found = find_problems(env.installed, env.markers, env.supported_tags.tags)\n"
                 "print(json.dumps([dict(dataclasses.asdict(x), pip_check=x.pip_check) "
-                "for x in find_problems(env.installed, env.markers)]))")
-        result = self.run("-c", code)
+                "for x in found]))")
+        result = self.run("-c", code, env=env)
         assert result.returncode == 0, result.stderr
         problems: list[dict[str, str]] = json.loads(result.stdout)
         return problems
 
+    def verdict(self, line: str, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> dict[str, Any]:
+        """One line's verdict, as the JSON document of ``python -m pytest_envguard`` has it."""
+        result = self.envguard("--json", "-", line, env=env, cwd=cwd)
+        assert result.returncode in (0, 6), result.stdout + result.stderr
+        (verdict,) = json.loads(result.stdout)["contract"]
+        assert (verdict["status"] == "met") is (result.returncode == 0)
+        return dict(verdict)
+
+    def in_effect(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        """The oracle for "which copy": for every name this venv's ``importlib.metadata``
+        lists, the metadata directory ``importlib.metadata.distribution(name)`` returns."""
+        code = ("import importlib.metadata as m, json, re\n"
+                "names = {re.sub(r'[-_.]+', '-', d.metadata['Name'] or '').lower() "
+                "for d in m.distributions()} - {''}\n"
+                "print(json.dumps({n: str(m.distribution(n)._path) for n in names}))")
+        result = self.run("-c", code, env=env)
+        assert result.returncode == 0, result.stderr
+        found: dict[str, str] = json.loads(result.stdout)
+        return found
+
+    def envguard_in_effect(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        """What the scan takes for the copy in effect of each name."""
+        code = ("import json\n"
+                "from pytest_envguard.probes.distributions import probe_installed\n"
+                "print(json.dumps({n: d.path for n, d in probe_installed().active().items()}))")
+        result = self.run("-c", code, env=env)
+        assert result.returncode == 0, result.stderr
+        found: dict[str, str] = json.loads(result.stdout)
+        return found
+
+    def uv(self, *args: str, cwd: Path | None = None,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """The real uv (a test extra), offline, aimed at this venv."""
+        return subprocess.run(
+            [uv_binary(), *args], capture_output=True, text=True, check=False, timeout=120,
+            cwd=cwd or self.root, env=env or clean_environ(UV_NO_CACHE="1", UV_OFFLINE="1",
+                                                           UV_PYTHON=str(self.python),
+                                                           UV_PROJECT_ENVIRONMENT=str(self.root)))
+
+
+def uv_binary() -> str:
+    """uv's binary, from the uv wheel installed with the test extra."""
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def uv_would_change(result: subprocess.CompletedProcess[str]) -> set[str]:
+    """What a ``uv … --dry-run`` would install, update or remove: the `` + name==v`` /
+    `` - name==v`` lines it prints, as canonical names."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    changed = set()
+    for line in (result.stdout + result.stderr).splitlines():
+        match = re.match(r"\s*[-+~]\s+([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        if match:
+            changed.add(re.sub(r"[-_.]+", "-", match.group(1)).lower())
+    return changed
+
+
+def assert_consistent_agrees_with_pip(venv: Venv, env: dict[str, str] | None = None,
+                                      ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The differential oracle of ``consistent``: real ``pip check`` and real
+    ``importlib.metadata`` judge the same venv. The copy in effect of every name is
+    importlib's; the problems ``pip check`` reports are exactly those of kind
+    ``pip-check``; every other problem is a documented extension; the verdict is met
+    exactly when pip check passes and there is no extension problem; and the JSON
+    lists every problem with its kind."""
+    from pytest_envguard.checks.hygiene import EXTENSIONS
+
+    assert venv.envguard_in_effect(env) == venv.in_effect(env)
+    status, pip_problems = venv.pip_check()
+    ours = venv.envguard_problems(env)
+    assert as_pip_check(ours) == pip_problems
+    beyond = [p for p in ours if not p["pip_check"]]
+    assert all(p["extension"] in EXTENSIONS for p in beyond), beyond
+    if status != 0 and not pip_problems:  # pip check could not parse some metadata
+        assert any(p["extension"] in ("invalid-requirement", "invalid-version",
+                                      "broken-metadata") for p in beyond)
+    verdict = venv.verdict("consistent", env=env)
+    assert (verdict["status"] == "met") is (status == 0 and not beyond), (verdict, pip_problems)
+    listed = verdict.get("problems", [])
+    assert len(listed) == len(ours)
+    assert sorted(p["kind"] for p in listed) == sorted(
+        p["extension"] or "pip-check" for p in ours)
+    return verdict, ours
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
 
 def parse_pip_check(output: str) -> set[tuple[str, str, str]]:
-    """pip check's lines as (``missing``/``conflict``, distribution, dependency)."""
+    """pip check's lines as (``missing``/``conflict``/``unsupported``, distribution,
+    dependency), names canonical."""
     problems = set()
     for line in output.splitlines():
         words = line.split()
         if " which is not installed" in line:
-            problems.add(("missing", words[0], words[3].rstrip(",")))
+            problems.add(("missing", _canonical(words[0]), _canonical(words[3].rstrip(","))))
         elif " has requirement " in line:
-            problems.add(("conflict", words[0], words[-2]))
+            problems.add(("conflict", _canonical(words[0]), _canonical(words[-2])))
+        elif line.endswith(" is not supported on this platform"):
+            problems.add(("unsupported", _canonical(words[0]), ""))
     return problems
 
 
 def as_pip_check(problems: list[dict[str, str]]) -> set[tuple[str, str, str]]:
-    return {(p["kind"], p["distribution"].split()[0], p["dependency"])
+    return {(p["kind"], p["distribution"].split()[0], p["dependency"] or "")
             for p in problems if p["pip_check"]}
 
 

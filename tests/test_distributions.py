@@ -4,6 +4,8 @@ consistency and wheel-tag rules of checks/hygiene.py on hand-built facts."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -26,6 +28,7 @@ from tests.fixtures_packages import (
     MakeVenv,
     Venv,
     as_pip_check,
+    assert_consistent_agrees_with_pip,
     build_wheel,
     clean_environ,
     write_dist_info,
@@ -259,8 +262,14 @@ def test_extras_are_followed_transitively_and_only_when_requested() -> None:
 def test_invalid_version_and_invalid_requirement() -> None:
     facts = installed(dist("app", "1", "old>=1", "bad req !!"), dist("old", "not.a.version"))
     kinds = {p.kind: p for p in find_problems(facts)}
-    assert set(kinds) == {"invalid", "conflict"}
+    # pip check leaves out both (app: a requirement it cannot parse; old: its version),
+    # so to pip, old is not installed, and app's requirements go unjudged.
+    assert set(kinds) == {"invalid", "invalid-version", "missing"}
     assert kinds["invalid"].requirement == "bad req !!"
+    assert kinds["missing"].extension == "skipped-by-pip"
+    assert kinds["missing"].detail == "version 'not.a.version' is not PEP 440"
+    assert [p.json_kind for p in find_problems(facts)] == [
+        "skipped-by-pip", "invalid-requirement", "invalid-version"]
 
 
 def test_editable_build_leftover_is_not_a_duplicate() -> None:
@@ -328,3 +337,145 @@ def test_canonical_names_agree_with_packaging(name: str) -> None:
     from packaging.utils import canonicalize_name
 
     assert packages.canonical_name(name) == canonicalize_name(name)
+
+
+# -- the differential oracle: real pip check, real importlib.metadata -----------------------
+
+
+def two_copies_in_one_directory(site: Path, name: str, stale: str, fresh: str) -> Path:
+    """Two metadata directories of ``name`` in ``site``, the stale one listed first by the
+    directory (what ``importlib.metadata`` then returns, and the sorted order would not):
+    the spelling of the stale directory's name and the order of creation are varied
+    until the directory lists it first. Returns the stale directory."""
+    module = name.replace("-", "_")
+    spellings = [module, module.upper(), module.capitalize(), module.title()]
+    for spelling in spellings:
+        for stale_first in (True, False):
+            paths = []
+            for version in ((stale, fresh) if stale_first else (fresh, stale)):
+                paths.append(write_dist_info(site, name, version))
+            stale_path = paths[0] if stale_first else paths[1]
+            renamed = stale_path.with_name(f"{spelling}-{stale}.dist-info")
+            stale_path.rename(renamed)
+            listed = [n for n in os.listdir(site) if n.lower().startswith(f"{module}-")]
+            if listed[0] == renamed.name and sorted(listed)[0] != renamed.name:
+                return renamed
+            for path in site.glob(f"*-{stale}.dist-info"):
+                shutil.rmtree(path)
+            for path in site.glob(f"{module}-{fresh}.dist-info"):
+                shutil.rmtree(path)
+    pytest.fail("could not make the directory list the stale copy first")
+
+
+def test_copy_in_effect_is_importlibs_within_one_directory(make_venv: MakeVenv) -> None:
+    # Issue 14, point 1: typing-extensions 4.16.0 and 4.5.0 in one directory; the
+    # directory lists 4.5.0 first, so importlib.metadata (every library, and `package`)
+    # sees 4.5.0, and pip check reports what needs >=4.16 as broken.
+    venv = make_venv("two-in-one-dir")
+    stale = two_copies_in_one_directory(venv.site, "typing-extensions", "4.5.0", "4.16.0")
+    write_dist_info(venv.site, "needs-new-te", "1.0", ["typing-extensions>=4.16"])
+    write_dist_info(venv.site, "needs-te", "1.0", ["typing_extensions"])
+    assert venv.in_effect()["typing-extensions"] == str(stale)
+    verdict, ours = assert_consistent_agrees_with_pip(venv)
+    assert ("conflict", "needs-new-te", "typing-extensions") in as_pip_check(ours)
+    assert "you have typing-extensions 4.5.0" in verdict["reason"]
+    duplicate = next(p for p in ours if p["kind"] == "duplicate")
+    assert duplicate["distribution"] == "typing-extensions 4.5.0"
+    assert f"4.5.0 in {stale} (installer pip, in effect)" in duplicate["detail"]
+
+
+def test_copy_in_effect_across_sys_path(make_venv: MakeVenv, wheelhouse: Path) -> None:
+    # The first sys.path entry wins, whatever the versions: a .pth file puts another
+    # site directory after the venv's.
+    venv = make_venv("across-sys-path")
+    venv.pip("install", "--no-index", "--find-links", str(wheelhouse), "needs-new-beta")
+    other = venv.root / "other-site"
+    write_dist_info(other, "beta", "1.0")
+    write_dist_info(other, "gamma", "0.3", ["beta<2"])
+    (venv.site / "zz-other.pth").write_text(f"{other}\n", encoding="utf-8")
+    _, ours = assert_consistent_agrees_with_pip(venv)
+    assert ("conflict", "gamma", "beta") in as_pip_check(ours)
+    assert [p["kind"] for p in ours if not p["pip_check"]] == ["duplicate"]
+
+
+def test_system_site_packages_venv_shadowing_its_base_is_consistent(
+        tmp_path: Path, envguard_shim: Path) -> None:
+    # Issue 14, point 2: a fresh --system-site-packages venv (with its own pip) shadows
+    # the base interpreter's pip: what such a venv is for, and pip check is silent.
+    root = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root)],
+                   check=True, env=clean_environ(), timeout=300)
+    venv = Venv(root)
+    (venv.site / "envguard-shim.pth").write_text(f"{envguard_shim}\n", encoding="utf-8")
+    base = next(Path(sys.base_prefix, "lib").glob("python3*/site-packages"))
+    shadowed = {packages.canonical_name(p.name.split("-")[0]) for p in base.glob("*.dist-info")}
+    shadowed &= {packages.canonical_name(p.name.split("-")[0])
+                 for p in venv.site.glob("*.dist-info")}
+    assert "pip" in shadowed, "the base interpreter has no pip for the venv's pip to shadow"
+    verdict, ours = assert_consistent_agrees_with_pip(venv)
+    assert not [p for p in ours if p["kind"] == "duplicate"
+                and p["distribution"].split()[0] in shadowed]
+    if verdict["status"] == "met":
+        assert "shadowing the base environment's" in verdict["found"]
+        assert "pip" in verdict["reason"]
+
+
+def test_unsupported_wheels_are_pip_check_verdicts(make_venv: MakeVenv, tmp_path: Path) -> None:
+    # Issue 14, points 3 and 4: wheels unpacked by hand for another platform, and a WHEEL
+    # file with no Tag line: pip check (>= 24.1) says "not supported on this platform".
+    venv = make_venv("unsupported")
+    write_dist_info(venv.site, "musl-ext", "1.0", wheel_tag="cp311-cp311-musllinux_1_2_x86_64")
+    write_dist_info(venv.site, "arm-ext", "1.0", wheel_tag="cp311-cp311-manylinux_2_17_aarch64")
+    write_dist_info(venv.site, "old-ext", "1.0", wheel_tag="cp27-cp27mu-manylinux1_i686")
+    write_dist_info(venv.site, "fine", "1.0", wheel_tag="py2.py3-none-any")
+    untagged = write_dist_info(venv.site, "no-tag", "1.0")
+    (untagged / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: by hand\n", encoding="utf-8")
+    verdict, ours = assert_consistent_agrees_with_pip(venv)
+    assert {p["distribution"] for p in ours if p["kind"] == "unsupported"} == {
+        "musl-ext 1.0", "arm-ext 1.0", "old-ext 1.0", "no-tag 1.0"}
+    assert all(p["pip_check"] for p in ours)
+    assert len(verdict["problems"]) == 4  # point 10: every one in the JSON
+    assert "no-tag 1.0 (none): its WHEEL file has no valid Tag line" in venv.verdict("wheels")[
+        "reason"] + " ".join(p["text"] for p in venv.verdict("wheels")["problems"])
+
+
+def test_metadata_pip_check_cannot_parse(make_venv: MakeVenv) -> None:
+    # A version that is not PEP 440, a Requires-Dist that does not parse, metadata with
+    # no Version: pip check leaves each distribution out (and counts it "not installed"
+    # for whoever requires it); `consistent` says so, and why, as extension kinds.
+    venv = make_venv("unparsable")
+    write_dist_info(venv.site, "odd-version", "not.a.version")
+    write_dist_info(venv.site, "bad-req", "1.0", ["[not a requirement]", "absent-dep>=1"])
+    # pip takes a *.dist-info's version from its directory's name, an egg-info's from
+    # its metadata: only the second, without a Version, is left out by pip check.
+    for name, egg_info in (("versionless", True), ("named-version", False)):
+        meta = write_dist_info(venv.site, name, "1.0", egg_info=egg_info)
+        (meta / ("PKG-INFO" if egg_info else "METADATA")).write_text(
+            f"Metadata-Version: 2.1\nName: {name}\n\n", encoding="utf-8")
+    write_dist_info(venv.site, "user", "1.0", ["odd-version", "bad-req>=1", "versionless",
+                                               "named-version>=1"])
+    verdict, ours = assert_consistent_agrees_with_pip(venv)
+    assert as_pip_check(ours) == {("missing", "user", "odd-version"), ("missing", "user", "bad-req"),
+                                  ("missing", "user", "versionless")}
+    kinds = {(p["extension"], p["distribution"].split()[0]) for p in ours if not p["pip_check"]}
+    assert kinds == {("invalid-version", "odd-version"), ("invalid-requirement", "bad-req"),
+                     ("skipped-by-pip", "bad-req"), ("broken-metadata", "versionless"),
+                     ("broken-metadata", "named-version")}
+    assert "whose metadata pip check cannot read (version 'not.a.version' is not PEP 440)" \
+        in " ".join(p["text"] for p in verdict["problems"])
+
+
+def test_broken_venv_agrees_with_pip_and_lists_every_problem(broken_venv: Venv) -> None:
+    # Issue 14, point 10: more than three problems; the terminal shortens, the JSON
+    # lists all, each with its kind.
+    verdict, ours = assert_consistent_agrees_with_pip(broken_venv)
+    assert len(ours) > 3
+    assert verdict["reason"].endswith(f"(+{len(ours) - 3} more)")
+    assert [p["kind"] for p in verdict["problems"]] == [
+        "pip-check", "pip-check", "pip-check", "requested-extra", "invalid-requirement",
+        "duplicate"]
+
+
+def test_consistent_venv_agrees_with_pip(consistent_venv: Venv) -> None:
+    verdict, ours = assert_consistent_agrees_with_pip(consistent_venv)
+    assert (verdict["status"], ours) == ("met", [])

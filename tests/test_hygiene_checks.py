@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ from pytest_envguard.environment import Environment
 from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts, SupportedTags
 from pytest_envguard.probes.isolation import environment_root, probe_isolation
 from pytest_envguard.verdicts import Status, Verdict
-from tests.fixtures_packages import Venv, clean_environ
+from tests.fixtures_packages import MakeVenv, Venv, clean_environ, write_dist_info
 
 
 def make_venv_dir(path: Path) -> Path:
@@ -144,8 +146,12 @@ def test_consistent_and_wheels_verdicts_on_hand_built_facts() -> None:
                        "supported-tags": SupportedTags(("cp311-cp311-linux_x86_64",
                                                         "py3-none-any"))}, environ={})
     consistent = verdict(env, "consistent")
-    assert (consistent.status, consistent.found) == (Status.UNMET, "1 problem")
-    assert consistent.reason == "app 1 has requirement lib>=2, but you have lib 1"
+    assert (consistent.status, consistent.found) == (Status.UNMET, "2 problems")
+    assert consistent.reason == (
+        "app 1 has requirement lib>=2, but you have lib 1; app 1 is not supported on this "
+        "platform: cp27-cp27mu-linux_x86_64: interpreter cp27 is not supported here; "
+        "abi cp27mu is not supported here")
+    assert [problem.kind for problem in consistent.problems] == ["pip-check", "pip-check"]
     assert consistent.hint == "pip install 'lib>=2'"
     wheels = verdict(env, "wheels")
     assert (wheels.status, wheels.found) == (Status.UNMET, "1 unsupported")
@@ -155,18 +161,69 @@ def test_consistent_and_wheels_verdicts_on_hand_built_facts() -> None:
                            "pip install --force-reinstall --no-deps app")
 
 
-def test_duplicate_hint_names_each_installer() -> None:
+def test_duplicate_hint_removes_the_shadowed_copy_never_the_one_in_effect() -> None:
+    # Issue 14, point 9: `pip uninstall numpy` would remove the copy in effect (pip
+    # removes the first it finds) and leave the stale one active.
     facts = installed(
         InstalledDistribution("numpy", "2.0", "/a/site-packages/numpy-2.0.dist-info",
                               "/a/site-packages", installer="pip"),
         InstalledDistribution("numpy", "1.26", "/b/site-packages/numpy-1.26.dist-info",
-                              "/b/site-packages", installer="conda", shadowed=True),
+                              "/b/site-packages", installer="pip", shadowed=True),
     )
     result = verdict(Environment({"installed": facts}, environ={}), "consistent")
     assert result.status is Status.UNMET
     assert result.reason.startswith("numpy 2.0 is installed twice: 2.0 in /a/site-packages/")
-    assert result.hint == ("keep one copy of numpy: conda remove --force numpy or "
-                           "pip uninstall numpy")
+    assert result.hint == (
+        "remove the copy not in effect: delete /b/site-packages/numpy-1.26.dist-info and the "
+        "files its RECORD lists (a plain `pip uninstall numpy` would remove the copy in effect, "
+        "2.0 in /a/site-packages)")
+    conda = installed(facts.distributions[0], dataclasses.replace(
+        facts.distributions[1], installer="conda"))
+    result = verdict(Environment({"installed": conda}, environ={}), "consistent")
+    assert result.hint == "conda remove --force numpy (removes conda's copy, in /b/site-packages)"
+
+
+def test_duplicate_hint_in_one_directory_names_the_older_install() -> None:
+    facts = installed(
+        InstalledDistribution("te", "4.5.0", "/s/te-4.5.0.dist-info", "/s", modified=100.0),
+        InstalledDistribution("te", "4.16.0", "/s/te-4.16.0.dist-info", "/s", modified=200.0,
+                              shadowed=True),
+    )
+    result = verdict(Environment({"installed": facts}, environ={}), "consistent")
+    assert result.hint == (
+        "delete the stale metadata directory /s/te-4.5.0.dist-info (the older install), or run "
+        "`pip uninstall te` as many times as there are copies, then `pip install te==4.16.0`")
+    unknown_age = installed(*(dataclasses.replace(d, modified=None) for d in facts.distributions))
+    result = verdict(Environment({"installed": unknown_age}, environ={}), "consistent")
+    assert result.hint is not None
+    assert result.hint.startswith("delete the metadata directory you did not mean to keep "
+                                  "(/s/te-4.5.0.dist-info or /s/te-4.16.0.dist-info)")
+    assert result.hint.endswith("then `pip install te`")
+
+
+def test_following_the_duplicate_hint_keeps_the_copy_in_effect(make_venv: MakeVenv,
+                                                               wheelhouse: Path) -> None:
+    # The hint, followed to the letter on a real venv: the copy in effect stays in
+    # effect, the stale one is gone, and pip check and `consistent` are both clean.
+    venv = make_venv("dup-hint")
+    venv.pip("install", "--no-index", "--find-links", str(wheelhouse), "beta==2.0")
+    other = venv.root / "other-site"
+    stale = write_dist_info(other, "beta", "1.5")
+    (stale / "RECORD").write_text("beta/__init__.py,,\nbeta-1.5.dist-info/METADATA,,\n",
+                                  encoding="utf-8")
+    (other / "beta").mkdir()
+    (other / "beta" / "__init__.py").write_text("", encoding="utf-8")
+    (venv.site / "zz-other.pth").write_text(f"{other}\n", encoding="utf-8")
+    in_effect = venv.in_effect()["beta"]
+    hint = venv.verdict("consistent")["hint"]
+    assert hint.startswith(f"remove the copy not in effect: delete {stale} and the files its "
+                           "RECORD lists")
+    for line in (stale / "RECORD").read_text(encoding="utf-8").splitlines():
+        (other / line.split(",")[0]).unlink()
+    shutil.rmtree(stale)
+    assert venv.in_effect()["beta"] == in_effect
+    assert venv.verdict("consistent")["status"] == "met"
+    assert venv.pip_check() == (0, set())
 
 
 def test_met_verdicts_on_this_interpreter() -> None:
@@ -254,3 +311,60 @@ def test_requires_marker_skips_on_a_drifted_lock(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*envguard: needs lock drifted.txt — found 1 differ, 0 missing: "
                                  "drifted.txt: pluggy * installed, lock has 0.0.1*"])
+
+
+# -- the user site: a leak only the interpreter's own sys.path shows ----------------------------
+
+
+def user_base_with_a_module(root: Path) -> Path:
+    """A ``PYTHONUSERBASE`` whose site-packages holds what `pip install --user` would."""
+    site = root / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "leaky_user_module.py").write_text("", encoding="utf-8")
+    return site
+
+
+ORACLE = ("import importlib.util, json, sys\n"
+          "spec = importlib.util.find_spec('leaky_user_module')\n"
+          "origin = spec.origin if spec else None\n"
+          "inside = bool(origin) and any(origin.startswith(p + '/') for p in "
+          "{sys.prefix, sys.base_prefix})\n"
+          "print(json.dumps(bool(origin) and not inside))")
+
+
+@pytest.mark.parametrize("system_site", [True, False])
+def test_isolated_sees_a_user_site_leak(tmp_path: Path, envguard_shim: Path,
+                                        system_site: bool) -> None:
+    # Issue 14, point 8: in a venv with system site packages, PYTHONUSERBASE (or
+    # ~/.local) puts a user site on sys.path and its modules are importable. The oracle:
+    # the venv's own interpreter, asked where that module would come from.
+    root = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root),
+                    *(["--system-site-packages"] if system_site else [])],
+                   check=True, env=clean_environ(), timeout=120)
+    venv = Venv(root)
+    (venv.site / "envguard-shim.pth").write_text(f"{envguard_shim}\n", encoding="utf-8")
+    user_site = user_base_with_a_module(tmp_path / "userbase")
+    for environ, leaks in ((clean_environ(PYTHONUSERBASE=str(tmp_path / "userbase")), system_site),
+                           (clean_environ(PYTHONUSERBASE=str(tmp_path / "userbase"),
+                                          PYTHONNOUSERSITE="1"), False)):
+        oracle = venv.run("-c", ORACLE, env=environ)
+        assert json.loads(oracle.stdout) is leaks, oracle.stderr
+        result = venv.verdict("isolated", env=environ)
+        assert (result["status"] == "unmet") is leaks, result
+        if leaks:
+            assert f"the user site-packages {user_site} is on sys.path" in result["reason"]
+            assert "PYTHONNOUSERSITE=1" in result["hint"]
+
+
+def test_an_empty_user_site_is_no_leak(tmp_path: Path) -> None:
+    venv = make_venv_dir(tmp_path / "venv")
+    empty = tmp_path / "user-site"
+    empty.mkdir()
+    facts = probe_isolation({}, str(venv), "/usr", path=[str(empty)], user_site=str(empty))
+    assert facts.leaks == ()
+    (empty / "mod.py").write_text("", encoding="utf-8")
+    facts = probe_isolation({}, str(venv), "/usr", path=[str(empty)], user_site=str(empty))
+    assert [leak.variable for leak in facts.leaks] == ["user site"]
+    # Not on sys.path (python -s, PYTHONNOUSERSITE): nothing leaks from it.
+    assert probe_isolation({}, str(venv), "/usr", path=[], user_site=str(empty)).leaks == ()

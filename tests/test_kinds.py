@@ -57,9 +57,18 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path) -> dict[str, S
         (tmp / "uv.lock").write_text("[[package]\nname=\n")
         (tmp / "requirements.txt").write_text("surely-not-installed-xyz==1.0\n")
         (tmp / "dir.txt").mkdir()
+        # -e lines: a project that cannot be named, one that is gone, one not installed
+        (tmp / "anonymous").mkdir()
+        (tmp / "named").mkdir()
+        (tmp / "named" / "pyproject.toml").write_text('[project]\nname = "surely-not-xyz"\n')
+        (tmp / "editable.txt").write_text("-e ./anonymous\n")
+        (tmp / "gone.txt").write_text("-e file:///nonexistent/project\n")
+        (tmp / "local.txt").write_text("-e ./named\n")
         return ({"PATH": "/nonexistent"}, Settings(rootdir=tmp),
                 ["lock uv.lock", "lock requirements.txt", "lock dir.txt", "lock missing.txt",
-                 "lock bad.toml", "command surely-not-a-command", "env NOT_SET_ANYWHERE",
+                 "lock bad.toml", "lock editable.txt", "lock gone.txt", "lock local.txt",
+                 "consistent", "wheels", "isolated",
+                 "command surely-not-a-command", "env NOT_SET_ANYWHERE",
                  "package surely-not-installed-xyz", "package pytest>=1"])
 
     def native_lines(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:

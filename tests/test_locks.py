@@ -11,12 +11,12 @@ import pytest
 from pytest_envguard import checks, grammar
 from pytest_envguard.checks.hygiene import applicable
 from pytest_envguard.environment import Environment, Settings
-from pytest_envguard.probes import locks
+from pytest_envguard.probes import Failure, locks
 from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts
 from pytest_envguard.probes.interpreter import PythonFacts
 from pytest_envguard.probes.system import PlatformFacts
 from pytest_envguard.verdicts import Status, Verdict
-from tests.fixtures_packages import Venv
+from tests.fixtures_packages import MakeVenv, Venv, build_wheel, uv_would_change, write_project
 
 LINUX_311 = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
              "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
@@ -31,7 +31,13 @@ def write(path: Path, text: str) -> Path:
 
 
 def pins(lock: locks.LockFacts) -> dict[str, str | None]:
-    return {p.name: p.version for p in applicable(lock, LINUX_311)}
+    """What this interpreter must have installed."""
+    return {p.name: p.version for p in applicable(lock, LINUX_311) if p.required}
+
+
+def optional_pins(lock: locks.LockFacts) -> dict[str, str | None]:
+    """What an installed copy must match, though nothing needs it installed."""
+    return {p.name: p.version for p in applicable(lock, LINUX_311) if not p.required}
 
 
 # -- requirements.txt -----------------------------------------------------------------------
@@ -56,8 +62,9 @@ def test_requirements_with_hashes_includes_markers_and_comments(tmp_path: Path) 
         -e ./src#egg=my_project
         """)))
     assert lock.reason is None
-    assert pins(lock) == {"attrs": "23.1.0", "foo-bar": "1.2.0", "idna": "3.6",
-                          "local-pkg": None, "my-project": None}
+    assert pins(lock) == {"attrs": "23.1.0", "foo-bar": "1.2.0", "local-pkg": None,
+                          "my-project": None}
+    assert optional_pins(lock) == {"idna": "3.6"}  # a constraint: matched only if installed
     by_name = {p.name: p for p in lock.packages}
     assert by_name["foo-bar"].source.endswith("base.txt:2")
     assert by_name["idna"].required is False
@@ -181,6 +188,7 @@ def test_uv_lock_walks_the_graph_for_this_interpreter(tmp_path: Path) -> None:
     assert lock.reason is None
     assert pins(lock) == {"app": "0.1.0", "numpy": "2.1.0", "httpx": "0.27.0", "h2": "4.1.0",
                           "pytest": "8.3.0", "pluggy": "1.5.0"}
+    assert optional_pins(lock) == {"matplotlib": "3.9.0"}
 
 
 def test_poetry_lock_without_package_markers_walks_from_the_roots(tmp_path: Path) -> None:
@@ -239,7 +247,8 @@ def test_poetry_lock_2_1_package_markers(tmp_path: Path) -> None:
         lock-version = "2.1"
         """)))
     assert not lock.graph
-    assert pins(lock) == {"click": "8.1.7", "rich": "13.7.0"}
+    assert pins(lock) == {"click": "8.1.7"}
+    assert optional_pins(lock) == {"rich": "13.7.0"}
     assert {p.name: p.required for p in lock.packages}["rich"] is False
 
 
@@ -368,3 +377,238 @@ def test_lock_in_a_real_venv(consistent_venv: Venv, tmp_path: Path, name: str,
     assert result["found"] == "1 differ, 0 missing"
     assert result["reason"].startswith(f"{name}: beta 1.5 installed, lock has 2.0")
 
+
+
+# -- the differential oracle: real uv on the same venv ----------------------------------------
+
+
+def lock_problem_names(verdict: dict[str, object]) -> set[str]:
+    """The names a `lock` verdict finds missing or different (from its JSON problems)."""
+    names = set()
+    for problem in verdict.get("problems", []):  # type: ignore[attr-defined]
+        words = problem["text"].split()
+        if problem["kind"] in ("missing", "differs"):
+            names.add((words[1] if problem["kind"] == "missing" else words[0]).split("==")[0])
+    return names
+
+
+@pytest.fixture
+def local_project(tmp_path: Path, make_venv: MakeVenv, wheelhouse: Path) -> tuple[Venv, Path]:
+    """A venv where uv installed a local project editable (and its requirement)."""
+    project = write_project(tmp_path / "proj", "local-proj", "0.1", ["beta>=1"])
+    venv = make_venv("editable")
+    result = venv.uv("pip", "install", "--python", str(venv.python), "--no-index",
+                     "--find-links", str(wheelhouse), "-e", str(project), "beta==1.5")
+    assert result.returncode == 0, result.stderr
+    return venv, project
+
+
+@pytest.mark.parametrize("line", ["-e .", "-e file://{project}", "-e {project}", "./",
+                                  "local-proj @ file://{project}"])
+def test_local_project_lines_check_presence(local_project: tuple[Venv, Path], wheelhouse: Path,
+                                            line: str) -> None:
+    # Issue 14, point 5: "-e ." (uv export), "-e file:///…" (uv pip freeze), "-e /path"
+    # (pip freeze), a bare path: the project must be installed. The oracle: uv pip
+    # install --dry-run -r on the same venv.
+    venv, project = local_project
+    if not line.startswith("-e"):  # installed as the line says: not editable
+        assert venv.uv("pip", "install", "--python", str(venv.python), "--reinstall",
+                       "--no-deps", str(project)).returncode == 0
+    (project / "requirements.txt").write_text(line.format(project=project) + "\nbeta==1.5\n",
+                                              encoding="utf-8")
+
+    def both() -> tuple[dict[str, object], set[str]]:
+        verdict = venv.verdict("lock requirements.txt", cwd=project)
+        oracle = uv_would_change(venv.uv("pip", "install", "--python", str(venv.python),
+                                         "--dry-run", "--no-index", "--find-links",
+                                         str(wheelhouse), "-r", "requirements.txt", cwd=project))
+        return verdict, oracle
+
+    verdict, oracle = both()
+    assert (verdict["status"], oracle) == ("met", set())
+    venv.uv("pip", "uninstall", "--python", str(venv.python), "local-proj")
+    verdict, oracle = both()
+    assert verdict["status"] == "unmet"
+    assert lock_problem_names(verdict) == oracle == {"local-proj"}
+
+
+def test_a_local_project_that_cannot_be_named_is_unknown(tmp_path: Path) -> None:
+    (tmp_path / "anonymous").mkdir()
+    (tmp_path / "anonymous" / "setup.py").write_text("", encoding="utf-8")
+    (tmp_path / "requirements.txt").write_text("-e ./anonymous\n", encoding="utf-8")
+    lock = locks.read_lock(str(tmp_path / "requirements.txt"))
+    assert lock.failure is Failure.CORRUPT
+    assert "cannot tell the name of the project" in (lock.reason or "")
+    (tmp_path / "requirements.txt").write_text("-e ./gone\n", encoding="utf-8")
+    assert locks.read_lock(str(tmp_path / "requirements.txt")).failure is Failure.MISSING
+    (tmp_path / "anonymous" / "setup.cfg").write_text("[metadata]\nname = Anon_Ymous\n",
+                                                      encoding="utf-8")
+    (tmp_path / "requirements.txt").write_text("-e ./anonymous[dev]\n", encoding="utf-8")
+    assert pins(locks.read_lock(str(tmp_path / "requirements.txt"))) == {"anon-ymous": None}
+
+
+UV_PROJECT = """\
+[project]
+name = "proj"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = ["alpha"]
+
+[project.optional-dependencies]
+gpu = ["gamma"]
+
+[dependency-groups]
+dev = ["beta==2.0"]
+lint = ["needs-new-beta"]
+docs = ["wants-gpu"]
+
+[tool.uv]
+default-groups = {defaults}
+no-index = true
+find-links = ["{wheelhouse}"]
+
+[build-system]
+requires = []
+build-backend = "envguard_test_backend"
+backend-path = ["."]
+"""
+
+
+def uv_oracle(venv: Venv, project: Path) -> set[str]:
+    """What `uv sync` would change by default (missing or different), plus the installed
+    packages that syncing every extra and group would change (an installed copy must
+    match its pin)."""
+    default = uv_would_change(venv.uv("sync", "--locked", "--dry-run", "--inexact", cwd=project))
+    every = uv_would_change(venv.uv("sync", "--locked", "--dry-run", "--inexact",
+                                    "--all-extras", "--all-groups", cwd=project))
+    return default | (every & set(venv.in_effect()))
+
+
+@pytest.mark.parametrize("defaults", ['["dev", "lint"]', '"all"', '[]'])
+def test_uv_lock_follows_uv_syncs_default_groups(tmp_path: Path, make_venv: MakeVenv,
+                                                 wheelhouse: Path, defaults: str) -> None:
+    # Issue 14, point 7: `[tool.uv] default-groups`, not only "dev". A real `uv lock`,
+    # a real `uv sync`; then the venv is changed and both judge it again.
+    project = write_project(tmp_path / "proj", "proj", "0.1.0")
+    (project / "pyproject.toml").write_text(
+        UV_PROJECT.format(defaults=defaults, wheelhouse=wheelhouse), encoding="utf-8")
+    venv = make_venv("uv-groups")
+    locked = venv.uv("lock", cwd=project)
+    assert locked.returncode == 0, locked.stderr
+    synced = venv.uv("sync", "--locked", cwd=project)
+    assert synced.returncode == 0, synced.stderr
+    verdict = venv.verdict("lock uv.lock", cwd=project)
+    assert (verdict["status"], uv_oracle(venv, project)) == ("met", set())
+    # Remove what the lint group installs (when it is a default), downgrade the dev group's beta, and install
+    # gamma (the gpu extra) at another version than the lock's.
+    build_wheel(tmp_path, "gamma", "0.1")
+    venv.uv("pip", "uninstall", "--python", str(venv.python), "needs-new-beta")
+    for change in (
+                   ("pip", "install", "--python", str(venv.python), "--no-index", "--find-links",
+                    str(wheelhouse), "beta==1.5"),
+                   ("pip", "install", "--python", str(venv.python), "--no-deps",
+                    str(tmp_path / "gamma-0.1-py3-none-any.whl"))):
+        assert venv.uv(*change).returncode == 0
+    verdict = venv.verdict("lock uv.lock", cwd=project)
+    oracle = uv_oracle(venv, project)
+    assert lock_problem_names(verdict) == oracle
+    assert oracle == {"gamma", "beta", *({"needs-new-beta"} if defaults != "[]" else ())}
+
+
+# Written by Poetry 2.5.1 (`poetry lock` on the pyproject.toml below, against a PEP 503
+# index), files lists and sources left out: the shape Poetry 2.x writes (lock-version 2.1,
+# `groups` on every package, `markers` only where a package does not apply everywhere).
+POETRY_LOCK = '''\
+# This file is automatically @generated by Poetry 2.5.1 and should not be changed by hand.
+
+[[package]]
+name = "click"
+version = "8.5.1"
+description = "Composable command line interface toolkit"
+optional = false
+python-versions = ">=3.10"
+groups = ["main"]
+
+[[package]]
+name = "colorama"
+version = "0.4.6"
+description = "Cross-platform colored terminal text."
+optional = false
+python-versions = "!=3.0.*,!=3.1.*,!=3.2.*,!=3.3.*,!=3.4.*,!=3.5.*,!=3.6.*,>=2.7"
+groups = ["main", "dev"]
+markers = {main = "platform_system == \\"Windows\\"", dev = "sys_platform == \\"win32\\""}
+
+[[package]]
+name = "iniconfig"
+version = "2.3.1"
+description = "brain-dead simple config-ini parsing"
+optional = false
+python-versions = ">=3.10"
+groups = ["dev"]
+
+[[package]]
+name = "packaging"
+version = "26.4"
+description = "Core utilities for Python packages"
+optional = false
+python-versions = ">=3.10"
+groups = ["docs"]
+
+[[package]]
+name = "six"
+version = "1.17.0"
+description = "Python 2 and 3 compatibility utilities"
+optional = true
+python-versions = ">=2.7, !=3.0.*, !=3.1.*, !=3.2.*"
+groups = ["main"]
+markers = "extra == \\"fast\\""
+
+[extras]
+fast = ["six"]
+
+[metadata]
+lock-version = "2.1"
+python-versions = ">=3.10,<4"
+content-hash = "8af01efa765f4e211e4d7447ed881d50ead1ce4fe7451433dadeebe2446eac3d"
+'''
+
+POETRY_PYPROJECT = """\
+[project]
+name = "pp"
+version = "0.1.0"
+requires-python = ">=3.10,<4"
+dependencies = ["click>=8"]
+[project.optional-dependencies]
+fast = ["six>=1.16"]
+[tool.poetry]
+package-mode = false
+[tool.poetry.group.dev.dependencies]
+iniconfig = "*"
+[tool.poetry.group.docs]
+optional = true
+[tool.poetry.group.docs.dependencies]
+packaging = "*"
+"""
+
+
+@pytest.mark.parametrize(("installed", "status", "names"), [
+    ((("click", "8.5.1"), ("iniconfig", "2.3.1")), Status.MET, set()),
+    # Issue 14, point 6: the optional package of extra `fast`, installed at another
+    # version: `poetry install -E fast --dry-run` would update it.
+    ((("click", "8.5.1"), ("iniconfig", "2.3.1"), ("six", "1.10.0")), Status.UNMET, {"six"}),
+    ((("click", "8.5.1"), ("iniconfig", "2.3.1"), ("six", "1.17.0")), Status.MET, set()),
+    # The optional docs group: not needed, but an installed copy must match its pin.
+    ((("click", "8.5.1"), ("iniconfig", "2.3.1"), ("packaging", "25.0")), Status.UNMET,
+     {"packaging"}),
+    # The default dev group is needed.
+    ((("click", "8.5.1"),), Status.UNMET, {"iniconfig"}),
+])
+def test_poetry_2_lock(tmp_path: Path, installed: tuple[tuple[str, str], ...], status: Status,
+                       names: set[str]) -> None:
+    write(tmp_path / "poetry.lock", POETRY_LOCK)
+    write(tmp_path / "pyproject.toml", POETRY_PYPROJECT)
+    result = verdict(environment(tmp_path, *installed), "lock poetry.lock")
+    assert result.status is status, result.reason
+    found = {problem.text.split()[1 if problem.kind == "missing" else 0].split("==")[0]
+             for problem in result.problems if problem.kind in ("missing", "differs")}
+    assert found == names

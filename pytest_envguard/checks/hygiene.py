@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import Requirement
+from pytest_envguard.probes import Failure
 from pytest_envguard.verdicts import Problem as Problem_
 from pytest_envguard.verdicts import Verdict, listing, met, plural, unknown, unmet
 
@@ -34,15 +35,38 @@ def canonical_name(name: str) -> str:
 
 # -- consistency: the verdicts of `pip check`, and more ----------------------------------
 
+#: What ``consistent`` reports beyond ``pip check``: the kind each such problem carries
+#: in the JSON document (``pip-check`` for the rest), and why. Source for what pip
+#: does: pip's ``commands/check.py`` and ``operations/check.py`` (pip 24.1+), and its
+#: ``metadata/importlib`` backend (one copy per name, metadata it cannot parse skipped).
+EXTENSIONS: dict[str, str] = {
+    "requested-extra": "a requirement of an extra that another installed distribution "
+                       "requests (pip check judges only the base requirements)",
+    "invalid-requirement": "a Requires-Dist that does not parse (pip check skips the distribution)",
+    "invalid-version": "a version that is not PEP 440 (pip check skips the distribution)",
+    "broken-metadata": "metadata with no Name or no Version, or that cannot be read "
+                       "(pip check skips the distribution)",
+    "skipped-by-pip": "a requirement of a distribution whose metadata pip check cannot "
+                      "parse, judged here all the same",
+    "duplicate": "one name installed twice on sys.path (pip check sees only the copy in effect)",
+    "unsupported-outside-env": "a wheel this interpreter does not support, installed outside "
+                               "the venv (pip check looks only inside it)",
+}
+
+#: Names pip check never reports as unsupported (pip's ``stdlib_pkgs``).
+_PIP_SKIPS = frozenset({"python", "wsgiref", "argparse"})
+
 
 @dataclass(frozen=True)
 class Problem:
     """One reason the installed set is inconsistent.
 
-    ``kind`` is ``missing`` / ``conflict`` (what ``pip check`` reports, or
-    with ``via`` set, through a requested extra), ``invalid`` (a
-    ``Requires-Dist`` that does not parse), ``broken`` (metadata without a
-    name or version) or ``duplicate`` (one name installed twice on sys.path).
+    ``kind`` is ``missing`` / ``conflict`` (a requirement not met), ``unsupported``
+    (a wheel whose tags this interpreter does not support), ``invalid`` (a
+    ``Requires-Dist`` that does not parse), ``invalid-version``, ``broken`` (metadata
+    without a name or version, or unreadable) or ``duplicate`` (one name installed
+    twice). ``extension`` is None when ``pip check`` reports the problem too, else the
+    :data:`EXTENSIONS` entry that says why only this check does.
     """
 
     kind: str
@@ -52,29 +76,30 @@ class Problem:
     installed: str | None = None  # its installed version (conflict)
     via: str | None = None  # "extra 'gpu' requested by bar 2.0"
     detail: str | None = None
+    extension: str | None = None
 
     @property
     def pip_check(self) -> bool:
         """Whether ``pip check`` reports this problem too."""
-        return self.kind in ("missing", "conflict") and self.via is None
+        return self.extension is None
 
     @property
     def json_kind(self) -> str:
-        """The kind the JSON document shows: ``pip-check`` for what ``pip check``
-        reports too, else the name of this check's extension of it."""
-        if self.pip_check:
-            return "pip-check"
-        return {"missing": "requested-extra", "conflict": "requested-extra",
-                "invalid": "invalid-requirement", "broken": "broken-metadata"}.get(
-                    self.kind, self.kind)
+        """The kind the JSON document shows: ``pip-check``, or the extension's name."""
+        return self.extension or "pip-check"
 
     def describe(self) -> str:
         via = f" (for {self.via})" if self.via else ""
         if self.kind == "missing":
+            if self.detail:  # installed, but pip check cannot read it: "not installed" to pip
+                return (f"{self.distribution} requires {self.dependency}{via}, whose metadata "
+                        f"pip check cannot read ({self.detail})")
             return f"{self.distribution} requires {self.dependency}{via}, which is not installed"
         if self.kind == "conflict":
             return (f"{self.distribution} has requirement {self.requirement}{via}, "
                     f"but you have {self.dependency} {self.installed}")
+        if self.kind == "unsupported":
+            return f"{self.distribution} is not supported on this platform: {self.detail}"
         if self.kind == "invalid":
             return f"{self.distribution} has an invalid requirement {self.requirement!r}: {self.detail}"
         if self.kind == "duplicate":
@@ -88,15 +113,18 @@ def _parse_requirement(text: str) -> Pep508:
     return Requirement(text)
 
 
-def _contains(requirement: Pep508, version: str) -> bool:
+def _is_pep440(version: str) -> bool:
     from packaging.version import InvalidVersion, Version
 
     try:
-        parsed = Version(version)
+        Version(version)
     except InvalidVersion:
-        # Only an empty specifier admits a version PEP 440 cannot read.
-        return not requirement.specifier
-    return requirement.specifier.contains(parsed, prereleases=True)
+        return False
+    return True
+
+
+def _contains(requirement: Pep508, version: str) -> bool:
+    return requirement.specifier.contains(version, prereleases=True)
 
 
 def _is_build_leftover(dist: InstalledDistribution) -> bool:
@@ -106,49 +134,117 @@ def _is_build_leftover(dist: InstalledDistribution) -> bool:
             and os.path.basename(dist.location) not in ("site-packages", "dist-packages"))
 
 
-def _duplicates(installed: InstalledFacts) -> list[Problem]:
+def _copies(installed: InstalledFacts) -> dict[str, list[InstalledDistribution]]:
+    """Every copy of each name, the one in effect first."""
     groups: dict[str, list[InstalledDistribution]] = {}
     for dist in installed.distributions:
         groups.setdefault(dist.name, []).append(dist)
-    problems = []
-    for dists in groups.values():
+    return groups
+
+
+def _shadows_base(in_effect: InstalledDistribution, other: InstalledDistribution) -> bool:
+    """A venv's copy over its base environment's: what ``--system-site-packages`` is for."""
+    return in_effect.scope == "env" and other.scope == "base"
+
+
+def shadowing_base(installed: InstalledFacts) -> list[str]:
+    """The names whose venv copy shadows a copy in the venv's base environment."""
+    return [name for name, dists in _copies(installed).items()
+            if len(dists) > 1 and any(_shadows_base(dists[0], other) for other in dists[1:])]
+
+
+def duplicate_copies(installed: InstalledFacts) -> dict[str, list[InstalledDistribution]]:
+    """The names installed more than once, each with the copies that count (the one in
+    effect first): a base environment's copy under a venv's and the ``*.egg-info`` an
+    editable build leaves in its source tree (same version) do not count."""
+    found = {}
+    for name, dists in _copies(installed).items():
         if len(dists) < 2:
             continue
-        versions = {dist.version for dist in dists}
-        leftovers = [dist for dist in dists if _is_build_leftover(dist)]
-        if len(versions) == 1 and leftovers and len(dists) - len(leftovers) <= 1:
-            continue  # same version, the extra copy is an editable build's egg-info
+        counted = [dists[0], *(d for d in dists[1:] if not _shadows_base(dists[0], d))]
+        versions = {dist.version for dist in counted}
+        leftovers = [dist for dist in counted if _is_build_leftover(dist)]
+        if len(counted) < 2 or (len(versions) == 1 and leftovers
+                                and len(counted) - len(leftovers) <= 1):
+            continue
+        found[name] = counted
+    return found
+
+
+def _duplicates(installed: InstalledFacts) -> list[Problem]:
+    problems = []
+    for dists in duplicate_copies(installed).values():
         where = "; ".join(
             f"{dist.version or '?'} in {dist.path} (installer {dist.installer or 'unknown'}"
             f"{', in effect' if not dist.shadowed else ''})" for dist in dists)
-        problems.append(Problem("duplicate", dists[0].display, detail=where))
+        problems.append(Problem("duplicate", dists[0].display, detail=where, extension="duplicate"))
     return problems
 
 
-def find_problems(installed: InstalledFacts, environment: Mapping[str, str]) -> tuple[Problem, ...]:
-    """Every unmet ``Requires-Dist`` of the distributions in effect, as ``pip
-    check`` judges them (markers evaluated for this interpreter, ``extra``
-    empty), plus the requirements of extras that another installed
-    distribution asked for, plus invalid metadata and duplicates."""
+def _pip_sees_local(installed: InstalledFacts, dist: InstalledDistribution) -> bool:
+    """Whether ``pip check`` looks at this distribution's wheel tags: in a venv, only at
+    those inside it (pip's ``local_only``)."""
+    return not installed.venv or dist.scope == "env"
+
+
+def pip_version(dist: InstalledDistribution) -> str:
+    """The version pip judges a distribution by: the one in its ``*.dist-info``
+    directory's name, else its metadata's (pip's ``metadata.importlib`` backend)."""
+    return dist.directory_version or dist.version
+
+
+def _read_metadata(active: Mapping[str, InstalledDistribution], problems: list[Problem],
+                   ) -> tuple[dict[str, list[Pep508]], dict[str, str]]:
+    """Each distribution's parsed requirements, and for those whose metadata ``pip
+    check`` cannot parse (and so leaves out), why; the metadata problems go to
+    ``problems``."""
     from packaging.requirements import InvalidRequirement
 
-    active = installed.active()
-    problems: list[Problem] = []
     parsed: dict[str, list[Pep508]] = {}
+    unread: dict[str, str] = {}
     for dist in active.values():
         if dist.reason:
-            problems.append(Problem("broken", dist.display, detail=f"{dist.reason} ({dist.path})"))
+            problems.append(Problem("broken", dist.display, detail=f"{dist.reason} ({dist.path})",
+                                    extension="broken-metadata"))
+        if dist.version and not _is_pep440(dist.version):
+            problems.append(Problem("invalid-version", dist.display, detail=(
+                f"its version {dist.version!r} is not a PEP 440 version ({dist.path})"),
+                extension="invalid-version"))
+        version = pip_version(dist)
+        if dist.failure is Failure.CORRUPT:  # pip's importlib.metadata raises on it
+            unread[dist.name] = "its metadata is not UTF-8"
+        elif not version:
+            unread[dist.name] = "it has no version"
+        elif not _is_pep440(version):
+            unread[dist.name] = f"version {version!r} is not PEP 440"
         requirements = []
         for text in dist.requires:
             try:
                 requirements.append(_parse_requirement(text))
             except InvalidRequirement as error:
                 problems.append(Problem("invalid", dist.display, requirement=text,
-                                        detail=str(error).splitlines()[0]))
+                                        detail=str(error).splitlines()[0],
+                                        extension="invalid-requirement"))
+                unread.setdefault(dist.name, f"invalid requirement {text!r}")
             except RecursionError:
                 problems.append(Problem("invalid", dist.display, requirement=text[:80] + "…",
-                                        detail="its marker is nested too deeply"))
+                                        detail="its marker is nested too deeply",
+                                        extension="invalid-requirement"))
+                unread.setdefault(dist.name, "a requirement nested too deeply")
         parsed[dist.name] = requirements
+    return parsed, unread
+
+
+def find_problems(installed: InstalledFacts, environment: Mapping[str, str],
+                  supported: Iterable[str] | None = None) -> tuple[Problem, ...]:
+    """Every unmet ``Requires-Dist`` of the distributions in effect, judged as ``pip
+    check`` judges them (markers evaluated for this interpreter, ``extra`` empty,
+    pre-releases allowed, the copy ``importlib.metadata`` returns), plus, with
+    ``supported`` tags, the wheels this interpreter does not support (``pip check``
+    since pip 24.1); then what only this check sees (:data:`EXTENSIONS`)."""
+    active = installed.active()
+    problems: list[Problem] = []
+    parsed, unread = _read_metadata(active, problems)
 
     def applies(requirement: Pep508, extra: str) -> bool:
         if requirement.marker is None:
@@ -162,14 +258,19 @@ def find_problems(installed: InstalledFacts, environment: Mapping[str, str]) -> 
 
     def judge(dist: InstalledDistribution, requirement: Pep508, via: str | None) -> None:
         name = canonical_name(requirement.name)
+        extension = ("requested-extra" if via else
+                     "skipped-by-pip" if dist.name in unread else None)
         found = active.get(name)
-        if found is None:
+        if found is None or name in unread:
+            # pip check leaves out what it cannot parse, so to it that is "not installed".
             problems.append(Problem("missing", dist.display, requirement=str(requirement),
-                                    dependency=name, via=via))
+                                    dependency=name, via=via, detail=unread.get(name),
+                                    extension=extension))
             return
-        if not _contains(requirement, found.version):
+        if not _contains(requirement, pip_version(found)):
             problems.append(Problem("conflict", dist.display, requirement=str(requirement),
-                                    dependency=name, installed=found.version, via=via))
+                                    dependency=name, installed=pip_version(found), via=via,
+                                    extension=extension))
         for extra in requirement.extras:
             requested.append((name, canonical_name(extra), dist.display))
 
@@ -188,10 +289,16 @@ def find_problems(installed: InstalledFacts, environment: Mapping[str, str]) -> 
             # Only what the extra adds: the base requirements were judged above.
             if applies(requirement, extra) and not applies(requirement, ""):
                 judge(dist, requirement, f"extra '{extra}' requested by {asker}")
+    if supported is not None:
+        for dist, mismatch in _mismatches(installed, supported):
+            pip_sees = _pip_sees_local(installed, dist) and dist.name not in _PIP_SKIPS
+            problems.append(Problem("unsupported", dist.display, detail=mismatch.describe_tags(),
+                                    extension=None if pip_sees else "unsupported-outside-env"))
     problems.extend(_duplicates(installed))
     # What pip check would say first, then what only this check sees.
-    order = ("missing", "conflict", "invalid", "broken", "duplicate")
-    return tuple(sorted(problems, key=lambda p: (p.via is not None, order.index(p.kind))))
+    order = ("missing", "conflict", "unsupported", "invalid", "invalid-version", "broken",
+             "duplicate")
+    return tuple(sorted(problems, key=lambda p: (not p.pip_check, order.index(p.kind))))
 
 
 
@@ -210,6 +317,10 @@ class WheelMismatch:
 
     def describe(self) -> str:
         return f"{self.distribution} ({self.closest}): {self.detail}"
+
+    def describe_tags(self) -> str:
+        """What is wrong with the tags alone (the distribution named elsewhere)."""
+        return f"{self.closest}: {self.detail}" if self.tags else self.detail
 
 
 #: Tags one installed wheel may declare, its compressed tag sets expanded: real
@@ -240,48 +351,57 @@ def _expand(tag_texts: Iterable[str]) -> list[tuple[str, str, str]] | None:
     return expanded
 
 
-def unsupported_wheels(
-    installed: InstalledFacts, supported: Iterable[str],
-) -> tuple[WheelMismatch, ...]:
-    """Distributions in effect none of whose WHEEL tags this interpreter supports. Those
-    with no WHEEL file (sdists, eggs, conda builds) are never offenders; a WHEEL file
-    with no Tag line is (pip refuses such a wheel)."""
+_PARTS = ("interpreter", "abi", "platform")
+
+
+def _mismatch(dist: InstalledDistribution, supported: set[str],
+              parts_supported: tuple[set[str], set[str], set[str]]) -> WheelMismatch | None:
+    if dist.wheel_tags is None:
+        return None
+    expanded = _expand(dist.wheel_tags)
+    if expanded is None:
+        return WheelMismatch(dist.display, (), "?", (),
+                             f"its WHEEL file declares more than {MAX_WHEEL_TAGS} tags (not expanded)")
+    if any("-".join(tag) in supported for tag in expanded):
+        return None
+    if not expanded:  # pip check: no Tag at all supports nothing
+        return WheelMismatch(dist.display, (), "none", (), "its WHEEL file has no valid Tag line")
+
+    def misfit(tag: tuple[str, str, str]) -> tuple[str, ...]:
+        return tuple(_PARTS[i] for i in range(3) if tag[i] not in parts_supported[i])
+
+    closest = min(expanded, key=lambda tag: len(misfit(tag)))
+    parts = misfit(closest)
+    if parts:
+        detail = "; ".join(f"{name} {closest[_PARTS.index(name)]} is not supported here"
+                           for name in parts)
+    else:
+        detail = "each part is supported, but not in this combination"
+    return WheelMismatch(dist.display, tuple(dist.wheel_tags), "-".join(closest), parts, detail)
+
+
+def _mismatches(installed: InstalledFacts, supported: Iterable[str],
+                ) -> list[tuple[InstalledDistribution, WheelMismatch]]:
     supported_set = set(supported)
     parts_supported: tuple[set[str], set[str], set[str]] = (set(), set(), set())
     for tag in supported_set:
         for index, part in enumerate(tag.split("-")):
             parts_supported[index].add(part)
-    names = ("interpreter", "abi", "platform")
-    mismatches = []
+    found = []
     for dist in installed.active().values():
-        if dist.wheel_tags is None:
-            continue
-        expanded = _expand(dist.wheel_tags)
-        if expanded is None:
-            mismatches.append(WheelMismatch(dist.display, (), "?", (),
-                                            f"its WHEEL file declares more than {MAX_WHEEL_TAGS} "
-                                            "tags (not expanded)"))
-            continue
-        if any("-".join(tag) in supported_set for tag in expanded):
-            continue
-        if not expanded:
-            mismatches.append(WheelMismatch(dist.display, (), "none", (),
-                                            "its WHEEL file has no valid Tag line"))
-            continue
+        mismatch = _mismatch(dist, supported_set, parts_supported)
+        if mismatch is not None:
+            found.append((dist, mismatch))
+    return found
 
-        def misfit(tag: tuple[str, str, str]) -> tuple[str, ...]:
-            return tuple(names[i] for i in range(3) if tag[i] not in parts_supported[i])
 
-        closest = min(expanded, key=lambda tag: len(misfit(tag)))
-        parts = misfit(closest)
-        if parts:
-            detail = "; ".join(
-                f"{name} {closest[names.index(name)]} is not supported here" for name in parts)
-        else:
-            detail = "each part is supported, but not in this combination"
-        mismatches.append(WheelMismatch(dist.display, tuple(dist.wheel_tags),
-                                        "-".join(closest), parts, detail))
-    return tuple(mismatches)
+def unsupported_wheels(
+    installed: InstalledFacts, supported: Iterable[str],
+) -> tuple[WheelMismatch, ...]:
+    """Distributions in effect none of whose WHEEL tags this interpreter supports. Those
+    with no WHEEL file (sdists, eggs, conda builds) are never offenders; a WHEEL file
+    with no Tag line is (pip check reports it: an empty tag set supports nothing)."""
+    return tuple(mismatch for _, mismatch in _mismatches(installed, supported))
 
 
 # -- what a lock file asks of this interpreter --------------------------------------------
@@ -310,14 +430,49 @@ def marker_holds(marker: str | None, environment: Mapping[str, str], extra: str 
         return True
 
 
+def _holds_for_an_extra(package: LockedPackage, extras: Iterable[str],
+                        environment: Mapping[str, str]) -> bool:
+    return any(marker_holds(package.marker, environment, extra) for extra in ("", *extras))
+
+
 def applicable(lock: LockFacts, environment: Mapping[str, str]) -> list[LockedPackage]:
-    """The locked packages this interpreter should have (or, for constraints and
-    optional ones, may have)."""
+    """The locked packages this interpreter should have (``required``), and those it may
+    have, which an installed copy must match (``required`` False): constraints, and
+    what only an extra or a dependency group left out by default would install."""
+    from dataclasses import replace
+
     if not lock.graph:
-        return [p for p in lock.packages if p.installable and marker_holds(p.marker, environment)]
+        return [p for p in lock.packages if p.installable and (
+            marker_holds(p.marker, environment) if p.required
+            else _holds_for_an_extra(p, lock.extras, environment))]
     by_name: dict[str, list[LockedPackage]] = {}
     for package in lock.packages:
         by_name.setdefault(package.name, []).append(package)
+    roots = [p for p in lock.packages if p.root]
+    if not roots:  # no workspace member recorded: every package counts
+        return [p for p in lock.packages if p.installable]
+    default = _walk(by_name, [(root, "") for root in roots], environment)
+    everything = _walk(by_name, [(root, key) for root in roots for key in ("", *dict(root.optional))]
+                       + [(p, "") for name in _extra_members(lock) for p in by_name.get(name, [])],
+                       environment)
+    chosen = [p for p in default.values() if p.installable]
+    optional = [replace(p, required=False) for key, p in everything.items()
+                if key not in default and p.installable]
+    return chosen + optional
+
+
+def _extra_members(lock: LockFacts) -> list[str]:
+    """The packages a lock lists under the project's own extras (Poetry's ``[extras]``):
+    reached in its graph through no edge."""
+    names = {edge.name for package in lock.packages for key, edges in package.optional
+             if key in lock.extras for edge in edges}
+    return sorted(names)
+
+
+def _walk(by_name: Mapping[str, list[LockedPackage]], start: list[tuple[LockedPackage, str]],
+          environment: Mapping[str, str]) -> dict[tuple[str, str | None], LockedPackage]:
+    """The packages reached from ``start`` (package, extra or ``group:NAME``) along the
+    edges whose markers hold."""
 
     def pick(edge: Dependency) -> list[LockedPackage]:
         candidates = by_name.get(edge.name, [])
@@ -328,11 +483,8 @@ def applicable(lock: LockFacts, environment: Mapping[str, str]) -> list[LockedPa
             candidates = fitting or candidates
         return candidates
 
-    roots = [p for p in lock.packages if p.root]
-    if not roots:  # no workspace member recorded: every package counts
-        return [p for p in lock.packages if p.installable]
     chosen: dict[tuple[str, str | None], LockedPackage] = {}
-    queue: list[tuple[LockedPackage, str]] = [(root, "") for root in roots]
+    queue = list(start)
     done: set[tuple[str, str | None, str]] = set()
     while queue:
         package, extra = queue.pop()
@@ -343,30 +495,56 @@ def applicable(lock: LockFacts, environment: Mapping[str, str]) -> list[LockedPa
         chosen[(package.name, package.version)] = package
         edges = list(package.dependencies) if not extra else list(
             dict(package.optional).get(extra, ()))
+        marker_extra = "" if extra.startswith("group:") else extra
         for edge in edges:
-            if not marker_holds(edge.marker, environment, extra):
+            if not marker_holds(edge.marker, environment, marker_extra):
                 continue
             for target in pick(edge):
                 queue.append((target, ""))
                 queue.extend((target, e) for e in edge.extras)
-    return [p for p in chosen.values() if p.installable]
+    return chosen
 
 
 # -- the checks ------------------------------------------------------------------------------
 
 
-def _problem_hint(problem: Problem, env: Environment) -> str:
+def _duplicate_hint(copies: list[InstalledDistribution]) -> str:
+    """Which copy to remove, and how, never by a command that would remove the copy
+    in effect (a plain ``pip uninstall NAME`` removes the first copy it finds: the
+    one in effect)."""
     from pytest_envguard import hints
 
-    if problem.kind in ("missing", "conflict"):
+    in_effect, others = copies[0], copies[1:]
+    name = in_effect.name
+    if all(other.location == in_effect.location for other in others):
+        # Two metadata directories in one directory: one is what an interrupted
+        # uninstall (or a copy by hand) left behind; the newer one is the live install.
+        times = [dist.modified for dist in copies]
+        newest = max(copies, key=lambda d: d.modified or 0.0)
+        stale = [dist for dist in copies if dist is not newest]
+        known = None not in times and len(set(times)) == len(times)
+        return hints.duplicate_in_one_directory(
+            name, [dist.path for dist in stale] if known else [dist.path for dist in copies],
+            known, newest.version if known else None)
+    return "; ".join(hints.remove_shadowed_copy(
+        name, other.path, other.location, other.installer, in_effect.installer,
+        f"{in_effect.version} in {in_effect.location}") for other in others)
+
+
+def _problem_hint(problem: Problem, env: Environment) -> str:
+    if problem.kind in ("missing", "conflict") and not problem.detail:
         return f"pip install '{problem.requirement}'"
-    if problem.kind == "duplicate":
-        name = problem.distribution.split()[0]
-        installers = sorted({dist.installer for dist in env.installed.distributions
-                             if dist.name == name and dist.installer})
-        how = " or ".join(hints.uninstall_hint(name, installer) for installer in installers)
-        return f"keep one copy of {name}: {how or hints.uninstall_hint(name, None)}"
     name = problem.distribution.split()[0]
+    if problem.kind == "duplicate":
+        copies = duplicate_copies(env.installed).get(name)
+        if copies:
+            return _duplicate_hint(copies)
+    if problem.kind == "unsupported":
+        tags = env.supported_tags.tags
+        best = f" ({tags[0]})" if tags else ""
+        return f"reinstall it for this interpreter{best}: pip install --force-reinstall --no-deps {name}"
+    if problem.kind == "missing":  # installed, but its metadata is unreadable to pip
+        name = problem.dependency or name
     return f"reinstall it: pip install --force-reinstall --no-deps {name}"
 
 
@@ -374,9 +552,21 @@ def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
     installed = env.installed
     if installed.failure is not None:
         return unknown(requirement, installed.reason or "the installed distributions are unknown")
-    problems = find_problems(installed, env.markers)
+    supported = env.supported_tags
+    if not supported.tags and any(d.wheel_tags is not None for d in installed.active().values()):
+        return unknown(requirement, "cannot tell which wheels this interpreter supports: "
+                                    f"{supported.reason or 'no supported tags'}")
+    problems = find_problems(installed, env.markers, supported.tags)
     count = len(installed.active())
     if not problems:
+        shadowing = shadowing_base(installed)
+        if shadowing:
+            # Not a problem: a --system-site-packages venv exists to let its own copies win.
+            return met(requirement, f"{count} distributions, {len(shadowing)} shadowing the base "
+                                    "environment's",
+                       f"every requirement of the {count} installed distributions is met; "
+                       f"this venv's {', '.join(shadowing)} shadow the copies in its base "
+                       "environment (as a --system-site-packages venv intends)")
         return met(requirement, f"{count} distributions",
                    f"every requirement of the {count} installed distributions is met")
     return unmet(requirement, plural(len(problems), "problem"),

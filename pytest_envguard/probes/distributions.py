@@ -105,22 +105,37 @@ class InstalledDistribution(Facts):
     requires: tuple[str, ...] = ()  # Requires-Dist, or requires.txt converted
     extras: tuple[str, ...] = ()  # Provides-Extra
     wheel_tags: tuple[str, ...] | None = None  # WHEEL's Tag lines; None: no WHEEL file
-    shadowed: bool = False  # a distribution of that name earlier on sys.path wins
+    shadowed: bool = False  # a copy of that name found before it wins (see scan_distributions)
     reason: str | None = None  # what is wrong with its metadata
+    failure: Failure | None = None  # why its metadata could not be read (CORRUPT: not UTF-8)
+    directory_version: str | None = None  # the version in a *.dist-info name (what pip reads)
+    scope: str = "env"  # where its location lies: see SCOPES
+    modified: float | None = None  # mtime of its metadata, read only for names found twice
 
     @property
     def display(self) -> str:
         return f"{self.name} {self.version or '(no version)'}"
 
 
+#: Where a distribution's location lies, relative to the interpreter's environment:
+#: ``env``: inside ``sys.prefix`` (or anywhere, when the interpreter is not in a venv);
+#: ``base``: inside the base environment of a venv made with ``--system-site-packages``;
+#: ``outside``: neither (a ``PYTHONPATH`` entry, the user site, a source tree).
+SCOPES = ("env", "base", "outside")
+
+
 @dataclass(frozen=True)
 class InstalledFacts(Facts):
-    """Every distribution on the interpreter's ``sys.path``, in ``sys.path`` order."""
+    """Every distribution on the interpreter's ``sys.path``, in the order
+    ``importlib.metadata`` finds them: ``sys.path`` order, and within one directory
+    the directory's own listing order (``os.listdir``), so the first copy of a name
+    is the one ``importlib.metadata.distribution()`` returns."""
 
     distributions: tuple[InstalledDistribution, ...]
     paths: tuple[str, ...]  # the sys.path entries scanned
     reason: str | None = None
     failure: Failure | None = None
+    venv: bool = False  # the interpreter runs in a venv (sys.prefix != sys.base_prefix)
 
     def active(self) -> dict[str, InstalledDistribution]:
         """The distribution ``importlib.metadata`` returns for each name: the first."""
@@ -213,19 +228,36 @@ def requires_txt_requirements(text: str) -> list[str]:
 
 
 def _wheel_tags(text: str) -> tuple[str, ...]:
+    """The ``Tag`` headers of a WHEEL file, read as pip reads them (an RFC 822 header
+    block: it ends at the first blank line)."""
     tags = []
     for line in text.splitlines():
+        if not line.strip():
+            break
         key, _, value = line.partition(":")
         if key.strip().lower() == "tag" and value.strip():
             tags.append(value.strip())
     return tuple(tags)
 
 
+def _directory_identity(meta_path: str, location: str) -> tuple[str, str | None]:
+    """The name (canonical) and version a metadata directory's own name gives: how
+    ``importlib.metadata`` finds a distribution by name, and what pip reads first
+    (``name-version.dist-info``; ``name[-version[-pyX.Y]].egg-info``; an ``.egg``
+    directory's ``EGG-INFO`` is named by the egg)."""
+    base = os.path.basename(meta_path)
+    if base.lower() == "egg-info":
+        base = os.path.basename(location)
+    stem = base.rpartition(".")[0]
+    name, dash, version = stem.partition("-")
+    directory_version = version if dash and base.lower().endswith(".dist-info") else None
+    return canonical_name(name), directory_version
+
+
 def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
     """One metadata directory (or distutils' egg-info *file*)."""
     base = os.path.basename(meta_path)
-    stem = base.rpartition(".")[0]
-    guessed = canonical_name(stem.partition("-")[0])
+    guessed, directory_version = _directory_identity(meta_path, location)
     is_dir = os.path.isdir(meta_path)
     if is_dir:
         metadata_file = os.path.join(
@@ -236,7 +268,9 @@ def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
         headers = read_metadata_headers(metadata_file)
     except (OSError, TooLarge, UnicodeError) as error:
         return InstalledDistribution(guessed, "", meta_path, location,
-                                     reason=f"unreadable metadata: {describe_error(error)}")
+                                     reason=f"unreadable metadata: {describe_error(error)}",
+                                     failure=failure_of(error),
+                                     directory_version=directory_version)
     name = (headers.get("name") or [""])[0]
     version = (headers.get("version") or [""])[0]
     requires = tuple(headers.get("requires-dist", ()))
@@ -255,7 +289,8 @@ def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
     elif not version:
         reason = "its metadata has no Version"
     return InstalledDistribution(
-        name=canonical_name(name) if name else guessed,
+        # Found by its directory's name, as importlib.metadata.distribution() and pip find it.
+        name=guessed or canonical_name(name),
         version=version,
         path=meta_path,
         location=location,
@@ -263,20 +298,30 @@ def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
         requires=requires,
         extras=tuple(canonical_name(extra) for extra in headers.get("provides-extra", ())),
         wheel_tags=wheel_tags,
-        reason=reason,
+        reason=reason,  # incomplete, but read: no failure
+        directory_version=directory_version,
     )
 
 
 def _metadata_entries(location: str) -> Iterator[str]:
+    """The metadata directories of one ``sys.path`` entry, in ``importlib.metadata``'s
+    order: the directory's listing order (never sorted: when one name has two
+    ``*.dist-info`` here, the first listed is the one every library sees), then the
+    ``EGG-INFO`` of an ``.egg`` directory on ``sys.path``."""
     try:
         with os.scandir(location) as entries:
             names = [entry.name for entry in entries
-                     if entry.name.lower().endswith(_META_SUFFIXES)]
+                     if entry.name.lower().endswith(_META_SUFFIXES)
+                     or entry.name.lower() == "egg-info"]
     except OSError:  # missing, not a directory (a zip on sys.path), unreadable
         return
-    # Sorted, so that two versions in one directory come out the same on every run.
-    for name in sorted(names):
-        yield os.path.join(location, name)
+    is_egg = location.lower().endswith(".egg")
+    for name in names:
+        if name.lower() != "egg-info":
+            yield os.path.join(location, name)
+    for name in names:
+        if name.lower() == "egg-info" and is_egg:
+            yield os.path.join(location, name)
 
 
 def _conda_meta_names(location: str, cache: dict[str, frozenset[str] | None]) -> frozenset[str] | None:
@@ -310,34 +355,71 @@ def _conda_meta_names(location: str, cache: dict[str, frozenset[str] | None]) ->
     return cache[root]
 
 
-def scan_distributions(paths: Sequence[str]) -> InstalledFacts:
-    """Every distribution on ``paths`` (in that order, later ones of a name shadowed)."""
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def scope_of(location: str, prefix: str | None, base_prefix: str | None) -> str:
+    """Which of :data:`SCOPES` ``location`` lies in (``env`` when no prefix is given)."""
+    if prefix is None:
+        return "env"
+    real = os.path.realpath(location)
+    prefixes = {os.path.realpath(prefix)}
+    if base_prefix is None or os.path.realpath(base_prefix) in prefixes:
+        return "env" if any(_inside(real, p) for p in prefixes) else "outside"
+    if any(_inside(real, p) for p in prefixes):
+        return "env"
+    return "base" if _inside(real, os.path.realpath(base_prefix)) else "outside"
+
+
+def _modified(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def scan_distributions(paths: Sequence[str], prefix: str | None = None,
+                       base_prefix: str | None = None) -> InstalledFacts:
+    """Every distribution on ``paths``, in ``importlib.metadata``'s order; every copy
+    of a name after the first is ``shadowed``. With ``prefix`` (``sys.prefix``) and
+    ``base_prefix`` (``sys.base_prefix``), each carries its :data:`SCOPES` entry."""
     seen: set[str] = set()
     scanned: list[str] = []
     distributions: list[InstalledDistribution] = []
     conda_cache: dict[str, frozenset[str] | None] = {}
+    twice: set[str] = set()
     for entry in paths:
         location = os.path.abspath(entry or os.curdir)
         if location in scanned:
             continue
         scanned.append(location)
+        scope = scope_of(location, prefix, base_prefix)
         for meta_path in _metadata_entries(location):
             dist = read_distribution(meta_path, location)
             if dist.installer is None:
                 owned = _conda_meta_names(location, conda_cache)
                 if owned is not None and os.path.basename(meta_path) in owned:
                     dist = replace(dist, installer="conda")
+            if scope != "env":
+                dist = replace(dist, scope=scope)
             if dist.name in seen:
                 dist = replace(dist, shadowed=True)
+                twice.add(dist.name)
             seen.add(dist.name)
             distributions.append(dist)
-    return InstalledFacts(tuple(distributions), tuple(scanned))
+    if twice:  # which copy was written last: only for the rare names installed twice
+        distributions = [replace(dist, modified=_modified(dist.path)) if dist.name in twice
+                         else dist for dist in distributions]
+    venv = (prefix is not None and base_prefix is not None
+            and os.path.realpath(prefix) != os.path.realpath(base_prefix))
+    return InstalledFacts(tuple(distributions), tuple(scanned), venv=venv)
 
 
 def probe_installed() -> InstalledFacts:
     """The distributions of this interpreter, as its ``sys.path`` stands now."""
     try:
-        return scan_distributions(list(sys.path))
+        return scan_distributions(list(sys.path), sys.prefix, sys.base_prefix)
     except (OSError, ValueError) as error:  # pragma: no cover - scandir errors are caught inside
         return InstalledFacts((), (), reason=describe_error(error), failure=failure_of(error))
 

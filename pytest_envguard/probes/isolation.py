@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pytest_envguard.probes import Facts
@@ -66,15 +66,59 @@ def _kind_of(prefix: str) -> str:
     return "system"
 
 
+def running_user_site() -> str | None:
+    """The user site directory ``site`` put on this interpreter's ``sys.path`` (it
+    does so when user sites are enabled: outside a venv, or in one made with
+    ``--system-site-packages``, unless ``-s``/``PYTHONNOUSERSITE``), as ``site``
+    computed it at start-up (``PYTHONUSERBASE`` or ``~/.local``); None when disabled."""
+    import site
+
+    enabled = getattr(site, "ENABLE_USER_SITE", None)
+    user_site = getattr(site, "USER_SITE", None)
+    return user_site if enabled and isinstance(user_site, str) else None
+
+
+def _holds_anything(directory: str) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
+
+
+def _user_site_leak(user_site: str | None, path: Sequence[str]) -> Leak | None:
+    """The user site on ``sys.path`` with something in it: ``pip install --user``
+    packages importable from inside the environment, ahead of its own in a venv."""
+    if not user_site or not any(entry and _same_path(entry, user_site) for entry in path):
+        return None
+    if not _holds_anything(user_site):
+        return None
+    return Leak(
+        "user site", user_site,
+        f"the user site-packages {user_site} is on sys.path: what `pip install --user` put "
+        "there is importable here (in a venv, ahead of the venv's own packages)",
+        f"set PYTHONNOUSERSITE=1 (or run python -s), or empty {user_site}")
+
+
 def probe_isolation(
     environ: Mapping[str, str],
     prefix: str | None = None,
     base_prefix: str | None = None,
+    path: Sequence[str] | None = None,
+    user_site: str | None = None,
 ) -> IsolationFacts:
-    """Where the interpreter runs and every activation leak in ``environ``.
+    """Where the interpreter runs and every activation leak in ``environ``, plus a
+    user site-packages directory on ``path``.
 
-    ``environ`` is the snapshot the checks see, never ``os.environ`` read here.
+    ``environ`` is the snapshot the checks see, never ``os.environ`` read here. The
+    defaults are this interpreter's: ``sys.prefix``, ``sys.base_prefix``, ``sys.path``
+    and the user site ``site`` enabled at start-up (:func:`running_user_site`); a
+    caller that gives ``prefix`` describes another interpreter, whose user site is
+    only looked at when given.
     """
+    if prefix is None:
+        path = sys.path if path is None else path
+        user_site = running_user_site() if user_site is None else user_site
     prefix = prefix if prefix is not None else sys.prefix
     base_prefix = base_prefix if base_prefix is not None else sys.base_prefix
     kind = _kind_of(prefix)
@@ -90,6 +134,9 @@ def probe_isolation(
             "sys.prefix", prefix, "the interpreter is a system Python, not a venv or conda env",
             f"create an environment and run the tests in it: {sys.executable} -m venv .venv",
         ))
+    leak = _user_site_leak(user_site, path or ())
+    if leak is not None:
+        leaks.append(leak)
     for name, hint in (
         ("PYTHONPATH", "unset PYTHONPATH; install the project into the environment "
                        "(pip install -e .) instead"),

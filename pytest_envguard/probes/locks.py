@@ -48,7 +48,9 @@ class LockedPackage(Facts):
     installable: bool = True  # False: a uv "virtual" workspace root (never installed)
     root: bool = False  # where the graph walk starts
     dependencies: tuple[Dependency, ...] = ()
-    optional: tuple[tuple[str, tuple[Dependency, ...]], ...] = ()  # extra → its edges
+    # extra → its edges; for a root, also each dependency group its installer leaves out
+    # by default, as "group:NAME" (what an installed package may be pinned by)
+    optional: tuple[tuple[str, tuple[Dependency, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class LockFacts(Facts):
     format: str  # "requirements", "pylock", "uv", "poetry"
     packages: tuple[LockedPackage, ...] = ()
     graph: bool = False  # True: walk dependencies from the roots (uv, poetry 2.0)
+    extras: tuple[str, ...] = ()  # the project's extras (poetry's [extras]): optional pins
     reason: str | None = None  # "path:line: reason" — the file could not be used
     failure: Failure | None = None
 
@@ -111,8 +114,8 @@ def read_lock(path: str) -> LockFacts:
             return LockFacts(path, kind, _pylock(path, document))
         if kind == "uv":
             return LockFacts(path, kind, _uv(path, document), graph=True)
-        packages, graph = _poetry(path, document)
-        return LockFacts(path, kind, packages, graph=graph)
+        packages, graph, extras = _poetry(path, document)
+        return LockFacts(path, kind, packages, graph=graph, extras=extras)
     except LockError as error:
         return LockFacts(path, kind, reason=str(error), failure=error.failure)
     except (TypeError, AttributeError) as error:
@@ -166,6 +169,11 @@ class _RequirementsReader:
             where = f"{path}:{number}"
             if line.startswith("-"):
                 packages.extend(self._option(path, where, line, required))
+            elif _LOCAL_TARGET.match(line):  # a project or wheel by path: its name is on disk
+                option = _OPTION_START.search(line)
+                target = line[: option.start()].strip() if option else line
+                name = local_project_name(where, target, os.path.dirname(path))
+                packages.append(LockedPackage(name, None, where, required=required))
             else:
                 packages.append(_pinned(line, where, required))
         return packages
@@ -183,15 +191,93 @@ class _RequirementsReader:
             constraint = option in ("-c", "--constraint")
             return self.read(included, required=required and not constraint)
         if option in ("-e", "--editable"):
+            if not value:
+                raise LockError(f"{where}: {option} needs a path or URL")
             egg = re.search(r"#egg=([A-Za-z0-9][A-Za-z0-9._-]*)", value)
-            if egg is None:
-                return []  # a path without a name: nothing to compare
-            return [LockedPackage(canonical_name(egg.group(1)), None, where, required=required)]
+            if egg is not None:
+                return [LockedPackage(canonical_name(egg.group(1)), None, where, required=required)]
+            name = local_project_name(where, value, os.path.dirname(path))
+            return [LockedPackage(name, None, where, required=required)]
         if option in _IGNORED_OPTIONS:
             if option in _TAKES_VALUE and not value:
                 raise LockError(f"{where}: {option} needs a value")
             return []
         raise LockError(f"{where}: unknown option {option!r}")
+
+
+_LOCAL_TARGET = re.compile(r"(\.|/|~|file:)")
+
+
+def _local_path(target: str, base: str) -> str:
+    """A path or ``file:`` URL (extras and fragment dropped), absolute, from ``base``."""
+    from urllib.parse import unquote, urlsplit
+
+    target = target.split("#", 1)[0].strip()
+    if target.startswith("file:"):
+        parts = urlsplit(target)
+        target = unquote(parts.path)
+    target = re.sub(r"\[[^\]]*\]$", "", target)  # ".[dev]": the extras are not the path
+    target = os.path.expanduser(target)
+    return os.path.normpath(target if os.path.isabs(target) else os.path.join(base, target))
+
+
+def _name_in_metadata(path: str) -> str | None:
+    from pytest_envguard.probes.distributions import read_metadata_headers
+
+    try:
+        return next(iter(read_metadata_headers(path).get("name", ())), None)
+    except (OSError, TooLarge, UnicodeError):
+        return None
+
+
+def project_name(directory: str) -> str | None:
+    """The name of the project in ``directory``, as its build would say it: a static
+    ``[project] name`` (PEP 621) or ``[tool.poetry] name`` in ``pyproject.toml``,
+    ``[metadata] name`` in ``setup.cfg``, or the ``PKG-INFO`` of an ``*.egg-info`` an
+    earlier build left (setuptools, in the project or under ``src/``)."""
+    import configparser
+
+    try:
+        document = load_toml(os.path.join(directory, "pyproject.toml"), MAX_LOCK_BYTES)
+    except (OSError, TooLarge, UnicodeDecodeError, TomlError):
+        document = {}
+    for table in (document.get("project"), document.get("tool", {}).get("poetry")):
+        if isinstance(table, dict) and isinstance(table.get("name"), str) and table["name"]:
+            return str(table["name"])
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(read_bytes(os.path.join(directory, "setup.cfg"), 1 << 20).decode())
+        if parser.get("metadata", "name", fallback=""):
+            return parser.get("metadata", "name")
+    except (OSError, TooLarge, UnicodeDecodeError, configparser.Error):
+        pass
+    for where in (directory, os.path.join(directory, "src")):
+        try:
+            infos = sorted(entry for entry in os.listdir(where) if entry.endswith(".egg-info"))
+        except OSError:
+            continue
+        for info in infos:
+            name = _name_in_metadata(os.path.join(where, info, "PKG-INFO"))
+            if name:
+                return name
+    return None
+
+
+def local_project_name(where: str, target: str, base: str) -> str:
+    """The canonical name of the project an ``-e PATH`` / ``-e file:///…`` / bare path
+    line installs (a path relative to the requirements file's directory, as uv reads
+    it). A line whose project cannot be named cannot be checked: a :class:`LockError`."""
+    path = _local_path(target, base)
+    if os.path.isfile(path) and path.endswith(".whl"):
+        return canonical_name(os.path.basename(path).split("-", 1)[0])
+    if not os.path.isdir(path):
+        raise LockError(f"{where}: {target!r}: no project at {path}", Failure.MISSING)
+    name = project_name(path)
+    if name is None:
+        raise LockError(f"{where}: {target!r}: cannot tell the name of the project at {path} "
+                        "(no static [project] name, setup.cfg name or *.egg-info); "
+                        "add '#egg=NAME' to the line")
+    return canonical_name(name)
 
 
 def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
@@ -297,31 +383,93 @@ def _uv_edges(path: str, name: str, items: object) -> tuple[Dependency, ...]:
     return tuple(edges)
 
 
+def _beside(lock_path: str) -> dict[str, Any]:
+    """The ``pyproject.toml`` next to a lock file (what ``uv sync`` and ``poetry
+    install`` read their settings from), or ``{}``."""
+    try:
+        return load_toml(os.path.join(os.path.dirname(lock_path), "pyproject.toml"), MAX_LOCK_BYTES)
+    except (OSError, TooLarge, UnicodeDecodeError, TomlError):
+        return {}
+
+
+def _uv_default_groups(lock_path: str, recorded: object) -> tuple[str, ...] | None:
+    """The dependency groups ``uv sync`` installs by default (None: every group):
+    ``[tool.uv] default-groups`` of the project (a list, or ``"all"``), else the copy a
+    recent uv records in the lock, else ``["dev"]`` (uv's documented default)."""
+    tool = _beside(lock_path).get("tool", {})
+    setting = tool.get("uv", {}).get("default-groups") if isinstance(tool, dict) and \
+        isinstance(tool.get("uv"), dict) else None
+    for value in (setting, recorded):
+        if value == "all":
+            return None
+        if isinstance(value, list) and all(isinstance(group, str) for group in value):
+            return tuple(canonical_name(group) for group in value)
+    return ("dev",)
+
+
+def _uv_groups(path: str, name: str, table: object) -> dict[str, tuple[Dependency, ...]]:
+    if not isinstance(table, dict):
+        return {}
+    return {canonical_name(group): _uv_edges(path, name, edges) for group, edges in table.items()}
+
+
 def _uv(path: str, document: Mapping[str, Any]) -> tuple[LockedPackage, ...]:
+    """uv's lock. The roots are what ``uv sync`` run beside the lock installs: the
+    project at the workspace root (source ``editable``/``virtual`` ``"."``), or, in a
+    workspace whose root is no project, every member; each with its default groups
+    (and a non-project root's own ``[manifest] dependency-groups``)."""
     if "version" not in document:
         raise LockError(f"{path}: no 'version' (not a uv lock file)")
-    members = {canonical_name(name) for name in
-               document.get("manifest", {}).get("members", []) if isinstance(name, str)}
+    manifest = document.get("manifest", {})
+    manifest = manifest if isinstance(manifest, dict) else {}
+    members = {canonical_name(name) for name in manifest.get("members", []) if isinstance(name, str)}
+    items = _table_list(path, document, "package")
+
+    def local_source(item: Mapping[str, Any]) -> str | None:
+        source = item.get("source", {})
+        if not isinstance(source, dict):
+            return None
+        value = source.get("editable", source.get("virtual"))
+        return value if isinstance(value, str) else None
+
+    project_root = any(local_source(item) in (".", "./") for item in items)
     packages = []
-    for index, item in enumerate(_table_list(path, document, "package")):
+    for index, item in enumerate(items):
         name, version = _name_version(path, "package", index, item)
         source = item.get("source", {})
         source = source if isinstance(source, dict) else {}
         virtual = "virtual" in source
-        root = virtual or "editable" in source or name in members
+        local = local_source(item)
+        # uv sync beside the lock installs the root project, or in a workspace whose
+        # root is no project, every member.
+        root = (local in (".", "./")) if project_root else (
+            name in members if members else local is not None)
         resolution = item.get("resolution-markers")
         marker = " or ".join(f"({m})" for m in resolution) if resolution else None
-        optional = tuple(
-            (canonical_name(extra), _uv_edges(path, name, edges))
-            for extra, edges in (item.get("optional-dependencies") or {}).items())
+        optional = [(canonical_name(extra), _uv_edges(path, name, edges))
+                    for extra, edges in (item.get("optional-dependencies") or {}).items()]
         dependencies = _uv_edges(path, name, item.get("dependencies", []))
         if root:
-            # uv sync installs a root's default group ("dev") as well.
-            dependencies += _uv_edges(path, name, (item.get("dev-dependencies") or {}).get(
-                "dev", []))
+            defaults = _uv_default_groups(path, item.get("default-groups",
+                                                         manifest.get("default-groups")))
+            for group, edges in _uv_groups(path, name, item.get("dev-dependencies")).items():
+                if defaults is None or group in defaults:
+                    dependencies += edges
+                else:
+                    optional.append((f"group:{group}", edges))
         packages.append(LockedPackage(
             name, version, f"uv.lock [[package]] {name}", marker, installable=not virtual,
-            root=root, dependencies=dependencies, optional=optional))
+            root=root, dependencies=dependencies, optional=tuple(optional)))
+    groups = _uv_groups(path, "[manifest]", manifest.get("dependency-groups"))
+    if groups and not project_root:
+        # A workspace root that is no project still has groups of its own: a virtual root.
+        defaults = _uv_default_groups(path, manifest.get("default-groups"))
+        chosen = tuple(edge for group, edges in groups.items()
+                       if defaults is None or group in defaults for edge in edges)
+        rest = tuple((f"group:{group}", edges) for group, edges in groups.items()
+                     if defaults is not None and group not in defaults)
+        packages.append(LockedPackage("(workspace)", None, "uv.lock [manifest]", installable=False,
+                                      root=True, dependencies=chosen, optional=rest))
     return tuple(packages)
 
 
@@ -352,29 +500,78 @@ def _poetry_extra_edges(entries: object) -> tuple[Dependency, ...]:
     return tuple(edges)
 
 
-def _poetry(path: str, document: Mapping[str, Any]) -> tuple[tuple[LockedPackage, ...], bool]:
+def _poetry_optional_groups(lock_path: str) -> set[str]:
+    """The dependency groups ``poetry install`` leaves out by default: those its
+    ``pyproject.toml`` marks ``[tool.poetry.group.NAME] optional = true``."""
+    tool = _beside(lock_path).get("tool", {})
+    poetry = tool.get("poetry", {}) if isinstance(tool, dict) else {}
+    groups = poetry.get("group", {}) if isinstance(poetry, dict) else {}
+    if not isinstance(groups, dict):
+        return set()
+    return {canonical_name(name) for name, table in groups.items()
+            if isinstance(table, dict) and table.get("optional") is True}
+
+
+def _poetry_marker(marker: object, groups: set[str]) -> str | None:
+    """A package's marker for the installed ``groups``: Poetry 2 writes one string, or one
+    marker per group (``{main = "…", dev = "…"}``)."""
+    if isinstance(marker, dict):
+        chosen = [value for group, value in marker.items()
+                  if canonical_name(group) in groups and isinstance(value, str)]
+        if not chosen:
+            return None
+        return " or ".join(f"({m})" for m in chosen)
+    return marker if isinstance(marker, str) else None
+
+
+def _poetry(path: str, document: Mapping[str, Any],
+            ) -> tuple[tuple[LockedPackage, ...], bool, tuple[str, ...]]:
+    """Poetry's lock. From lock-version 2.1 (Poetry 2) every package carries the
+    ``groups`` it belongs to and, unless it applies everywhere, its ``markers``: a
+    package applies when one of its groups is installed by default (``main`` and every
+    group ``pyproject.toml`` does not mark optional) and its marker holds. Older locks
+    only have markers on the edges, so the graph is walked from its roots. ``optional =
+    true`` packages (extras) and those of optional groups are pins an installed copy
+    must match."""
     if "metadata" not in document:
         raise LockError(f"{path}: no [metadata] table (not a poetry lock file)")
     items = _table_list(path, document, "package")
-    # Poetry 2 (lock-version 2.1) writes each package's own markers; older locks
-    # only have markers on the edges, so the graph is walked from its roots.
-    with_markers = any("markers" in item for item in items)
+    metadata = document.get("metadata")
+    lock_version = metadata.get("lock-version") if isinstance(metadata, dict) else None
+    grouped = any("groups" in item for item in items) or _version_at_least(lock_version, (2, 1))
+    optional_groups = _poetry_optional_groups(path) if grouped else set()
     packages = []
     targets: set[str] = set()
     for index, item in enumerate(items):
         name, version = _name_version(path, "package", index, item)
         edges = _poetry_edges(path, name, item.get("dependencies", {}))
         targets.update(edge.name for edge in edges)
-        marker = item.get("markers")
-        if isinstance(marker, dict):  # one marker per dependency group
-            marker = " or ".join(f"({m})" for m in marker.values()) or None
         optional = tuple((canonical_name(extra), _poetry_extra_edges(entries))
                          for extra, entries in (item.get("extras") or {}).items())
+        required = not item.get("optional", False)
+        marker = item.get("markers")
+        if grouped:
+            groups = {canonical_name(g) for g in item.get("groups", ["main"]) if isinstance(g, str)}
+            installed_groups = groups - optional_groups
+            required = required and bool(installed_groups)
+            marker = _poetry_marker(marker, installed_groups or groups)
         packages.append(LockedPackage(
-            name, version, f"poetry.lock [[package]] {name}", marker if with_markers else None,
-            required=not item.get("optional", False), dependencies=edges, optional=optional))
-    if with_markers:
-        return tuple(packages), False
+            name, version, f"poetry.lock [[package]] {name}",
+            marker if grouped and isinstance(marker, str) else None,
+            required=required, dependencies=edges, optional=optional))
+    extras = document.get("extras")
+    extra_names = tuple(canonical_name(e) for e in extras) if isinstance(extras, dict) else ()
+    if grouped:
+        return tuple(packages), False, extra_names
     rooted = tuple(replace(package, root=package.required and package.name not in targets)
                    for package in packages)
-    return rooted, True
+    return rooted, True, extra_names
+
+
+def _version_at_least(text: object, wanted: tuple[int, ...]) -> bool:
+    if not isinstance(text, str):
+        return False
+    try:
+        return tuple(int(part) for part in text.split(".")) >= wanted
+    except ValueError:
+        return False
