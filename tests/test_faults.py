@@ -498,3 +498,57 @@ def test_without_proc_the_report_ends_in_unknowns_with_reasons(
     assert statuses["gpus >=1"][0] == "unknown"
     assert statuses[NO_PROC_LINES[5]][0] == "met"
     assert "cpu avx2" in result.stdout and "??" in result.stdout  # the table shows the unknowns
+
+
+# -- the environment it inspects is left as it was --------------------------------------------
+
+ENVIRON_WITNESS = """
+import json, os, pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.stash[BEFORE] = dict(os.environ)
+
+def pytest_unconfigure(config):
+    before, after = config.stash[BEFORE], dict(os.environ)
+    changed = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+    with open(os.environ["ENVIRON_REPORT"], "a") as report:
+        report.write(json.dumps(changed) + "\\n")
+
+BEFORE = pytest.StashKey()
+"""
+
+EVERY_KIND_OF_CHECK = """
+import pytest
+
+@pytest.mark.requires("gpus >=1", "cuda >=12", "import json", "env HOME", "isolated")
+def test_marked():
+    pass
+
+def test_fixture(envguard):
+    envguard.require("extensions", "consistent", "wheels", "memory >=1", "cpus >=1")
+"""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_session_leaves_os_environ_as_it_found_it(pytester: pytest.Pytester, fake_nvml: Any,
+                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    xdist: list[str]) -> None:
+    """Every kind of probe, in the contract and per test, in one process and in xdist workers
+    (``envguard_xdist_gpus`` is off: the opt-in GPU split is the one thing that writes
+    ``CUDA_VISIBLE_DEVICES``, on the workers, and test_cuda_visibility.py tests it)."""
+    from tests.fixtures_nvml import H100
+
+    fake_nvml.setenv(monkeypatch, H100)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)  # pytest's own, removed at its end
+    report = tmp_path / "environ.jsonl"
+    monkeypatch.setenv("ENVIRON_REPORT", str(report))
+    pytester.makeconftest(ENVIRON_WITNESS)
+    pytester.makepyfile(test_every_kind=EVERY_KIND_OF_CHECK)
+    result = pytester.runpytest_subprocess(
+        *xdist, "-p", "no:randomly", "--envguard-require", "gpus >=1", "--envguard-require",
+        "python >=3", "--envguard-require", "memory >=1", timeout=180)
+    assert result.ret in (0, 1), result.stdout.str()  # the venv may be inconsistent: not the point
+    changes = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
+    assert len(changes) == (3 if xdist else 1)  # the controller and each worker
+    assert changes == [[]] * len(changes)
