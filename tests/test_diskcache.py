@@ -398,28 +398,46 @@ _ASK_AT_ONCE = """
 import json, os, sys, time
 from pathlib import Path
 from pytest_envguard.probes import nvml
-environ, cache, go = json.loads(sys.argv[1])
+environ, cache, go, timeout = json.loads(sys.argv[1])
 while not os.path.exists(go):
     time.sleep(0.005)
-facts = nvml.probe_nvidia(environ, timeout=30, cache_dir=Path(cache))
-print(json.dumps([facts.source, facts.failure is None, len(facts.devices)]))
+started = time.monotonic()
+facts = nvml.probe_nvidia(environ, timeout=timeout, cache_dir=Path(cache))
+print(json.dumps([facts.source, facts.failure is None, len(facts.devices),
+                  time.monotonic() - started]))
 """
+
+
+def ask_at_once(environ: dict[str, str], cache: Path, processes: int,
+                timeout: float) -> list[list[Any]]:
+    """``processes`` processes call probe_nvidia at the same moment; their answers."""
+    go = cache.parent / "go"
+    children = [subprocess.Popen([sys.executable, "-c", _ASK_AT_ONCE,
+                                  json.dumps([environ, str(cache), str(go), timeout])],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    time.sleep(0.5)  # every child started and waiting
+    go.touch()
+    return [json.loads(child.communicate(timeout=60)[0]) for child in children]
 
 
 def test_processes_asking_at_once_initialise_nvml_once(fake_nvml: FakeNvml, tmp_path: Path) -> None:
     # nvmlInit takes 1.5 s here, as on a GPU without persistence mode: every process
     # arrives while the first is still asking.
-    environ = fake_nvml.environ(H100, init_delay_ms="1500")
-    go = tmp_path / "go"
-    children = [subprocess.Popen([sys.executable, "-c", _ASK_AT_ONCE,
-                                  json.dumps([environ, str(tmp_path / "cache"), str(go)])],
-                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]
-    time.sleep(0.5)  # every child started and waiting
-    go.touch()
-    answers = [json.loads(child.communicate(timeout=60)[0]) for child in children]
+    answers = ask_at_once(fake_nvml.environ(H100, init_delay_ms="1500"), tmp_path / "cache", 3, 30)
     assert fake_nvml.inits() == 1, answers
-    assert sorted(source.split(" ")[0] for source, _, _ in answers) == ["NVML", "cache", "cache"]
-    assert all(ok and count == 1 for _, ok, count in answers), answers
+    assert sorted(source.split(" ")[0] for source, _, _, _ in answers) == ["NVML", "cache", "cache"]
+    assert all(ok and count == 1 for _, ok, count, _ in answers), answers
+
+
+def test_a_hung_driver_costs_each_waiting_process_at_most_twice_the_limit(
+        fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    """A timeout is not cached (it is a failure), so each waiting process asks again in
+    turn; one that waited the time limit plus 5 s for the lock asks by itself. No process
+    waits longer than twice the limit plus 5 s (plus starting and killing children)."""
+    answers = ask_at_once(fake_nvml.environ(H100, hang="init"), tmp_path / "cache", 4, 1)
+    assert all(not ok for _, ok, _, _ in answers), answers
+    assert max(elapsed for _, _, _, elapsed in answers) < 2 * 1 + 5 + 3, answers
+    assert fake_nvml.inits() == 4  # every process asked: a timeout is never cached
 
 
 XDIST_GPU_MODULE = """
