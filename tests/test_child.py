@@ -127,14 +127,14 @@ def test_project_files_cannot_answer_for_nvml(no_nvml_dir: Path, tmp_path: Path,
 
 
 def test_module_dirs_skip_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
+    from importlib.machinery import PathFinder
 
     (tmp_path / "pynvml.py").write_text(LIAR, encoding="utf-8")
     (tmp_path / "envguard_only_here.py").write_text("", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    spec = importlib.util.find_spec("pynvml")
-    assert spec is not None and Path(str(spec.origin)).parent == tmp_path  # here it would win
+    spec = PathFinder.find_spec("pynvml", sys.path)  # as an import here would search
+    assert spec is not None and Path(str(spec.origin)).parent == tmp_path  # the namesake wins
     dirs = module_dirs("pynvml", "envguard_only_here", "pytest_envguard")
     assert str(tmp_path) not in dirs
     assert Path(dirs[0], "pynvml").is_dir() or Path(dirs[0], "pynvml.py").is_file()

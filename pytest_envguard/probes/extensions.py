@@ -71,9 +71,7 @@ def _listed_files(dist: InstalledDistribution) -> list[str] | None:
     """Every shared object a distribution installed below its location (from
     ``RECORD`` or ``installed-files.txt``); None when it has no file list, or one
     that cannot be read or is over the bounds above (then it is not scanned)."""
-    import io
-
-    from pytest_envguard.probes._io import TooLarge, read_bytes
+    from pytest_envguard.probes._io import TooLarge, lines_containing, read_bytes
 
     meta = dist.path
     listing = os.path.join(meta, "RECORD")
@@ -88,9 +86,7 @@ def _listed_files(dist: InstalledDistribution) -> list[str] | None:
     location = os.path.abspath(dist.location) + os.sep
     record = listing.endswith("RECORD")
     found = []
-    for raw in io.BytesIO(data):  # line by line: a file of empty lines costs no list of them
-        if b".so" not in raw:
-            continue  # only shared objects matter here; skip the cost of the rest
+    for raw in lines_containing(data, b".so"):  # most lines of a RECORD cost nothing
         line = raw.decode("utf-8", "surrogateescape")
         name = line.split(",", 1)[0] if record else line.strip()
         if ".so" not in name:
