@@ -136,10 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"contract {'met' if met else 'NOT met'}: {render.contract_summary(verdicts) or 'empty'}")
     if args.json:
         try:
-            Path(args.json).write_text(
-                json.dumps(render.json_document(env, verdicts, {}), indent=2) + "\n",
-                encoding="utf-8",
-            )
+            render.write_json(args.json, render.json_document(env, verdicts, {}))
         except OSError as error:
             print(f"envguard: could not write {args.json}: {error}", file=sys.stderr)
             return EXIT_USAGE

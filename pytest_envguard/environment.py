@@ -52,6 +52,7 @@ class Settings(NamedTuple):
     import_timeout: float = 60.0  # seconds for `import MODULE` in a child
     rootdir: Path | None = None  # where relative lock paths start; None: the cwd
     lock_extras: LockExtras = "report"  # installed packages a lock does not list
+    show_env_values: bool = False  # `env NAME=value` verdicts show the live value (may be a secret)
 
 
 def override_name(key: str) -> str:

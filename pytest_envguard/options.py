@@ -71,6 +71,9 @@ INI_OPTIONS: tuple[IniOption, ...] = (
               XDIST_CONTROLLER),
     IniOption("envguard_tox_python", "bool", False,
               "under tox, add 'python ==X.Y.*' to the contract from the env's pyXY factor"),
+    IniOption("envguard_show_env_values", "bool", False,
+              "show the values of variables in 'env NAME=value' verdicts (default false: only "
+              "whether each is set and matches, since a value may be a secret)"),
 )
 INI_NAMES = frozenset(option.name for option in INI_OPTIONS)
 
@@ -91,13 +94,14 @@ class Options(NamedTuple):
     xdist_gpus: XdistGpus = "off"
     xdist_controller: XdistController = "check"
     tox_python: bool = False
+    show_env_values: bool = False
 
     def settings(self, *, cache_dir: Path | None, rootdir: Path | None) -> Settings:
         from pytest_envguard.environment import Settings
 
         return Settings(cache_dir=cache_dir, gpu_timeout=self.gpu_timeout,
                         import_timeout=self.import_timeout, rootdir=rootdir,
-                        lock_extras=self.lock_extras)
+                        lock_extras=self.lock_extras, show_env_values=self.show_env_values)
 
     def strict_now(self, environ: Mapping[str, str]) -> bool:
         """Whether unmet markers fail here: always, never, or when ``$CI`` says so."""
@@ -157,6 +161,7 @@ def resolve(
                                                        XDIST_CONTROLLER,
                                                        source("envguard_xdist_controller"))),
         tox_python=tox_python,
+        show_env_values=_bool(value("envguard_show_env_values"), source("envguard_show_env_values")),
     )
 
 

@@ -9,7 +9,6 @@ hooks live in :mod:`pytest_envguard.xdist`, CI reports in
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -420,8 +419,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not target.is_absolute():
         target = Path(config.invocation_params.dir, target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        render.write_json(target, document)
     except OSError as error:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         message = f"envguard: could not write {target}: {error}"

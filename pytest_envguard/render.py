@@ -243,3 +243,38 @@ def json_document(
         "contract": [verdict.to_dict() for verdict in contract],
         "tests": {nodeid: [v.to_dict() for v in verdicts] for nodeid, verdicts in tests.items()},
     }
+
+
+def write_json(target: str | os.PathLike[str], document: Mapping[str, Any]) -> None:
+    """Write ``document`` to ``target`` whole or not at all: into a temporary file in the
+    same directory, renamed over ``target``. A reader never sees half a document, and a
+    symbolic link (or a FIFO) at ``target`` is replaced, never written through.
+    Raises ``OSError``."""
+    import contextlib
+    import json
+    import tempfile
+
+    text = json.dumps(document, indent=2) + "\n"
+    directory = os.path.dirname(os.path.abspath(target))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                         dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())  # as open() would have made it
+            stream.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _umask() -> int:
+    """This process's umask, read without setting it (``os.umask`` can only swap it)."""
+    import re
+
+    from pytest_envguard.probes._io import read_small
+
+    found = re.search(r"^Umask:\s*([0-7]+)$", read_small("/proc/self/status") or "", re.MULTILINE)
+    return int(found.group(1), 8) if found else 0o022

@@ -952,3 +952,181 @@ print(json.dumps([[v.status.value, v.found, v.reason] for v in
     for status, _, reason in verdicts:
         assert status in ("unmet", "unknown"), reason
         assert "probe failed" not in reason, reason
+
+
+# -- 9. hostile sizes: tag products, header floods, file lists, version chains ------------------
+# A small file must not cost unbounded time or memory: each case is timed, and none may end
+# in a traceback on any path a user takes (a check, the CLI report, --envguard-report).
+
+def wheel_tag_bomb() -> bytes:
+    """A 7.7 KB WHEEL file whose one compressed tag line expands to hundreds of millions
+    of tags (packaging.tags.parse_tag would build every one of them)."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    items = [*digits, *(a + b for a in digits for b in digits)]
+
+    def part(budget: int) -> str:
+        chosen, size = [], 0
+        for item in items:
+            if size + len(item) + 1 > budget:
+                break
+            chosen.append(item)
+            size += len(item) + 1
+        return ".".join(chosen)
+
+    line = f"Tag: {part(2540)}-{part(2540)}-{part(2540)}\n"
+    return ("Wheel-Version: 1.0\nGenerator: bomb\nRoot-Is-Purelib: true\n" + line).encode()
+
+
+def test_the_wheel_tag_bomb_is_what_it_claims() -> None:
+    data = wheel_tag_bomb()
+    assert 7000 < len(data) < 8000
+    tag = data.decode().split("Tag: ")[1].strip()
+    product = 1
+    for part in tag.split("-"):
+        product *= len(part.split("."))
+    assert product > 5 * 10**8
+
+
+def _bomb_site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    directory = site / "bomb-1.0.dist-info"
+    directory.mkdir(parents=True)
+    (directory / "METADATA").write_bytes(b"Metadata-Version: 2.1\nName: bomb\nVersion: 1.0\n")
+    (directory / "WHEEL").write_bytes(wheel_tag_bomb())
+    (directory / "INSTALLER").write_bytes(b"pip\n")
+    return site
+
+
+def test_a_wheel_tag_bomb_through_the_wheels_key(tmp_path: Path, bad_inputs: Tried) -> None:
+    import time
+
+    site = _bomb_site(tmp_path)
+    bad_inputs(1)
+    started = time.monotonic()
+    output = _in_subprocess_with_timeout(
+        "import json\n"
+        "from pytest_envguard.checks import evaluate\n"
+        "from pytest_envguard.environment import Environment\n"
+        "from pytest_envguard.grammar import parse_lines\n"
+        "from pytest_envguard.probes import distributions\n"
+        f"facts = distributions.scan_distributions([{str(site)!r}])\n"
+        "env = Environment({'installed': facts}, environ={})\n"
+        "[v] = evaluate(parse_lines(['wheels']), env)\n"
+        "print(json.dumps([v.status.value, v.reason, [p.kind for p in v.problems]]))\n", timeout=60)
+    assert time.monotonic() - started < 30
+    status, reason, _ = json.loads(output)
+    assert status in ("unmet", "unknown") and "bomb" in reason and "1024" in reason, reason
+
+
+def test_a_wheel_tag_bomb_through_the_cli_and_the_report(pytester: pytest.Pytester, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         bad_inputs: Tried) -> None:
+    site = _bomb_site(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(site))  # the bomb is installed on the interpreter's path
+    bad_inputs(2)
+    cli_run = subprocess.run([sys.executable, "-m", "pytest_envguard", "wheels"], capture_output=True,
+                             text=True, timeout=120, check=False, cwd=tmp_path)
+    no_traceback(cli_run.stdout, cli_run.stderr)
+    assert cli_run.returncode == 6 and "bomb" in cli_run.stdout, cli_run.stdout
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("--envguard-report", "--envguard-require", "wheels",
+                                           "--envguard-json", "out.json", timeout=120)
+    no_traceback(result.stdout.str(), result.stderr.str())
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["*wheels*", "*bomb*"])
+    document = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    assert document["contract"][0]["status"] in ("unmet", "unknown")
+
+
+#: METADATA files that are all header: long lines, endless folding, floods of headers.
+HOSTILE_METADATA = {
+    "a-header-line-of-8-MiB": b"Name: hm\nVersion: 1\nSummary: " + b"s" * (8 << 20) + b"\n",
+    "a-name-with-no-end": b"Name: hm" + b"m" * (8 << 20),
+    "200k-headers": b"Name: hm\nVersion: 1\n" + b"Requires-Dist: good\n" * 200_000,
+    "endless-folding": b"Name: hm\nVersion: 1\nDescription: a\n" + b" more\n" * 1_000_000,
+    "nul-bytes": b"Name: hm\x00\nVersion: 1\x00\n" + b"\x00" * (1 << 20),
+    "only-newlines": b"\n" * (8 << 20),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_METADATA))
+def test_hostile_metadata_headers(tmp_path: Path, name: str, bad_inputs: Tried) -> None:
+    import time
+
+    bad_inputs(1)
+    site = tmp_path / "site"
+    site.mkdir()
+    _make_dist_info(site, "good-1.0.dist-info", {"METADATA": GOOD_METADATA})
+    _make_dist_info(site, "hm-1.0.dist-info", {"METADATA": HOSTILE_METADATA[name]})
+    started = time.monotonic()
+    consistent, wheels, _ = _judge_site(site, tmp_path)
+    assert time.monotonic() - started < 20
+    assert consistent.status in STATUSES and wheels.status in STATUSES
+
+
+#: RECORD files: over the size bound, a flood of empty lines, more shared objects than
+#: any distribution ships, one line with no end.
+HOSTILE_RECORDS = {
+    "over-16-MiB": lambda: b"hostile/x.py,,\n" * ((17 << 20) // 15),
+    "8-MiB-of-newlines": lambda: b"\n" * (8 << 20),
+    "150k-shared-objects": lambda: b"".join(b"hostile/_m%d.so,,\n" % index for index in range(150_000)),
+    "one-endless-line": lambda: b"hostile/_m.so" + b"," * (12 << 20),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_RECORDS))
+def test_hostile_record_files(tmp_path: Path, native_build: Any, name: str,
+                              bad_inputs: Tried) -> None:
+    import time
+
+    from pytest_envguard.probes import extensions
+
+    site = tmp_path / "site"
+    (site / "hostile").mkdir(parents=True)
+    (site / "hostile" / "_m.so").write_bytes(native_build.ext_plain.read_bytes())
+    meta = site / "hostile-1.0.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_bytes(b"Metadata-Version: 2.1\nName: hostile\nVersion: 1.0\n")
+    (meta / "RECORD").write_bytes(HOSTILE_RECORDS[name]())
+    bad_inputs(1)
+    facts = distributions.scan_distributions([str(site)])
+    [dist] = facts.distributions
+    started = time.monotonic()
+    listed = extensions.extension_files(dist)
+    env = Environment({"installed": facts}, environ={"PATH": os.defpath})
+    [verdict] = evaluate(parse_lines(["extensions hostile"]), env)
+    assert time.monotonic() - started < 20
+    shown([verdict], env)
+    if name == "one-endless-line":
+        assert listed == [str(site / "hostile" / "_m.so")]
+    elif name == "8-MiB-of-newlines":
+        assert listed == []
+    else:  # over a bound: not scanned, and said so
+        assert listed is None
+        assert "not scanned" in verdict.reason and "hostile" in verdict.reason, verdict
+
+
+def test_a_looping_version_chain_in_an_extension_module(tmp_path: Path, bad_inputs: Tried) -> None:
+    """An 81 KB module whose version-need records chain back on themselves: the walk is
+    bounded per file, and the verdict names the file and why, in well under a second."""
+    import time
+
+    from tests.test_elf import looping_version_needs
+
+    site = tmp_path / "site"
+    (site / "crafted").mkdir(parents=True)
+    module = looping_version_needs(site / "crafted" / "_chain.so", 5000)
+    assert 70_000 < module.stat().st_size < 90_000
+    meta = site / "crafted-1.0.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_bytes(b"Metadata-Version: 2.1\nName: crafted\nVersion: 1.0\n")
+    (meta / "RECORD").write_bytes(b"crafted/_chain.so,,\n")
+    bad_inputs(1)
+    env = Environment({"installed": distributions.scan_distributions([str(site)])},
+                      environ={"PATH": os.defpath})
+    started = time.monotonic()
+    [verdict] = evaluate(parse_lines(["extensions crafted"]), env)
+    assert time.monotonic() - started < 5
+    assert verdict.status in (Status.UNMET, Status.UNKNOWN), verdict
+    assert "_chain.so" in verdict.reason and "65536 records" in verdict.reason, verdict
+    shown([verdict], env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_envguard.checks import Evaluator, evaluate
-from pytest_envguard.environment import Environment
+from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.grammar import parse_line, parse_lines
 from pytest_envguard.probes import Failure
 from pytest_envguard.probes.abi import AbiFacts
@@ -82,8 +82,8 @@ CASES = [
     ("command nvcc", Status.UNMET, "not found"),
     ("env CI", Status.MET, "set"),
     ("env HOME", Status.UNMET, "unset"),
-    ("env MODE=gpu", Status.MET, "MODE=gpu"),
-    ("env MODE=cpu", Status.UNMET, "MODE=gpu"),
+    ("env MODE=gpu", Status.MET, "set, matches"),
+    ("env MODE=cpu", Status.UNMET, "set, differs"),
     ("python >=3.12; sys_platform == 'nonexistent'", Status.NA, "-"),
 ]
 
@@ -94,6 +94,57 @@ def test_core_checks(line: str, status: Status, found: str) -> None:
     assert (result.status, result.found) == (status, found), result.reason
     assert result.reason and "\n" not in result.reason
     assert result.ok is (status in (Status.MET, Status.NA))
+
+
+# -- `env NAME=value`: the live value may be a secret -----------------------------------------
+
+LIVE_VALUE = "hunter2-d41d8cd98f00b204"  # what a token in the environment looks like
+
+
+def test_env_verdicts_never_show_the_value() -> None:
+    env = make_env(environ={"TOKEN": LIVE_VALUE})
+    for line in ("env TOKEN=expected", "env TOKEN=" + LIVE_VALUE, "env TOKEN"):
+        shown = verdict(line, env)
+        assert LIVE_VALUE not in shown.found + shown.reason + (shown.hint or ""), shown
+        assert LIVE_VALUE not in shown.skip_reason() or shown.requirement.text.endswith(LIVE_VALUE)
+    assert verdict("env TOKEN=expected", env).reason == "$TOKEN is set to another value"
+
+
+def test_env_values_are_shown_when_asked_for() -> None:
+    env = Environment(make_env().probed(), environ={"TOKEN": LIVE_VALUE},
+                      settings=Settings(show_env_values=True))
+    unmet = verdict("env TOKEN=expected", env)
+    assert (unmet.status, unmet.found) == (Status.UNMET, f"TOKEN={LIVE_VALUE}")
+    assert LIVE_VALUE in unmet.reason
+    assert verdict(f"env TOKEN={LIVE_VALUE}", env).found == f"TOKEN={LIVE_VALUE}"
+
+
+ENV_MARKER_MODULE = """
+import pytest
+
+@pytest.mark.requires("env TOKEN=expected")
+def test_needs_the_token():
+    pass
+"""
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_an_env_value_stays_out_of_every_report(pytester: pytest.Pytester,
+                                                monkeypatch: pytest.MonkeyPatch, show: bool) -> None:
+    monkeypatch.setenv("TOKEN", LIVE_VALUE)
+    pytester.makepyfile(test_secret=ENV_MARKER_MODULE)
+    pytester.makeini("[pytest]\nenvguard_junit_properties = true\n"
+                     f"envguard_show_env_values = {str(show).lower()}\n")
+    result = pytester.runpytest_subprocess(
+        "-rs", "--envguard-require", "env TOKEN", "--envguard-json", "out.json",
+        "--junitxml", "junit.xml", "-o", "junit_logging=all")
+    result.assert_outcomes(skipped=1)
+    written = [result.stdout.str(), result.stderr.str(),
+               (pytester.path / "out.json").read_text(encoding="utf-8"),
+               (pytester.path / "junit.xml").read_text(encoding="utf-8")]
+    assert all((LIVE_VALUE in text) is (show and index != 1) for index, text in enumerate(written)), written
+    result.stdout.fnmatch_lines(["*needs env TOKEN=expected — found "
+                                 + (f"TOKEN={LIVE_VALUE}" if show else "set, differs") + "*"])
 
 
 def test_unmet_verdicts_have_hints_where_the_field_knows_one() -> None:

@@ -288,8 +288,7 @@ def test_a_corrupt_cache_file_is_ignored_and_replaced(
 
 def test_a_wrong_entry_shape_is_reparsed(native_build: NativeBuild, tmp_path: Path) -> None:
     path = str(native_build.ext_plain)
-    stat = os.stat(path)
-    ElfCache(tmp_path).disk.write({path: [stat.st_size, stat.st_mtime_ns, stat.st_ino, {"no": "path"}]})
+    ElfCache(tmp_path).disk.write({path: [*elf.file_stamp(os.stat(path)), {"no": "path"}]})
     cache = ElfCache(tmp_path)
     assert cache.read(path) == read_elf(path)
     assert cache.misses == 1

@@ -415,3 +415,140 @@ VISIBLE = ["", "-1", "0,0", "99", "0,99,1", "GPU-", "GPU-6f3a", "MIG-nothing", "
 def test_cuda_visible_devices_garbage_with_a_driver(fake_nvml: Any, setting: str) -> None:
     verdicts, _ = judge_gpu_lines(fake_nvml.environ(cuda_visible_devices=setting))
     assert len(verdicts) == len(GPU_LINES)
+
+
+# -- no /proc at all, and psutil failing (a minimal container, a chroot) ----------------------
+
+NO_PROC_LINES = ["cpu avx2", "cpus >=1", "memory >=1GiB", "memory-available >=1", "gpus >=1",
+                 f"python >={sys.version_info.major}", "isolated"]
+
+# The probes' /proc paths pointed at a directory that does not exist, and psutil's import
+# made to fail in the child that asks it, then the entry point named by argv[2].
+_WITHOUT_PROC = """
+import sys
+from pytest_envguard.probes import cpuinfo, cudart, loader, nvml, system
+missing, entry = sys.argv[1], sys.argv[2]
+del sys.argv[1:3]
+cpuinfo.probe_cpu.__defaults__ = (missing + "/cpuinfo",)
+system.probe_cpus.__defaults__ = (missing + "/cgroup", missing + "/self/cgroup")
+system.probe_memory.__defaults__ = (missing + "/meminfo", missing + "/cgroup", missing + "/self/cgroup")
+system._PSUTIL_MEMORY = "import sys\\nsys.modules['psutil'] = None\\n" + system._PSUTIL_MEMORY
+loader.loaded_objects.__defaults__ = (missing + "/self/maps",)
+nvml.BOOT_ID = missing + "/boot_id"
+nvml.DRIVER_VERSION_FILE = missing + "/driver/nvidia/version"
+nvml.DRIVER_GPUS_DIR = missing + "/driver/nvidia/gpus"
+nvml.SELF_CGROUP = missing + "/self/cgroup"
+if entry == "cli":
+    from pytest_envguard.__main__ import main
+    sys.exit(main(sys.argv[1:]))
+import pytest
+sys.exit(pytest.console_main())
+"""
+
+
+def _namespaces_allowed() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    probe = subprocess.run([unshare, "-Urm", "sh", "-c", "mount -t tmpfs none /proc && ! test -e /proc/self"],
+                           capture_output=True, timeout=30, check=False)
+    return probe.returncode == 0
+
+
+def _without_proc(how: str, entry: str, args: list[str], cwd: Path,
+                  environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    if how == "patched":
+        command = [sys.executable, "-c", _WITHOUT_PROC, str(cwd / "no-proc"), entry, *args]
+    else:  # an empty /proc in a mount namespace of its own: the real thing
+        if not _namespaces_allowed():
+            pytest.skip("unshare -Urm is not allowed here (user namespaces are off)")
+        python = [sys.executable, "-m", "pytest_envguard" if entry == "cli" else "pytest"]
+        command = ["unshare", "-Urm", "sh", "-c", 'mount -t tmpfs none /proc && exec "$0" "$@"',
+                   *python, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
+                          cwd=cwd, env=environ)
+
+
+@pytest.mark.parametrize("entry", ["cli", "report"])
+@pytest.mark.parametrize("how", ["patched", "namespace"])
+def test_without_proc_the_report_ends_in_unknowns_with_reasons(
+        no_nvml_dir: Path, tmp_path: Path, how: str, entry: str) -> None:
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n", encoding="utf-8")
+    environ = {**os.environ, "LD_LIBRARY_PATH": str(no_nvml_dir)}
+    environ.pop("PYTEST_XDIST_WORKER", None)
+    if entry == "cli":
+        args = [*NO_PROC_LINES, "--json", "out.json"]
+    else:
+        args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist",
+                "--envguard-report", "--envguard-json", "out.json"]
+        args += [part for line in NO_PROC_LINES for part in ("--envguard-require", line)]
+    result = _without_proc(how, entry, args, tmp_path, environ)
+    output = result.stdout + result.stderr
+    for bad in ("Traceback", "INTERNALERROR", "probe failed"):
+        assert bad not in output, output
+    assert result.returncode == 6, output
+    document = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    statuses = {verdict["line"]: (verdict["status"], verdict["reason"])
+                for verdict in document["contract"]}
+    assert statuses["cpu avx2"][0] == "unknown" and "cpuinfo" in statuses["cpu avx2"][1]
+    assert statuses["cpus >=1"][0] == "met"  # the affinity mask needs no /proc
+    for line in ("memory >=1GiB", "memory-available >=1"):
+        assert statuses[line][0] == "unknown" and "meminfo" in statuses[line][1], statuses[line]
+        assert "psutil" in statuses[line][1], statuses[line]
+    assert statuses["gpus >=1"][0] == "unknown"
+    assert statuses[NO_PROC_LINES[5]][0] == "met"
+    assert "cpu avx2" in result.stdout and "??" in result.stdout  # the table shows the unknowns
+
+
+# -- the environment it inspects is left as it was --------------------------------------------
+
+ENVIRON_WITNESS = """
+import json, os, pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.stash[BEFORE] = dict(os.environ)
+
+def pytest_unconfigure(config):
+    before, after = config.stash[BEFORE], dict(os.environ)
+    changed = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+    with open(os.environ["ENVIRON_REPORT"], "a") as report:
+        report.write(json.dumps(changed) + "\\n")
+
+BEFORE = pytest.StashKey()
+"""
+
+EVERY_KIND_OF_CHECK = """
+import pytest
+
+@pytest.mark.requires("gpus >=1", "cuda >=12", "import json", "env HOME", "isolated")
+def test_marked():
+    pass
+
+def test_fixture(envguard):
+    envguard.require("extensions", "consistent", "wheels", "memory >=1", "cpus >=1")
+"""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_session_leaves_os_environ_as_it_found_it(pytester: pytest.Pytester, fake_nvml: Any,
+                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    xdist: list[str]) -> None:
+    """Every kind of probe, in the contract and per test, in one process and in xdist workers
+    (``envguard_xdist_gpus`` is off: the opt-in GPU split is the one thing that writes
+    ``CUDA_VISIBLE_DEVICES``, on the workers, and test_cuda_visibility.py tests it)."""
+    from tests.fixtures_nvml import H100
+
+    fake_nvml.setenv(monkeypatch, H100)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)  # pytest's own, removed at its end
+    report = tmp_path / "environ.jsonl"
+    monkeypatch.setenv("ENVIRON_REPORT", str(report))
+    pytester.makeconftest(ENVIRON_WITNESS)
+    pytester.makepyfile(test_every_kind=EVERY_KIND_OF_CHECK)
+    result = pytester.runpytest_subprocess(
+        *xdist, "-p", "no:randomly", "--envguard-require", "gpus >=1", "--envguard-require",
+        "python >=3", "--envguard-require", "memory >=1", timeout=180)
+    assert result.ret in (0, 1), result.stdout.str()  # the venv may be inconsistent: not the point
+    changes = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
+    assert len(changes) == (3 if xdist else 1)  # the controller and each worker
+    assert changes == [[]] * len(changes)

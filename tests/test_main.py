@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +108,83 @@ def test_the_report_probes_no_gpu_unless_asked(tmp_path: Path) -> None:
     assert "extensions     not probed" in result.stdout
     asked = run("gpus >=0", cwd=tmp_path)
     assert "nvidia         not probed" not in asked.stdout
+
+
+# -- --json PATH: whole or not at all, never through a link -------------------------------------
+
+
+def json_target(directory: Path, kind: str) -> tuple[Path, Path | None]:
+    """``(target, elsewhere)``: a path of the given kind to write the document to, and the
+    file a link there points at (which must stay as it was)."""
+    target = directory / "report.json"
+    elsewhere = directory / "elsewhere" / "victim.txt"
+    elsewhere.parent.mkdir()
+    if kind == "symlink":
+        elsewhere.write_text("precious\n", encoding="utf-8")
+        target.symlink_to(elsewhere)
+    elif kind == "dangling-symlink":
+        target.symlink_to(elsewhere)
+    elif kind == "fifo":  # writing through would block until a reader came
+        os.mkfifo(target)
+    elif kind == "existing-file":
+        target.write_text("old\n", encoding="utf-8")
+    return target, elsewhere
+
+
+def assert_written(target: Path, elsewhere: Path | None, kind: str) -> None:
+    assert not target.is_symlink() and target.is_file()
+    assert json.loads(target.read_text(encoding="utf-8"))["schema"] == "pytest-envguard/1"
+    if elsewhere is not None:
+        assert (elsewhere.read_text(encoding="utf-8") if kind == "symlink"
+                else not elsewhere.exists()), kind
+    assert not [path.name for path in target.parent.iterdir() if path.name.endswith(".tmp")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+JSON_TARGETS = ["symlink", "dangling-symlink", "fifo", "existing-file", "new-file"]
+
+
+@pytest.mark.parametrize("kind", JSON_TARGETS)
+def test_the_json_document_replaces_whatever_is_at_its_path(tmp_path: Path, kind: str) -> None:
+    target, elsewhere = json_target(tmp_path, kind)
+    result = run("--json", str(target), "-q", "python >=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_written(target, elsewhere, kind)
+
+
+def test_the_json_document_to_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "report.json").mkdir()
+    result = run("--json", "report.json", "-q", "python >=3", cwd=tmp_path)
+    assert result.returncode == 4
+    assert "could not write report.json" in result.stderr and "Traceback" not in result.stderr
+    assert [path.name for path in tmp_path.iterdir()] == ["report.json"]  # no temporary left
+
+
+def test_the_working_directory_gone(tmp_path: Path) -> None:
+    """Run from a directory deleted under it (a CI step after a checkout was wiped): a clean
+    message and exit status 4, by every interpreter at hand (3.13.0 fails differently)."""
+    interpreters = [sys.executable]
+    newest = shutil.which("python3.13")
+    if newest:  # the binary itself: a pyenv shim is a shell script, which has its own opinion
+        resolved = subprocess.run([newest, "-c", "import sys; print(sys.executable)"],
+                                  capture_output=True, text=True, timeout=60, check=False,
+                                  cwd=Path(__file__).resolve().parent.parent)
+        binary = resolved.stdout.strip()
+        if binary and os.path.realpath(binary) != os.path.realpath(sys.executable):
+            interpreters.append(binary)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    for interpreter in interpreters:
+        gone = tmp_path / "gone"
+        gone.mkdir()
+        for args in ([], ["python >=3"], ["--json", "out.json"]):
+            code = ("import os, subprocess, sys\nos.chdir(sys.argv[1])\nos.rmdir(sys.argv[1])\n"
+                    "sys.exit(subprocess.call([sys.argv[2], '-m', 'pytest_envguard', *sys.argv[3:]]))\n")
+            gone.mkdir(exist_ok=True)
+            result = subprocess.run([sys.executable, "-c", code, str(gone), interpreter, *args],
+                                    capture_output=True, text=True, timeout=120, check=False,
+                                    env={**os.environ, "PYTHONPATH": package_root})
+            assert result.returncode == 4, (interpreter, args, result.stdout, result.stderr)
+            assert result.stderr.startswith("envguard: the working directory is gone"), result.stderr
+            assert "Traceback" not in result.stdout + result.stderr

@@ -532,3 +532,14 @@ def test_a_cheap_contract_imports_nothing_heavy_into_the_test_process(
     result = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:metadata",
                                            "-p", "no:hypothesispytest", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling-symlink", "fifo", "existing-file"])
+def test_json_replaces_whatever_is_at_its_path(suite: pytest.Pytester, kind: str) -> None:
+    from tests.test_main import assert_written, json_target
+
+    target, elsewhere = json_target(suite.path, kind)
+    result = suite.runpytest_subprocess("--envguard-require", MET, "--envguard-json", target.name,
+                                        timeout=120)
+    result.assert_outcomes(passed=1)
+    assert_written(target, elsewhere, kind)

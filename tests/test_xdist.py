@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,3 +206,53 @@ def pytest_sessionfinish(session):
     assert len(payloads) == 2
     assert {key for payload in payloads for key in payload} == {"host", "contract", "tests", "groups"}
     assert sum(count for payload in payloads for _, _, count in payload["groups"]) == 7
+
+
+ODD_LINES_MODULE = r"""
+import pytest
+
+@pytest.mark.requires("gpu a\"b\"c'd'")
+@pytest.mark.parametrize("n", range(3))
+def test_odd_gpu_name(n):
+    pass
+
+@pytest.mark.requires("env 'X=a;b'")
+def test_odd_env():
+    pass
+
+@pytest.mark.requires("gpu '*H100*'")
+def test_h100():
+    pass
+
+@pytest.mark.requires("python >=3.999")
+def test_future():
+    pass
+"""
+
+
+def test_lines_that_do_not_print_back_to_themselves_cross_to_the_controller(
+        pytester: pytest.Pytester, fake_nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller once re-parsed the workers' printed lines and crashed with an
+    INTERNALERROR on ``gpu a"b"c'd'`` (printed as ``gpu "a"b"c'd'"``): verdicts cross as data."""
+    from tests.fixtures_nvml import H100
+
+    fake_nvml.setenv(monkeypatch, H100)
+    monkeypatch.setenv("X", "a")
+    pytester.makepyfile(test_odd=ODD_LINES_MODULE)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly", "--envguard-json",
+                                           "out.json", timeout=120)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=1, skipped=5)
+    result.stdout.fnmatch_lines_random([
+        "3 tests skipped: needs gpu a\"b\"c'd' — found *",
+        "1 test skipped: needs env 'X=a;b' — found set, differs*",
+        "1 test skipped: needs python >=3.999 — found *",
+    ])
+    document = json.loads((pytester.path / "out.json").read_text(encoding="utf-8"))
+    lines = {nodeid.split("::")[1]: [(verdict["line"], verdict["status"]) for verdict in verdicts]
+             for nodeid, verdicts in document["tests"].items()}
+    assert lines["test_odd_gpu_name[2]"] == [("gpu a\"b\"c'd'", "unmet")]
+    assert lines["test_odd_env"] == [("env 'X=a;b'", "unmet")]
+    assert lines["test_h100"] == [("gpu *H100*", "met")]
+    assert document["tests"]["test_odd.py::test_odd_gpu_name[0]"][0]["requirement"]["argument"] == (
+        "a\"b\"c'd'")

@@ -206,13 +206,21 @@ def check_command(requirement: Requirement, env: Environment) -> Verdict:
 
 
 def check_env(requirement: Requirement, env: Environment) -> Verdict:
+    """Whether a variable is set, and matches; its live value is never shown (it may be a
+    token) unless ``envguard_show_env_values`` asks for it."""
     name, has_value, wanted = (requirement.argument or "").partition("=")
     value = env.environ.get(name)
     if value is None:
         return unmet(requirement, "unset", f"${name} is not set", hint=f"export {name}=…")
-    if has_value and value != wanted:
-        return unmet(requirement, f"{name}={value}", f"${name} is {value!r}, not {wanted!r}")
-    return met(requirement, f"{name}={value}" if has_value else "set", f"${name} is set")
+    if not has_value:
+        return met(requirement, "set", f"${name} is set")
+    shown = env.settings.show_env_values
+    if value != wanted:
+        return unmet(requirement, f"{name}={value}" if shown else "set, differs",
+                     f"${name} is {value!r}, not {wanted!r}" if shown
+                     else f"${name} is set to another value")
+    return met(requirement, f"{name}={value}" if shown else "set, matches",
+               f"${name} is set and matches")
 
 
 CHECKS: dict[str, Callable[[Requirement, Environment], Verdict]] = {

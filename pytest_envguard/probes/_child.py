@@ -56,6 +56,9 @@ except Exception:
 if _os.getppid() != _setup["parent"]:
     _os._exit(70)  # the parent died before the line above took effect
 if _setup["replace_path"]:
+    # The modules a child program uses itself come from the standard library, as in the
+    # test process (which imported them long ago), before the caller's path can shadow them.
+    import faulthandler as _faulthandler, importlib as _importlib, traceback as _traceback
     _sys.path[:] = _setup["path"]
 else:
     _sys.path.extend(entry for entry in _setup["path"] if entry not in _sys.path)
@@ -114,27 +117,64 @@ def run_program(argv: Sequence[str], *, environ: Mapping[str, str], timeout: flo
 def module_dirs(*names: str) -> list[str]:
     """The ``sys.path`` entries that hold the top-level modules ``names`` (found
     without importing them): what a child needs on its path to import them,
-    appended after its own standard library so nothing of the caller's working
-    directory can shadow a module it uses."""
-    import importlib.util
+    appended after its own standard library.
 
+    A module found only in the working directory does not count: a project's
+    ``pynvml.py`` beside its tests is not the NVML binding the question is about
+    (the child itself runs in ``/``, where nothing of the project is)."""
     dirs: list[str] = []
     for name in names:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            continue
-        if spec is None:
-            continue
-        if spec.submodule_search_locations:  # a package: the directory above it
-            entry = os.path.dirname(next(iter(spec.submodule_search_locations)))
-        elif spec.origin:
-            entry = os.path.dirname(spec.origin)
-        else:
-            continue
-        if entry not in dirs:
+        entry = _own_root() if name == "pytest_envguard" else _module_dir(name)
+        if entry is not None and entry not in dirs:
             dirs.append(entry)
     return dirs
+
+
+def _own_root() -> str:
+    # This package's location is known; searching for it could find a namesake first.
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _module_dir(name: str) -> str | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:  # a package: the directory above it
+        entry = os.path.dirname(next(iter(spec.submodule_search_locations)))
+    elif spec.origin and os.path.isabs(spec.origin):
+        entry = os.path.dirname(spec.origin)
+    else:
+        return None  # built in or frozen: nothing to add
+    if _is_working_directory(entry):
+        return _module_dir_outside_working_directory(name)
+    return entry
+
+
+def _module_dir_outside_working_directory(name: str) -> str | None:
+    from importlib.machinery import PathFinder
+
+    search = [entry for entry in sys.path if entry and not _is_working_directory(entry)]
+    try:
+        spec = PathFinder.find_spec(name, search)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    origin = (os.path.dirname(next(iter(spec.submodule_search_locations)))
+              if spec.submodule_search_locations else spec.origin)
+    return os.path.dirname(origin)
+
+
+def _is_working_directory(entry: str) -> bool:
+    try:
+        return os.path.samefile(entry or os.curdir, os.curdir)
+    except OSError:
+        return entry in ("", os.curdir)
 
 
 def _absolute(entry: str) -> str:
@@ -150,7 +190,7 @@ def _absolute(entry: str) -> str:
 #: when killed (stuck in the kernel), kept so their Popen objects are not collected.
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _ABANDONED: list[subprocess.Popen[bytes]] = []
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: the SIGTERM handler takes it too
 
 
 def _run(argv: list[str], environ: Mapping[str, str], timeout: float, *,

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_envguard.probes._io import TooLarge, read_bytes
+from pytest_envguard.probes._io import open_regular
 
 SCHEMA = 2
 
@@ -37,6 +37,13 @@ def _plugin_version() -> str:
     from pytest_envguard import __version__
 
     return __version__
+
+
+def _trusted(info: os.stat_result, max_bytes: int) -> bool:
+    """A file this user wrote and nobody else could have: a regular file owned by the
+    effective user, writable by nobody else, within its bound."""
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and info.st_size <= max_bytes)
 
 
 class DiskCache:
@@ -60,15 +67,16 @@ class DiskCache:
         if path is None:
             return None
         try:
-            info = os.lstat(path)
-        except OSError:
-            return None
-        if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()
-                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_size > self.max_bytes):
-            return None
-        try:
-            document = json.loads(read_bytes(str(path), self.max_bytes, follow_symlinks=False))
-        except (OSError, TooLarge, ValueError, RecursionError):
+            # Not through a link; a FIFO or device is refused before it is opened; the
+            # owner and mode are those of the file actually opened, not of a name.
+            with open_regular(str(path), follow_symlinks=False) as file:
+                if not _trusted(os.fstat(file.fileno()), self.max_bytes):
+                    return None
+                data: bytes = file.read(self.max_bytes + 1)
+            if len(data) > self.max_bytes:
+                return None
+            document = json.loads(data)
+        except (OSError, ValueError, RecursionError):
             return None
         if (not isinstance(document, dict) or document.get("schema") != SCHEMA
                 or document.get("plugin") != _plugin_version()
@@ -127,9 +135,13 @@ class DiskCache:
 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-                         0o600)
+            fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                         | os.O_NONBLOCK, 0o600)
         except OSError:
+            yield False
+            return
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device put there: no lock
+            os.close(fd)
             yield False
             return
         held = False

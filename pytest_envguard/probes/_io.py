@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Iterator
 from typing import IO, Any
 
 from pytest_envguard.probes import Failure, describe_error
@@ -78,6 +79,18 @@ def read_bytes(path: str, limit: int, *, follow_symlinks: bool = True) -> bytes:
 def read_text(path: str, limit: int, *, errors: str = "replace") -> str:
     """The whole file as UTF-8 text, at most ``limit`` bytes."""
     return read_bytes(path, limit).decode("utf-8", errors)
+
+
+def lines_containing(data: bytes, needle: bytes) -> Iterator[bytes]:
+    """The lines of ``data`` that hold ``needle``, without their end: found by
+    searching for it, so the other lines (a flood of empty ones) cost nothing."""
+    position = data.find(needle)
+    while position >= 0:
+        start = data.rfind(b"\n", 0, position) + 1
+        end = data.find(b"\n", position)
+        end = len(data) if end < 0 else end
+        yield data[start:end]
+        position = data.find(needle, end)
 
 
 def read_small(path: str, limit: int = 64 << 10) -> str | None:

@@ -16,8 +16,8 @@ together), so a crafted file whose version chains loop back on themselves
 costs milliseconds, not minutes; past the budget its facts are
 ``Failure.TOO_LARGE``.
 
-:class:`ElfCache` keeps these facts on disk keyed by (path, size, mtime,
-inode), so a second session re-reads nothing unchanged.
+:class:`ElfCache` keeps these facts on disk keyed by path, size, mtime, ctime,
+inode and device, so a second session re-reads nothing unchanged.
 """
 
 from __future__ import annotations
@@ -478,8 +478,15 @@ _CACHE_LIMIT = 50_000  # entries kept across sessions; the oldest go first
 _CACHE_BYTES = 64 << 20
 
 
+def file_stamp(info: os.stat_result) -> list[int]:
+    """What changes when a file's bytes may have: size, mtime, and the ctime, which no
+    one can set back (``rsync --inplace -t`` rewrites a file and restores its mtime),
+    on this inode of this device."""
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
+
+
 class ElfCache:
-    """ELF facts keyed by (path, size, mtime, inode), in memory and on disk.
+    """ELF facts keyed by path and :func:`file_stamp`, in memory and on disk.
 
     ``directory`` is the plugin's cache dir (pytest's, ``envguard/`` below it);
     with ``None`` the cache lives in memory only. The file is a
@@ -517,12 +524,12 @@ class ElfCache:
             self._memory[path] = ElfFacts(path, reason=explain(path, error),
                                           failure=failure_of(error))
             return self._memory[path]
-        stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
+        stamp = file_stamp(info)
         entry = self._load().get(path)
-        if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp and os.access(
-                path, os.R_OK):
+        if isinstance(entry, list) and len(entry) == len(stamp) + 1 and entry[:-1] == stamp \
+                and os.access(path, os.R_OK):
             try:
-                known = ElfFacts.from_dict(entry[3])
+                known = ElfFacts.from_dict(entry[-1])
             except (KeyError, TypeError, ValueError, AttributeError):
                 known = None
             if known is not None and known.path == path:

@@ -61,32 +61,41 @@ class ExtensionsFacts(Facts):
     failure: Failure | None = None  # MISSING: the distribution is not installed
 
 
+#: Bounds on a file list a distribution ships (``RECORD``): torch's is about 2 MB and
+#: names some hundred shared objects; past these it is a crafted or corrupt file.
+MAX_RECORD_BYTES = 16 << 20
+MAX_LISTED_OBJECTS = 100_000
+
+
 def _listed_files(dist: InstalledDistribution) -> list[str] | None:
-    """Every file a distribution installed below its location (from ``RECORD``
-    or ``installed-files.txt``); None when it has no file list."""
+    """Every shared object a distribution installed below its location (from
+    ``RECORD`` or ``installed-files.txt``); None when it has no file list, or one
+    that cannot be read or is over the bounds above (then it is not scanned)."""
+    from pytest_envguard.probes._io import TooLarge, lines_containing, read_bytes
+
     meta = dist.path
     listing = os.path.join(meta, "RECORD")
     base = dist.location
-    if not os.path.isfile(listing):
+    if not os.path.lexists(listing):
         listing = os.path.join(meta, "installed-files.txt")
         base = meta
-        if not os.path.isfile(listing):
-            return None
     try:
-        with open(listing, encoding="utf-8", errors="surrogateescape") as stream:
-            lines = stream.read().splitlines()
-    except OSError:
+        data = read_bytes(listing, MAX_RECORD_BYTES)  # a regular file only, bounded
+    except (OSError, TooLarge):
         return None
     location = os.path.abspath(dist.location) + os.sep
     record = listing.endswith("RECORD")
     found = []
-    for line in lines:
+    for raw in lines_containing(data, b".so"):  # most lines of a RECORD cost nothing
+        line = raw.decode("utf-8", "surrogateescape")
         name = line.split(",", 1)[0] if record else line.strip()
         if ".so" not in name:
-            continue  # only shared objects matter here; skip the cost of the rest
+            continue
         path = os.path.normpath(os.path.join(base, name))
         if path.startswith(location):
             found.append(path)
+            if len(found) > MAX_LISTED_OBJECTS:
+                return None
     return found
 
 

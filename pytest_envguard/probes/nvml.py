@@ -53,6 +53,8 @@ CACHE_TTL = 600.0  # seconds: a GPU that fell off the bus is seen within this lo
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 DRIVER_VERSION_FILE = "/proc/driver/nvidia/version"
 DRIVER_GPUS_DIR = "/proc/driver/nvidia/gpus"
+DEVICE_DIR = "/dev"
+SELF_CGROUP = "/proc/self/cgroup"
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ def run_query(environ: Mapping[str, str], timeout: float) -> NvidiaFacts | dict[
     from pytest_envguard.probes._child import module_dirs, run_python
 
     result = run_python(_CHILD, environ=environ, timeout=timeout,
-                        path=module_dirs("pytest_envguard", "pynvml"))
+                        path=module_dirs("pynvml", "pytest_envguard"))
     if result.failure is Failure.TIMEOUT:
         return _failed(Failure.TIMEOUT, f"NVML did not answer in {timeout:g} s", result.elapsed)
     if result.failure is not None:
@@ -314,10 +316,10 @@ def cache_key(environ: Mapping[str, str]) -> str | None:
         "boot_id": boot.strip(),
         "library": identity,
         "driver": (read_small(DRIVER_VERSION_FILE) or "").strip(),
-        "device_nodes": ",".join(_listing("/dev", r"nvidia(\d+|ctl|-uvm.*|-caps)")),
+        "device_nodes": ",".join(_listing(DEVICE_DIR, r"nvidia(\d+|ctl|-uvm.*|-caps)")),
         "kernel_gpus": ",".join(_listing(DRIVER_GPUS_DIR, r".+")),
         "user": str(os.geteuid()),
-        "cgroup": (read_small("/proc/self/cgroup") or "").strip(),
+        "cgroup": (read_small(SELF_CGROUP) or "").strip(),
         "NVIDIA_VISIBLE_DEVICES": environ.get("NVIDIA_VISIBLE_DEVICES", ""),
         "LD_LIBRARY_PATH": environ.get("LD_LIBRARY_PATH", ""),
         "python": sys.executable,

@@ -21,6 +21,8 @@
  *                          NVML_ERROR_NOT_SUPPORTED
  *   FAKE_NVML_LOG          a file: one line "init" is appended per nvmlInit,
  *                          so a test can tell a cached answer from a fresh one
+ *   FAKE_NVML_INIT_DELAY_MS  nvmlInit takes this long (a GPU without persistence
+ *                          mode), so processes asking at once overlap
  *
  * Built with -DMACHINE_GPUS='"…"' (and MACHINE_DRIVER, MACHINE_CUDA) it plays one
  * fixed machine when those variables are unset: a "real" driver for rehearsing
@@ -176,6 +178,8 @@ int nvmlInitWithFlags(unsigned int flags) {
             fclose(file);
         }
     }
+    const char *delay = getenv("FAKE_NVML_INIT_DELAY_MS");
+    if (delay && *delay) usleep((useconds_t)atoi(delay) * 1000);
     const char *how = getenv("FAKE_NVML_HANG");
     if (how && strcmp(how, "init") == 0) hang();
     const char *error = getenv("FAKE_NVML_INIT_ERROR");

@@ -3,12 +3,17 @@
 Targets, each with its promise:
 
 * ``elf.read_elf`` / ``elf.read_interpreter`` — never raise;
+* ``elf.read_elf`` on files whose version-need records (``.gnu.version_r``) are
+  mutated field by field — counts, auxiliary and next offsets that loop back,
+  the section's size and count — never raises, and answers within
+  ``VERSION_WALK_SECONDS`` (2 s: far below the 30 s an 81 KB file cost before
+  the walk had a per-file record budget);
 * ``loader.parse_ld_so_cache`` — returns, or raises ``ValueError`` only;
 * ``locks.read_lock`` for ``requirements.txt``, ``pylock.toml``, ``uv.lock``,
   ``poetry.lock`` — never raises (a problem goes to ``LockFacts.reason``), and
   ``checks.hygiene.applicable`` on what it returns never raises.
 
-Every call must also return within ``--hang-seconds`` (default 10).
+Every other call must return within ``--hang-seconds`` (default 10).
 
 Inputs are hypothesis-generated mutations of seed files: small shared objects
 built with ``cc`` at start-up (SONAME, DT_NEEDED, RUNPATH, a version script),
@@ -48,7 +53,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pytest_envguard.checks.hygiene import applicable
-from pytest_envguard.probes import elf, loader, locks
+from pytest_envguard.probes import Failure, elf, loader, locks
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests.*
+from tests.test_elf import looping_version_needs  # once the repository is on the path
+
+#: The time one read of a crafted version-need table may take.
+VERSION_WALK_SECONDS = 2.0
+#: Targets with a tighter time bound than --hang-seconds.
+TIME_BOUNDS: dict[str, float] = {}
 
 MARKER_ENV = {"python_version": "3.11", "python_full_version": "3.11.7", "os_name": "posix",
               "sys_platform": "linux", "platform_machine": "x86_64", "platform_system": "Linux",
@@ -198,6 +211,83 @@ def mutated(draw: st.DrawFn, seeds: list[bytes], structured_elf: bool = False,
     return bytes(data)
 
 
+# -- the ELF version-need walk ---------------------------------------------------------------
+
+
+def version_need_seeds(directory: Path, elf_seeds: list[bytes]) -> list[bytes]:
+    """Files shaped like tests/test_elf.py's crafted one (records that read as needs and
+    auxiliary entries alike, each chain running to the end), of several sizes, plus every
+    real seed that has a version-need table."""
+    seeds = [looping_version_needs(directory / f"chain{records}.so", records).read_bytes()
+             for records in (1, 2, 16, 300, 5000)]
+    return seeds + [seed for seed in elf_seeds if verneed_section(seed) is not None]
+
+
+def verneed_section(data: bytes | bytearray) -> tuple[int, int, int, bool, str] | None:
+    """Where the version-need table is: (offset of its section header, of its records, its
+    size, ELF64?, byte order), or None when the file has none that can be found."""
+    if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+        return None
+    is64, order = data[4] == 2, "<" if data[5] == 1 else ">"
+    try:
+        if is64:
+            shoff, = struct.unpack_from(order + "Q", data, 0x28)
+            entsize, count = struct.unpack_from(order + "HH", data, 0x3A)
+        else:
+            shoff, = struct.unpack_from(order + "I", data, 0x20)
+            entsize, count = struct.unpack_from(order + "HH", data, 0x2E)
+        for index in range(min(count, 256)):
+            header = shoff + index * entsize
+            kind, = struct.unpack_from(order + "I", data, header + 4)
+            if kind == elf.SHT_GNU_VERNEED:
+                offset, size = (struct.unpack_from(order + "QQ", data, header + 24) if is64
+                                else struct.unpack_from(order + "II", data, header + 16))
+                return header, offset, size, is64, order
+    except struct.error:
+        return None
+    return None
+
+
+# Field offsets within a 16-byte record: Elf_Verneed vn_cnt (H, 2), vn_file (I, 4),
+# vn_aux (I, 8), vn_next (I, 12); Elf_Vernaux vna_flags (H, 4), vna_name (I, 8),
+# vna_next (I, 12). The records of the table are both, interleaved.
+RECORD_FIELDS = [(2, "H"), (4, "H"), (4, "I"), (8, "I"), (12, "I")]
+
+
+@st.composite
+def version_chains(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
+    data = bytearray(draw(st.sampled_from(seeds)))
+    found = verneed_section(data)
+    if found is None:
+        return bytes(data)
+    header, offset, size, is64, order = found
+    records = max(1, min(size, len(data) - offset) // 16)
+    for _ in range(draw(st.integers(1, 6))):
+        what = draw(st.sampled_from(["record", "record", "record", "loop", "sh_info", "sh_size"]))
+        record = draw(st.integers(0, records - 1))
+        at = offset + 16 * record
+        if what == "record":
+            field, code = draw(st.sampled_from(RECORD_FIELDS))
+            limit = (1 << (8 * struct.calcsize(code))) - 1
+            value = draw(st.sampled_from([0, 1, 2, 16, 32, 0xFFFF, limit, limit - 15])
+                         | st.integers(0, limit))
+            position = at + field
+        elif what == "loop":  # a next offset that lands on an earlier record (or itself)
+            back = draw(st.integers(0, record))
+            value, code = (-16 * back) & 0xFFFFFFFF, "I"
+            position = at + 12
+        elif what == "sh_info":  # the number of needs the section claims
+            value, code = draw(st.sampled_from([0, 1, records, records * 2, 0xFFFFFFFF])), "I"
+            position = header + (44 if is64 else 28)
+        else:  # the section's size: shorter, longer, or past the end of the file
+            value = draw(st.sampled_from([0, 16, size // 2, size * 4, len(data) * 2, (1 << 32) - 1]))
+            code = "Q" if is64 else "I"
+            position = header + (32 if is64 else 20)
+        if position + struct.calcsize(code) <= len(data):
+            struct.pack_into(order + code, data, position, value & ((1 << (8 * struct.calcsize(code))) - 1))
+    return bytes(data)
+
+
 class Hang(Exception):
     pass
 
@@ -217,10 +307,11 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 Target = Callable[[bytes], None]
+Targets = dict[str, tuple[st.SearchStrategy[bytes], Target]]
 
 
-def make_targets(work: Path, elf_seeds: list[bytes], cache_seeds: list[bytes]) -> dict[str, tuple[st.SearchStrategy[bytes], Target]]:
-    targets: dict[str, tuple[st.SearchStrategy[bytes], Target]] = {}
+def make_targets(work: Path, elf_seeds: list[bytes], cache_seeds: list[bytes]) -> Targets:
+    targets: Targets = {}
 
     elf_path = work / "libfuzz.so"
 
@@ -231,6 +322,20 @@ def make_targets(work: Path, elf_seeds: list[bytes], cache_seeds: list[bytes]) -
         elf.read_interpreter(str(elf_path))
 
     targets["elf"] = (mutated(elf_seeds, structured_elf=True), run_elf)
+
+    chain_path = work / "libchain.so"
+
+    def run_version_walk(data: bytes) -> None:
+        chain_path.write_bytes(data)
+        facts = elf.read_elf(str(chain_path))
+        if facts.failure is not None and not isinstance(facts.failure, Failure):
+            raise AssertionError(f"a failure that is not a kind: {facts.failure!r}")
+        if (facts.reason is None) is not (facts.failure is None) or "\n" in (facts.reason or ""):
+            raise AssertionError(f"a reason without its kind, or on several lines: {facts!r}")
+        facts.to_dict()
+
+    targets["version-needs"] = (version_chains(version_need_seeds(work, elf_seeds)), run_version_walk)
+    TIME_BOUNDS["version-needs"] = VERSION_WALK_SECONDS
 
     def run_cache(data: bytes) -> None:
         with contextlib.suppress(ValueError):  # its documented way to refuse
@@ -271,7 +376,7 @@ def hypothesis_run(name: str, strategy: st.SearchStrategy[bytes], target: Target
     def run(data: bytes) -> None:
         tried[name] += 1
         try:
-            with time_limit(hang_seconds):
+            with time_limit(min(hang_seconds, TIME_BOUNDS.get(name, hang_seconds))):
                 target(data)
         except BaseException as error:
             failure[:] = [(data, "".join(traceback.format_exception(error)))]
@@ -285,7 +390,9 @@ def fuzz(seconds: float, hang_seconds: float, crash_dir: Path, batch: int, seed:
     tried: Counter[str] = Counter()
     try:
         targets = make_targets(work, build_elf_seeds(work), ld_cache_seeds())
-        print(f"targets: {', '.join(targets)}; {seconds:g} s; hang limit {hang_seconds:g} s", flush=True)
+        bounds = "".join(f", {name} {bound:g} s" for name, bound in TIME_BOUNDS.items())
+        print(f"targets: {', '.join(targets)}; {seconds:g} s; hang limit {hang_seconds:g} s{bounds}",
+              flush=True)
         deadline = time.monotonic() + seconds
         rounds = 0
         rng = random.Random(seed)  # noqa: S311 - seeds for hypothesis, not secrets

@@ -1,0 +1,122 @@
+"""probes/_io.py: a file that is not a regular one is refused before it is opened.
+
+Opening is not harmless: a FIFO's reader releases a writer blocked in its own
+``open()``, a blocking open of a FIFO waits forever for a writer, and some
+device files act on open. Two witnesses that no open happened: a writer
+blocked on a FIFO stays blocked, and a PEP 578 audit hook (which sees every
+``open`` the interpreter makes) records none for the refused paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_envguard.probes import Failure
+from pytest_envguard.probes._io import TooLarge, failure_of, open_regular, read_bytes
+
+Tried = Callable[[int], None]
+
+
+def test_a_fifo_is_refused_without_being_opened(tmp_path: Path, bad_inputs: Tried) -> None:
+    fifo = tmp_path / "METADATA"
+    os.mkfifo(fifo)
+    # A writer blocks in open() until some process opens the FIFO for reading.
+    writer = subprocess.Popen([sys.executable, "-c", "import sys\nopen(sys.argv[1], 'w')\n", str(fifo)])
+    try:
+        time.sleep(0.3)
+        bad_inputs(1)
+        with pytest.raises(OSError, match="not a regular file") as refused:
+            open_regular(str(fifo))
+        assert failure_of(refused.value) is Failure.NOT_REGULAR
+        time.sleep(0.5)
+        assert writer.poll() is None  # still blocked: nobody opened the FIFO
+        # The control: one open for reading, and the writer goes on at once.
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            assert writer.wait(timeout=30) == 0
+        finally:
+            os.close(fd)
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+# Run in a child: a blocking open of a FIFO would hang; the child has a time limit.
+_AUDITED = """
+import json, os, sys
+watched = set(json.loads(sys.argv[1]))
+opened = []
+def hook(event, args):
+    if event == "open" and args and isinstance(args[0], (str, bytes)):
+        path = os.fsdecode(args[0])
+        if path in watched:
+            opened.append(path)
+sys.addaudithook(hook)
+from pytest_envguard.probes._io import failure_of, open_regular
+kinds = {}
+for path in sorted(watched):
+    follow = not path.endswith("-nofollow")
+    try:
+        with open_regular(path, follow_symlinks=follow) as file:
+            file.read(1)
+        kinds[path] = None
+    except OSError as error:
+        kinds[path] = failure_of(error).value
+print(json.dumps([kinds, opened]))
+"""
+
+
+def special_files(directory: Path) -> dict[str, str]:
+    """Name → path of every kind of file a probe may meet where it expects a regular one."""
+    paths = {name: str(directory / name) for name in (
+        "regular", "fifo", "socket", "directory", "device", "device-link", "loop",
+        "link-nofollow", "missing")}
+    Path(paths["regular"]).write_text("Name: x\n", encoding="utf-8")
+    os.mkfifo(paths["fifo"])
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(paths["socket"])
+    server.close()  # the socket file stays
+    os.mkdir(paths["directory"])
+    if os.geteuid() == 0:  # a character device node of our own: /dev/zero's numbers
+        os.mknod(paths["device"], 0o600 | 0o020000, os.makedev(1, 5))
+    else:
+        os.symlink("/dev/zero", paths["device"])
+    os.symlink("/dev/zero", paths["device-link"])
+    os.symlink(paths["loop"], paths["loop"])
+    os.symlink(paths["regular"], paths["link-nofollow"])
+    return paths
+
+
+def test_no_special_file_is_ever_opened(tmp_path: Path, bad_inputs: Tried) -> None:
+    paths = special_files(tmp_path)
+    bad_inputs(len(paths) - 1)
+    result = subprocess.run([sys.executable, "-c", _AUDITED, json.dumps(sorted(paths.values()))],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    kinds, opened = json.loads(result.stdout)
+    by_name = {name: kinds[path] for name, path in paths.items()}
+    assert by_name == {"regular": None, "fifo": "not-regular", "socket": "not-regular",
+                       "directory": "not-regular", "device": "not-regular",
+                       "device-link": "not-regular", "loop": "not-regular",
+                       "link-nofollow": "not-regular", "missing": "missing"}
+    assert opened == [paths["regular"]]  # the control: the hook sees the one real open
+
+
+def test_reads_are_bounded(tmp_path: Path, bad_inputs: Tried) -> None:
+    sparse = tmp_path / "sparse"
+    with sparse.open("wb") as file:
+        file.truncate(1 << 40)  # a terabyte that takes no disk
+    bad_inputs(1)
+    started = time.monotonic()
+    with pytest.raises(TooLarge):
+        read_bytes(str(sparse), 1 << 20)
+    assert time.monotonic() - started < 5
