@@ -293,6 +293,7 @@ def scan_native(env: Environment) -> NativeScan:
     shipped: dict[str, str] = {}
     for path, _ in files:
         shipped.setdefault(os.path.basename(path), path)
+    owners = dict(files)
     cache = ElfCache(env.settings.cache_dir)
     walker = _Walker(env, cache, owned_roots(env), shipped)
     executable = walker.load_interpreter(env.python.executable)
@@ -312,35 +313,35 @@ def scan_native(env: Environment) -> NativeScan:
             version = tuple(int(part) for part in match.group(1).split("."))
             if scan.glibc_floor is None or version > scan.glibc_floor[0]:
                 scan.glibc_floor = (version, need.version)
-                scan.floor_set_by = _shown(obj.path, active.values())
+                scan.floor_set_by = _shown(obj.path, owners)
     scan.system_libraries = dict(sorted(walker.boundary.items()))
-    scan.hwcaps_only = hwcaps_only([path for path, _ in files], active.values())
+    scan.hwcaps_only = hwcaps_only(owners)
     return scan
 
 
-def _shown(path: str, distributions: Iterable[InstalledDistribution]) -> str:
-    """A file as the comment names it: relative to its site-packages, with its distribution."""
-    for dist in distributions:
-        location = os.path.join(os.path.abspath(dist.location), "")
-        if path.startswith(location):
-            return f"{path[len(location):]} ({dist.display})"
-    return path
+def _shown(path: str, owners: Mapping[str, InstalledDistribution]) -> str:
+    """A file as the comment names it: relative to its site-packages, with the distribution
+    whose RECORD lists it (others installed beside it in the same directory do not own it)."""
+    owner = owners.get(path)
+    if owner is None:
+        return path
+    location = os.path.join(os.path.abspath(owner.location), "")
+    return f"{path.removeprefix(location)} ({owner.display})"
 
 
 _HWCAPS = re.compile(r"(?P<dir>.*)/glibc-hwcaps/(?P<level>[^/]+)/(?P<base>[^/]+)$")
 
 
-def hwcaps_only(paths: Sequence[str], distributions: Iterable[InstalledDistribution]
-                ) -> list[tuple[str, str]]:
+def hwcaps_only(owners: Mapping[str, InstalledDistribution]) -> list[tuple[str, str]]:
     """Libraries installed only under ``glibc-hwcaps/LEVEL/``, with no baseline copy
-    beside: the loader finds them only on a CPU of that level."""
-    present = set(paths)
+    beside: the loader finds them only on a CPU of that level. ``owners``: every
+    installed shared object and the distribution that lists it."""
     found = []
-    for path in paths:
+    for path in owners:
         match = _HWCAPS.fullmatch(path)
-        if match and os.path.join(match["dir"], match["base"]) not in present \
+        if match and os.path.join(match["dir"], match["base"]) not in owners \
                 and not os.path.lexists(os.path.join(match["dir"], match["base"])):
-            found.append((match["level"], _shown(path, distributions)))
+            found.append((match["level"], _shown(path, owners)))
     return found
 
 
