@@ -26,6 +26,7 @@ from tests.fixtures_native import (
     LoaderAnswer,
     NativeBuild,
     _write_dist,
+    compile_shared,
     loader_says,
     patch_machine,
     plugin_and_loader_agree,
@@ -279,6 +280,33 @@ def test_an_unreadable_vendored_library(native_build: NativeBuild, tmp_path: Pat
     assert not answer.loaded and "libvend_a" in answer.error
     assert status == "unmet", reason
     assert "libvend_a-1a2b3c4d.so.1 not found" in reason
+
+
+def test_an_rpath_reaches_the_dependencies_of_dependencies(native_build: NativeBuild,
+                                                           tmp_path: Path) -> None:
+    """numpy's and scipy's modules carry a DT_RPATH (not RUNPATH) to their *.libs, and their
+    vendored libgfortran finds its libquadmath only through it: an RPATH holds for the
+    whole chain below the module. RECORD lists only the module here, so nothing else
+    can make the library count as loaded."""
+    src = native_build.root / "src"
+    site = tmp_path / "site"
+    libs = site / "rvend.libs"
+    vend_b = compile_shared(libs / "librvend_b-11111111.so.2", src / "vend_b.c",
+                            "-Wl,-soname,librvend_b-11111111.so.2",
+                            f"-Wl,--version-script={src / 'vend_b.map'}")
+    vend_a = compile_shared(libs / "librvend_a-22222222.so.1", src / "vend_a.c", str(vend_b),
+                            "-Wl,-soname,librvend_a-22222222.so.1")
+    module = compile_shared(site / "rvend" / "_core.so", src / "vend_module.c", str(vend_a),
+                            "-Wl,--disable-new-dtags", "-Wl,-rpath,$ORIGIN/../rvend.libs",
+                            f"-Wl,-rpath-link,{libs}")
+    _write_dist(site, "rvend", [module])
+    env = site_env(site)
+    assert verdict("extensions rvend", env).status is Status.MET
+    agree(env, "rvend", [module])
+    vend_b.unlink()
+    broken = site_env(site)
+    assert verdict("extensions rvend", broken).status is Status.UNMET
+    agree(broken, "rvend", [module])
 
 
 # -- a library another distribution ships ------------------------------------------------------

@@ -373,6 +373,10 @@ def probe_extensions(
             default_interpreter_dirs() if own else [])
         own_modules = interpreter_modules(dirs, accepted)
     cache = ElfCache(cache_dir)
+    if config is None:
+        from pytest_envguard.probes.loader import probe_loader_config
+
+        config = probe_loader_config(executable or sys.executable, environ, cache_dir=cache_dir)
     checker = ExtensionChecker(environ, cache, executable=executable, ld_cache=ld_cache,
                                config=config, shipped=lambda: shipped_libraries(active.values()))
     if checker.failure is not None:
@@ -528,7 +532,7 @@ class ExtensionChecker:
                     # A library another package loaded has that package's loader chain,
                     # not ours; the executable's RPATH still ends it.
                     below = () if found.source and found.source.startswith("loaded by") \
-                        else (obj, *above) if obj is not root or chain else ()
+                        else (obj, *above)
                     queue.append((dependency, below))
         return closure
 

@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
+from pathlib import Path
 from types import MappingProxyType
 
 from pytest_envguard.probes import Facts, Failure
@@ -314,6 +315,20 @@ class LoaderConfig(Facts):
         return tuple(subdir.removeprefix("glibc-hwcaps/") for subdir in self.subdirs
                      if subdir.startswith("glibc-hwcaps/"))
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> LoaderConfig:
+        """The inverse of :meth:`to_dict` (for the disk cache); raises on a bad shape."""
+        def strings(name: str) -> tuple[str, ...]:
+            value = data[name]
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise ValueError(name)
+            return tuple(value)
+
+        rtld, platform, lib = data["rtld"], data["platform"], data["lib"]
+        if not (isinstance(rtld, str) and isinstance(platform, str) and isinstance(lib, str)):
+            raise ValueError("rtld")
+        return cls(rtld, strings("subdirs"), strings("system_dirs"), platform, lib)
+
 
 #: A directory no one can create: the loader only prints what it would try there.
 _PROBE_DIR = "/proc/self/envguard-probe"
@@ -322,8 +337,12 @@ _SEARCH_LINE = re.compile(r"search path=(?P<dirs>.*?)\s*\((?P<what>LD_LIBRARY_PA
                           r"system search path)\)\s*$")
 
 
-def probe_loader_config(executable: str, environ: Mapping[str, str],
-                        timeout: float = 10.0) -> LoaderConfig:
+CONFIG_CACHE_FILE = "loader-config.json"
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def probe_loader_config(executable: str, environ: Mapping[str, str], timeout: float = 10.0, *,
+                        cache_dir: Path | None = None) -> LoaderConfig:
     """Ask the interpreter's own loader (its ``PT_INTERP``) how it searches.
 
     It runs ``ld.so --list EXECUTABLE`` with ``LD_DEBUG=libs``, an
@@ -343,9 +362,52 @@ def probe_loader_config(executable: str, environ: Mapping[str, str],
         return _assumed_config(real, None, "the interpreter names no dynamic loader (PT_INTERP)")
     try:
         info = os.stat(rtld)
+        own = os.stat(real)
     except OSError as error:
         return _assumed_config(real, rtld, explain(rtld, error))
-    return _ask_loader(rtld, real, (info.st_size, info.st_mtime_ns, info.st_ino), tunables, timeout)
+    stamp = (info.st_size, info.st_mtime_ns, info.st_ino)
+    if cache_dir is None:
+        return _ask_loader(rtld, real, stamp, tunables, timeout)
+    # The answer depends on the loader, the executable, the tunables and the CPU (the
+    # glibc-hwcaps levels): all in the key, with the boot, so that a cache dir carried
+    # to another machine (a CI cache) is never trusted there.
+    from pytest_envguard.probes._diskcache import DiskCache
+    from pytest_envguard.probes._io import read_small
+
+    key = "|".join(map(str, (rtld, *stamp, real, own.st_size, own.st_mtime_ns, *tunables,
+                             (read_small(_BOOT_ID) or "").strip(), _cpu_identity())))
+    disk = DiskCache(cache_dir, CONFIG_CACHE_FILE, max_bytes=1 << 20)
+    cached = (disk.read() or {}).get(key)
+    if isinstance(cached, dict):
+        try:
+            return LoaderConfig.from_dict(cached)
+        except (KeyError, TypeError, ValueError):
+            pass
+    config = _ask_loader(rtld, real, stamp, tunables, timeout)
+    if config.reason is None:
+        def merge(entries: dict[str, object]) -> None:
+            entries.clear()  # one machine, one answer: older keys are stale
+            entries[key] = config.to_dict()
+
+        disk.update(merge)
+    return config
+
+
+def _cpu_identity() -> str:
+    """The CPU's model and feature flags, hashed (what the hardware capabilities follow)."""
+    import hashlib
+
+    from pytest_envguard.probes._io import open_regular
+
+    try:
+        with open_regular("/proc/cpuinfo") as stream:
+            head = stream.read(64 << 10).decode("utf-8", "replace")
+    except OSError:
+        head = ""
+    first = head.split("\n\n", 1)[0]  # the first processor: the others are alike
+    wanted = [line for line in first.splitlines()
+              if line.startswith(("model name", "flags", "Features", "cpu\t", "isa"))]
+    return hashlib.sha256("\n".join(dict.fromkeys(wanted)).encode()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=16)
@@ -558,7 +620,10 @@ class Resolver:
         self._platform = platform
         self._files: dict[str, ElfFacts | None] = {}
         self._tried: dict[str, _Tried] = {}
-        self._is_dir: dict[str, bool] = {}
+        self._is_dir: dict[str, tuple[str, ...]] = {}
+        self._lists: dict[tuple[str, tuple[str, ...]], tuple[str | None, _Tried | None,
+                                                             list[str]]] = {}
+        self._expanded: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._library_path: list[str] | None = None
 
     @property
@@ -629,10 +694,13 @@ class Resolver:
                           self._dirs(requester.runpath, requester)))
         return lists
 
-    def _dirs(self, entries: Sequence[str], holder: ElfFacts) -> list[str]:
-        origin = origin_of(holder.path, executable=holder is self.main)
-        expanded = (self._expand(entry, origin) for entry in entries)
-        return [entry for entry in expanded if entry is not None]
+    def _dirs(self, entries: tuple[str, ...], holder: ElfFacts) -> list[str]:
+        key = (holder.path, entries)
+        if key not in self._expanded:
+            origin = origin_of(holder.path, executable=holder is self.main)
+            expanded = (self._expand(entry, origin) for entry in entries)
+            self._expanded[key] = [entry for entry in expanded if entry is not None]
+        return self._expanded[key]
 
     def search_dirs(self, requester: ElfFacts, chain: Sequence[ElfFacts] = ()) -> list[tuple[str, str]]:
         """(directory, source) pairs in the order the loader tries them for
@@ -685,31 +753,46 @@ class Resolver:
                      skipped: list[str]) -> Resolution | None:
         """``open_path`` over one list: the first file found, a stop, or None (not in
         this list, or the list ended early on an ``open`` error)."""
-        for directory in dirs:
-            last: _Tried | None = None
-            for subdir in self.config.subdirs:
-                place = os.path.join(directory, subdir) if subdir else directory
-                if not self._directory_exists(place):
-                    continue
-                path = os.path.join(place, name)
-                tried = self.examine(path, host)
-                if tried.outcome is _Outcome.FOUND:
-                    return Resolution(name, path, source, skipped=tuple(skipped))
-                if tried.outcome is _Outcome.FATAL:
-                    return self._stopped(name, path, source, tried, skipped)
-                if tried.outcome in (_Outcome.SKIPPED, _Outcome.DENIED):
-                    skipped.append(f"{path} ({tried.reason})")
-                last = tried
-            if last is not None and last.outcome is _Outcome.LIST_ENDS:
-                return None  # the rest of this list is not searched
+        key = (name, tuple(dirs))
+        if key not in self._lists:
+            self._lists[key] = self._scan_list(name, dirs, host)
+        path, tried, passed = self._lists[key]
+        skipped += passed
+        if tried is not None and tried.outcome is _Outcome.FOUND:
+            return Resolution(name, path, source, skipped=tuple(skipped))
+        if tried is not None and tried.outcome is _Outcome.FATAL:
+            return self._stopped(name, path or "", source, tried, skipped)
         return None
 
-    def _directory_exists(self, place: str) -> bool:
-        # The loader marks a directory it cannot stat as nonexistent and never tries it
-        # again; a relative one (the cwd) is always tried.
-        if place not in self._is_dir:
-            self._is_dir[place] = not os.path.isabs(place) or os.path.isdir(place)
-        return self._is_dir[place]
+    def _scan_list(self, name: str, dirs: Sequence[str], host: ElfHeader | None
+                   ) -> tuple[str | None, _Tried | None, list[str]]:
+        """(the file, what was made of it, the files passed over) for one list: the file
+        is the one found or the one the search stops at; None when neither."""
+        passed: list[str] = []
+        for directory in dirs:
+            last: _Tried | None = None
+            for place in self._places(directory):
+                path = os.path.join(place, name)
+                tried = self.examine(path, host)
+                if tried.outcome in (_Outcome.FOUND, _Outcome.FATAL):
+                    return path, tried, passed
+                if tried.outcome in (_Outcome.SKIPPED, _Outcome.DENIED):
+                    passed.append(f"{path} ({tried.reason})")
+                last = tried
+            if last is not None and last.outcome is _Outcome.LIST_ENDS:
+                break  # the rest of this list is not searched
+        return None, None, passed
+
+    def _places(self, directory: str) -> tuple[str, ...]:
+        """The subdirectories of ``directory`` the loader tries, in order, then itself:
+        only those that exist (the loader marks a directory it cannot stat as
+        nonexistent and never tries it again; a relative one, the cwd, always counts)."""
+        if directory not in self._is_dir:
+            places = (os.path.join(directory, subdir) if subdir else directory
+                      for subdir in self.config.subdirs)
+            self._is_dir[directory] = tuple(
+                place for place in places if not os.path.isabs(place) or os.path.isdir(place))
+        return self._is_dir[directory]
 
     def _stopped(self, name: str, path: str, source: str, tried: _Tried,
                  skipped: list[str]) -> Resolution:
