@@ -153,9 +153,9 @@ def _directory(path: str) -> str:
 
 def ld_library_path_hint(path: str, interpreter: bool = False) -> str:
     """A library from ``LD_LIBRARY_PATH`` breaks a module (or the interpreter's own)."""
-    whose = "the interpreter's own modules" if interpreter else "it"
+    whose = "the interpreter's own modules were" if interpreter else "it was"
     return (f"LD_LIBRARY_PATH makes the loader pick {path} before the copy {whose} "
-            f"was built against: remove {_directory(path)} from LD_LIBRARY_PATH (set by "
+            f"built against: remove {_directory(path)} from LD_LIBRARY_PATH (set by "
             f"{LD_LIBRARY_PATH_ORIGINS}), or unset it for the test run")
 
 

@@ -38,6 +38,9 @@ class Rule:
     meaning: str
     sources: tuple[Source, ...]
     reference: str
+    # Whether the soname's number is the start of that release (libssl.so.3: OpenSSL
+    # 3.x.y); where it counts something else (libgomp.so.1: not GCC 1), it says nothing.
+    soname_is_release: bool = True
 
 
 FILE_NAME_SOURCE = Source("file name")
@@ -73,7 +76,7 @@ LIBRARY_VERSIONS: dict[str, Rule] = {
     "libgomp": Rule("the GCC release it was built by", (
         Source("compiler comment", r"GCC: \([^)]*\) (\d+\.\d+(?:\.\d+)?)", section=".comment"),),
         "libgomp is part of GCC; its .comment section holds 'GCC: (…) X.Y.Z' unless the "
-        "distribution stripped it (Debian does)"),
+        "distribution stripped it (Debian does)", soname_is_release=False),
     "libcudnn": Rule("the cuDNN release", (
         FILE_NAME_SOURCE, _nvidia("nvidia-cudnn-cu12", "nvidia-cudnn-cu13", "nvidia-cudnn-cu11")),
         "NVIDIA's cuDNN installation guide (libcudnn.so.9 → libcudnn.so.9.Y.Z) and the "

@@ -149,10 +149,11 @@ class NativeBuild:
     leak_dir: Path  # an old libcrypto.so.3 (no OPENSSL_3.0.0), as a leaking LD_LIBRARY_PATH has
 
 
-def _write_dist(site: Path, name: str, files: list[Path]) -> None:
+def _write_dist(site: Path, name: str, files: list[Path], requires: Sequence[str] = ()) -> None:
     meta = site / f"{name}-1.0.dist-info"
     meta.mkdir(parents=True)
-    (meta / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+    (meta / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+                                   + "".join(f"Requires-Dist: {item}\n" for item in requires),
                                    encoding="utf-8")
     (meta / "INSTALLER").write_text("pip\n", encoding="utf-8")
     (meta / "WHEEL").write_text("Wheel-Version: 1.0\nTag: cp311-cp311-linux_x86_64\n",

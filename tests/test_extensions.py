@@ -309,18 +309,37 @@ def test_an_rpath_reaches_the_dependencies_of_dependencies(native_build: NativeB
     agree(broken, "rvend", [module])
 
 
-# -- a library another distribution ships ------------------------------------------------------
-
-
-def test_a_library_another_distribution_ships_counts_as_loaded(
-        native_build: NativeBuild, tmp_path: Path) -> None:
-    # As torchaudio's modules need libtorch.so, which `import torch` loads first.
+def test_ld_preload_objects_are_loaded_first(native_build: NativeBuild, tmp_path: Path) -> None:
+    """LD_PRELOAD's objects are loaded before the interpreter's needs: a module whose
+    library no search finds loads, matched by soname; a broken preload is ignored."""
     site = tmp_path / "site"
     (site / "userpkg").mkdir(parents=True)
     module = site / "userpkg" / "_user.so"
     shutil.copy(native_build.ext_needs_dep, module)
     _write_dist(site, "userpkg", [module])
     assert verdict("extensions userpkg", site_env(site)).status is Status.UNMET
+    preload = site_env(site, LD_PRELOAD=str(native_build.dep_dir / "libenvguard_dep.so.1"))
+    assert verdict("extensions userpkg", preload).status is Status.MET
+    agree(preload, "userpkg", [module])
+    ignored = site_env(site, LD_PRELOAD=str(native_build.garbage_dir / "libenvguard_dep.so.1"))
+    assert verdict("extensions userpkg", ignored).status is Status.UNMET
+    agree(ignored, "userpkg", [module])
+
+
+# -- a library another distribution ships ------------------------------------------------------
+
+
+def test_a_library_a_required_distribution_ships_counts_as_loaded(
+        native_build: NativeBuild, tmp_path: Path) -> None:
+    """As torchaudio's modules need libtorch.so, which `import torch` loads first (and
+    scipy's its libgfortran, which numpy's import has loaded): the loader matches a
+    loaded object by soname before it searches. Only a distribution the module's own
+    requires counts, and only a file that is there and is that library."""
+    site = tmp_path / "site"
+    (site / "userpkg").mkdir(parents=True)
+    module = site / "userpkg" / "_user.so"
+    shutil.copy(native_build.ext_needs_dep, module)
+    _write_dist(site, "userpkg", [module], requires=["providerpkg>=1"])
     (site / "providerpkg" / "lib").mkdir(parents=True)
     provided = site / "providerpkg" / "lib" / "libenvguard_dep.so.1"
     shutil.copy(native_build.dep_dir / "libenvguard_dep.so.1", provided)
@@ -328,6 +347,13 @@ def test_a_library_another_distribution_ships_counts_as_loaded(
     assert verdict("extensions userpkg", site_env(site)).status is Status.MET
     # The real loader: the module loads once the provider's library is loaded.
     assert real_loader(module, without_loader_vars(), first=[provided]).loaded
+    assert not real_loader(module, without_loader_vars()).loaded
+    # A distribution it does not require is not imported first: nothing loads it.
+    (site / "userpkg-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: userpkg\nVersion: 1.0\n")
+    assert verdict("extensions userpkg", site_env(site)).status is Status.UNMET
+    (site / "userpkg-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: userpkg\nVersion: 1.0\nRequires-Dist: providerpkg\n")
     # RECORD is not the file: once the provider's library is gone (or not a library,
     # or another one under that name), nothing loads it, and the module is broken.
     for damage in ("delete", "text", "other-soname"):
@@ -339,8 +365,8 @@ def test_a_library_another_distribution_ships_counts_as_loaded(
             shutil.copy(native_build.ver_new_dir / "libenvguard_ver.so.1", provided)
         assert verdict("extensions userpkg", site_env(site)).status is Status.UNMET, damage
         if provided.exists():
+            assert not real_loader(module, without_loader_vars(), first=[provided]).loaded
             provided.unlink()
-        assert not real_loader(module, without_loader_vars()).loaded
 
 
 # -- the interpreter's own modules (failure 6) ----------------------------------------------------

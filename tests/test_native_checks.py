@@ -92,6 +92,23 @@ def test_library_where_dlopen_stops(native_build: NativeBuild, tmp_path: Path, k
     assert result.hint is not None and f"remove it (or {bad.parent}" in result.hint
 
 
+def test_library_whose_own_needs_fail(native_build: NativeBuild) -> None:
+    """dlopen finds libssl.so.3, then loads the old libcrypto.so.3 that LD_LIBRARY_PATH
+    puts first, which lacks OPENSSL_3.0.0: dlopen fails, and so does `library`."""
+    env = library_env(LD_LIBRARY_PATH=str(native_build.leak_dir))
+    facts = env.library("libssl.so.3")
+    if facts.path is None or facts.reach != "dlopen":
+        pytest.skip("no libssl.so.3 to load here")
+    answer = real_loader("libssl.so.3", env.environ)
+    result = verdict("library libssl.so.3", env)
+    assert not answer.loaded and str(native_build.leak_dir / "libcrypto.so.3") in answer.error
+    assert (result.status, result.found) == (Status.UNMET, f"dlopen fails loading {facts.path}")
+    assert f"not in {native_build.leak_dir / 'libcrypto.so.3'}" in result.reason
+    clean = library_env()
+    assert verdict("library libssl.so.3", clean).status is Status.MET
+    assert real_loader("libssl.so.3", clean.environ).loaded
+
+
 def test_library_the_interpreter_has_loaded() -> None:
     """`library libpython3.X.so.1.0` (or whatever the interpreter links): the copy the
     running interpreter maps, which is what dlopen returns (failure 4)."""

@@ -40,6 +40,11 @@ def check_library(requirement: Requirement, env: Environment) -> Verdict:
                      hint=hints.library_hint(name)
                      or f"install the package that provides {name}, or add its directory "
                         "to LD_LIBRARY_PATH")
+    if facts.load_errors:
+        # The loader finds the file, then fails loading what it needs.
+        return unmet(requirement, f"dlopen fails loading {facts.path}",
+                     f"{name} is {facts.path} ({facts.source}), but {listing(facts.load_errors)}",
+                     hint=hints.library_hint(name))
     candidates = list(facts.candidates)
     chosen = candidates[0]
     if requirement.specifier:

@@ -50,6 +50,9 @@ WRONG_ARCHITECTURE = "wrong-architecture"  # the module's ELF class or machine
 UNREADABLE = "unreadable"  # the module itself: missing, unreadable, not ELF, cut
 WRONG_PYTHON = "wrong-python"  # a file name this interpreter never imports (cp312 under 3.11)
 
+#: The source of a library a required distribution's import has loaded already.
+LOADED_BY = "loaded by soname"
+
 
 @dataclass(frozen=True)
 class NativeProblem(Facts):
@@ -278,6 +281,28 @@ def shipped_libraries(distributions: Iterable[InstalledDistribution]) -> dict[st
     return shipped
 
 
+def required_distributions(name: str, active: Mapping[str, InstalledDistribution]
+                           ) -> list[InstalledDistribution]:
+    """The installed distributions ``name`` requires, transitively (its ``Requires-Dist``
+    by name: markers and extras are not weighed, an installed one counts). A package
+    imports these before its own modules: scipy imports numpy, torchaudio torch."""
+    from pytest_envguard.probes.distributions import canonical_name
+
+    found: dict[str, InstalledDistribution] = {}
+    queue = [canonical_name(name)]
+    while queue:
+        current = active.get(queue.pop())
+        if current is None:
+            continue
+        for requirement in current.requires:
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+            wanted = canonical_name(match.group(1)) if match else ""
+            if wanted in active and wanted not in found and wanted != canonical_name(name):
+                found[wanted] = active[wanted]
+                queue.append(wanted)
+    return list(found.values())
+
+
 def _is_module_name(base: str) -> bool:
     # `_umath.cpython-312-x86_64-linux-gnu.so`, `_cffi.abi3.so`, `mod.so`; a vendored
     # `libopenblas-ab12.so` is not a module (it is checked as a dependency).
@@ -377,8 +402,19 @@ def probe_extensions(
         from pytest_envguard.probes.loader import probe_loader_config
 
         config = probe_loader_config(executable or sys.executable, environ, cache_dir=cache_dir)
+    provided: dict[str, Mapping[str, tuple[str, str]]] = {}
+
+    def shipped(name: str | None) -> Mapping[str, tuple[str, str]]:
+        if name is None:
+            return {}
+        if name not in provided:
+            provided[name] = {library: (path, dist.name)
+                              for dist in required_distributions(name, active)
+                              for library, path in shipped_libraries([dist]).items()}
+        return provided[name]
+
     checker = ExtensionChecker(environ, cache, executable=executable, ld_cache=ld_cache,
-                               config=config, shipped=lambda: shipped_libraries(active.values()))
+                               config=config, shipped=shipped)
     if checker.failure is not None:
         return ExtensionsFacts(distribution, 0, 0, reason=checker.reason, failure=checker.failure)
     problems: list[NativeProblem] = []
@@ -447,10 +483,10 @@ class ExtensionChecker:
     def __init__(self, environ: Mapping[str, str], cache: ElfCache, *,
                  executable: str | None = None, ld_cache: LdCacheFacts | None = None,
                  config: LoaderConfig | None = None,
-                 shipped: Callable[[], Mapping[str, str]] | None = None) -> None:
+                 shipped: Callable[[str | None], Mapping[str, tuple[str, str]]] | None = None
+                 ) -> None:
         self.cache = cache
-        self._shipped_source = shipped
-        self._shipped: Mapping[str, str] | None = None
+        self._shipped = shipped
         self.seen: set[str] = set()
         self._resolved: dict[tuple[str, str, tuple[str, ...]], Resolution] = {}
         self.reason: str | None = None
@@ -465,47 +501,42 @@ class ExtensionChecker:
             self.reason = f"cannot read the interpreter: {self.executable.reason}"
             self.failure = self.executable.failure
             return
-        # The interpreter's own dependencies are loaded before any extension; the
-        # loader matches later needs against their sonames instead of searching.
-        self._interpreter = self._closure(self.executable, (), shipped_fallback=False,
-                                          preloaded={})
+        # LD_PRELOAD's objects, then the interpreter's own dependencies, are loaded
+        # before any extension; the loader matches later needs against their sonames
+        # instead of searching.
+        from pytest_envguard.probes.loader import preloaded_objects
+
+        self._interpreter = self._closure(
+            self.executable, (), preloaded=preloaded_objects(self.executable, self.resolver))
         self.preloaded = {name: path for name, path in self._interpreter.loaded.items() if path}
         self.base = set(self._interpreter.objects)
 
-    def _resolve(self, name: str, obj: ElfFacts, chain: tuple[ElfFacts, ...],
-                 shipped_fallback: bool) -> Resolution:
+    def _resolve(self, name: str, obj: ElfFacts, chain: tuple[ElfFacts, ...]) -> Resolution:
         rpaths = tuple(holder.path for holder in chain if holder.rpath and not holder.runpath)
         key = (name, obj.path, rpaths if not obj.runpath else ())
         if key not in self._resolved:
             self._resolved[key] = self.resolver.resolve(name, obj, chain)
-        found = self._resolved[key]
-        if found.failure is Failure.MISSING and shipped_fallback:
-            provider = self._provider(name)
-            if provider is not None:
-                return provider
-        return found
+        return self._resolved[key]
 
-    def _provider(self, name: str) -> Resolution | None:
-        """torchaudio's modules need ``libtorch.so``, which ``import torchaudio`` has
-        loaded (by importing torch) before: the loader matches it by soname. Only a
-        file another distribution installed, that is there, readable, of this
-        interpreter's kind and has that soname, counts."""
-        path = self.shipped().get(name)
-        if path is None:
+    def _provider(self, name: str, distribution: str | None) -> Resolution | None:
+        """A library a distribution that ``distribution`` requires ships under that
+        soname: its import has loaded it before this one's modules (scipy imports numpy,
+        torchaudio torch), and the loader matches a loaded object by soname before it
+        searches. Only a file that is there, readable, of this interpreter's kind and
+        has that soname counts: RECORD is not the file."""
+        if self._shipped is None or distribution is None:
             return None
+        provided = self._shipped(distribution).get(name)
+        if provided is None:
+            return None
+        path, owner = provided
         tried = self.resolver.examine(path, self.executable.header)
-        facts = self.cache.read(path)
-        if tried.outcome.value != "found" or facts.soname != name:
+        if tried.outcome.value != "found" or self.cache.read(path).soname != name:
             return None
-        return Resolution(name, path, "loaded by soname (another distribution ships it)")
-
-    def shipped(self) -> Mapping[str, str]:
-        if self._shipped is None:
-            self._shipped = self._shipped_source() if self._shipped_source else {}
-        return self._shipped
+        return Resolution(name, path, f"{LOADED_BY} ({owner}, imported first, ships it)")
 
     def _closure(self, root: ElfFacts, chain: tuple[ElfFacts, ...], *,
-                 shipped_fallback: bool = True,
+                 distribution: str | None = None,
                  preloaded: Mapping[str, str] | None = None) -> _Closure:
         """Breadth-first, as the loader loads: every object and every name's file."""
         closure = _Closure(dict(self.preloaded if preloaded is None else preloaded),
@@ -516,7 +547,7 @@ class ExtensionChecker:
             for name in obj.needed:
                 if name in closure.loaded:
                     continue
-                found = self._resolve(name, obj, above, shipped_fallback)
+                found = self._provider(name, distribution) or self._resolve(name, obj, above)
                 path = found.path
                 closure.loaded[name] = path
                 if path is None:
@@ -531,7 +562,7 @@ class ExtensionChecker:
                     closure.objects[path] = dependency
                     # A library another package loaded has that package's loader chain,
                     # not ours; the executable's RPATH still ends it.
-                    below = () if found.source and found.source.startswith("loaded by") \
+                    below = () if found.source and found.source.startswith(LOADED_BY) \
                         else (obj, *above)
                     queue.append((dependency, below))
         return closure
@@ -563,7 +594,7 @@ class ExtensionChecker:
                 path, display, WRONG_ARCHITECTURE, distribution,
                 detail=f"built for {module.describe_abi()}, the interpreter is "
                        f"{self.executable.describe_abi()}", interpreter=interpreter)]
-        closure = self._closure(module, ())
+        closure = self._closure(module, (), distribution=distribution)
         return self._problems(closure, path, display, distribution, interpreter=interpreter)
 
     def _problems(self, closure: _Closure, path: str, display: str, distribution: str | None, *,

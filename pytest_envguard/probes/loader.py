@@ -49,7 +49,7 @@ import re
 import stat
 import struct
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
@@ -945,7 +945,7 @@ def read_version(path: str, soname: str | None, resolver: Resolver | None = None
         version = _read_source(source, path, real, soname, resolver)
         if version and (soname_version is None or version != soname_version):
             return version, VersionSource(source.kind)
-    if soname_version is not None:
+    if soname_version is not None and (rule is None or rule.soname_is_release):
         return soname_version, VersionSource.SONAME
     return None, None
 
@@ -1069,6 +1069,9 @@ class LibraryFacts(Facts):
     version_source: VersionSource | None = None
     loader: Resolution | None = None  # what dlopen(name) does; None: the search could not run
     reach: str | None = None  # REACH_LOADED, REACH_DLOPEN or REACH_PACKAGE_RPATH
+    # What makes dlopen fail after it found the file: a library it needs is missing or
+    # broken, or lacks a version it needs ("libcrypto.so.3 (needed by libssl.so.3): …").
+    load_errors: tuple[str, ...] = ()
 
 
 def _wanted(name: str) -> Callable[[str], bool]:
@@ -1107,12 +1110,30 @@ def dlopen_caller(executable: str) -> str:
     return os.path.realpath(executable)
 
 
+def preloaded_objects(executable: ElfFacts, resolver: Resolver) -> dict[str, str]:
+    """``LD_PRELOAD``'s objects (spaces or colons between them), loaded after the
+    executable and before its needs: name and soname → file. One the loader cannot
+    load is ignored, as the loader ignores it (with a message)."""
+    loaded: dict[str, str] = {}
+    for entry in re.split(r"[ :\t]+", resolver.environ.get("LD_PRELOAD", "").strip()):
+        if not entry:
+            continue
+        found = resolver.resolve(entry, executable)
+        facts = resolver.facts(found.path) if found.path else None
+        if found.path is None or facts is None:
+            continue
+        loaded[entry] = found.path
+        if facts.soname:
+            loaded.setdefault(facts.soname, found.path)
+    return loaded
+
+
 def interpreter_objects(executable: ElfFacts, resolver: Resolver) -> dict[str, str]:
     """What the loader loads to start the interpreter, before any Python runs: needed
     name or soname → file (the loader matches later requests against these)."""
-    loaded: dict[str, str] = {}
+    loaded: dict[str, str] = preloaded_objects(executable, resolver)
     queue: list[tuple[ElfFacts, tuple[ElfFacts, ...]]] = [(executable, ())]
-    seen = {executable.path}
+    seen = {executable.path, *loaded.values()}
     while queue:
         obj, chain = queue.pop(0)
         for name in obj.needed:
@@ -1225,8 +1246,7 @@ class _Scan:
 
     def search(self, dirs: Sequence[str], source: str, *, subdirs: bool = True) -> None:
         for directory in dirs:
-            for subdir in self.resolver.config.subdirs if subdirs else ("",):
-                place = os.path.join(directory, subdir) if subdir else directory
+            for place in self.resolver._places(directory) if subdirs else (directory,):
                 if ".so" in self.name and "/" not in self.name:
                     if os.path.lexists(os.path.join(place, self.name)):
                         self.consider(os.path.join(place, self.name), self._label(place, source))
@@ -1305,10 +1325,40 @@ def _library_facts(name: str, scan: _Scan, resolver: Resolver, caller: ElfFacts,
             best = chosen
     reach = (REACH_LOADED if best.source == SOURCE_LOADED
              else REACH_DLOPEN if dlopen.path is not None else REACH_PACKAGE_RPATH)
+    errors = _load_errors(best.path, resolver) if reach != REACH_LOADED else ()
     return LibraryFacts(name, best.path, best.source, best.soname, best.version,
                         realpath=os.path.realpath(best.path), candidates=tuple(candidates),
                         skipped=skipped, version_source=best.version_source, loader=dlopen,
-                        reach=reach)
+                        reach=reach, load_errors=errors)
+
+
+def _load_errors(path: str, resolver: Resolver) -> tuple[str, ...]:
+    """What stops ``dlopen`` once it has the file: its own needs, resolved and checked
+    as for an extension module (the interpreter's libraries already loaded)."""
+    from pytest_envguard.probes.elf import ElfCache
+    from pytest_envguard.probes.extensions import ExtensionChecker
+
+    main = resolver.main.path if resolver.main is not None else None
+    checker = ExtensionChecker(resolver.environ, ElfCache(None), executable=main,
+                               ld_cache=resolver.ld_cache, config=resolver.config)
+    if checker.failure is not None:
+        return ()
+    return tuple(problem_text(problem) for problem in checker.check(path, "")
+                 if problem.kind != "unreadable")
+
+
+def problem_text(problem: object) -> str:
+    """One line for a closure problem of a library (an ``extensions.NativeProblem``)."""
+    kind = getattr(problem, "kind", "")
+    library = getattr(problem, "library", None)
+    via = getattr(problem, "via", None)
+    needer = f" (needed by {os.path.basename(via)})" if via else ""
+    if kind == "missing-version":
+        return (f"{getattr(problem, 'version', '')} not in {getattr(problem, 'library_path', '')}"
+                f"{needer}")
+    if kind == "missing-library":
+        return f"{library}{needer}: not found"
+    return f"{library}{needer}: {getattr(problem, 'detail', '')}"
 
 
 def _stem(name: str) -> str:
@@ -1322,9 +1372,3 @@ def _version_sorted(names: Iterable[str]) -> list[str]:
         return tuple(int(part) for part in version.split(".")) if version else ()
 
     return sorted(names, key=key, reverse=True)
-
-
-def iter_subdir_paths(directory: str, config: LoaderConfig) -> Iterator[str]:
-    """The directories the loader tries for one search directory, in order."""
-    for subdir in config.subdirs:
-        yield os.path.join(directory, subdir) if subdir else directory
