@@ -30,9 +30,12 @@ the distributions its own requires (scipy's modules after numpy's). For the rena
 modules, the oracle is Python's own finder (``FileFinder`` with
 ``EXTENSION_SUFFIXES``). ``ldd`` is asked too, on the vendored cases, for
 comparison. A case agrees when the same modules are broken (``extensions``), or when
-both say the same file loads, or both say it fails (``library``). A false green is a
-case where the plugin says fine and the loader fails; a false red the reverse. Exits
-1 on any disagreement.
+both say the same file loads, or both say it fails (``library``). With no
+distribution named, the interpreter itself is judged too (does it start with the
+case's environment?); where it does not, every module counts as broken, and a
+verdict naming the interpreter broken says so. A false green is a case where the
+plugin says fine and the loader fails; a false red the reverse. Exits 1 on any
+disagreement.
 """
 
 from __future__ import annotations
@@ -399,10 +402,14 @@ class Bench:
         if renamed and not importable(self.target, renamed):
             truth.add(renamed)
         if dist is None:
-            # With no distribution named, the interpreter itself is judged too: does it start?
+            # With no distribution named, the interpreter itself is judged too: does it
+            # start? Where it does not, nothing imports, and a verdict that says so
+            # (the interpreter named broken) says every module is.
             interpreter = os.path.realpath(self.target.python)
             if not starts(self.target, environ):
                 truth.add(interpreter)
+            if interpreter in said:
+                said |= set(targets)
         self.tallies["extensions"].add(case, sorted(truth - said), sorted(said - truth), [],
                                        len(targets) + bool(renamed))
         if with_ldd:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_envguard.probes import elf, extensions, loader
+from pytest_envguard.probes import elf, extensions, ldcache, loader
 from pytest_envguard.probes.distributions import scan_distributions
 
 PACKAGES = ("numpy", "scipy")
@@ -65,7 +65,7 @@ def run_check(installed, python: Path, cache_dir: Path):
 def clear_process_caches() -> None:
     """What a new process would not have: parsed structs, ld.so.cache, the loader's answer."""
     elf._structs.cache_clear()
-    loader._read_ld_so_cache.cache_clear()
+    ldcache._read_ld_so_cache.cache_clear()
     loader._ask_loader.cache_clear()
 
 
@@ -136,10 +136,16 @@ def main() -> None:
         print(f"ldd                {seconds * 1e3:7.1f} ms over the {len(files)} files")
         print(f"ratio ldd / cold   {seconds / statistics.median(colds):6.1f}x   (target >= 3x)")
         print(f"ratio ldd / warm   {seconds / statistics.median(warms):6.1f}x")
+        cold, warm = statistics.median(colds), statistics.median(warms)
+        over = [what for what, missed in (("cold > 1/3 of ldd", cold * 3 > seconds),
+                                          ("warm > 30 ms", warm > 0.030)) if missed]
+        print(f"verdict            {'OVER: ' + ', '.join(over) if over else 'within both targets'}")
         ours = {problem.file for f in facts for problem in f.problems}
         ldd_modules = ldd_broken & set(modules)
         if ours != ldd_modules:
             print(f"verdicts differ: ldd {sorted(ldd_modules)}, envguard {sorted(ours)}")
+            sys.exit(1)
+        if over:
             sys.exit(1)
 
 

@@ -99,6 +99,7 @@ def test_extensions_of_every_distribution_and_the_interpreter(native_build: Nati
     assert result.status is Status.UNMET
     assert result.found == f"2 of {5 + len(own)} modules broken"
     assert {p.distribution for p in facts.problems} == {"nativebad"}
+    agree(env, None, [native_build.ext_new_glibc, native_build.ext_missing, *own[:8]])
 
 
 def test_extensions_of_an_absent_distribution(native_build: NativeBuild) -> None:
@@ -402,6 +403,29 @@ def test_a_leaking_ld_library_path_breaks_the_interpreters_own_modules(
     assert verdict("extensions", clean).status is Status.MET
 
 
+def test_a_library_the_interpreter_needs_breaks_it_whole(native_build: NativeBuild,
+                                                        tmp_path: Path) -> None:
+    """Text named like a library the interpreter itself needs (libc.so.6, libm.so.6…)
+    first on LD_LIBRARY_PATH: it does not start, so nothing imports. `extensions`
+    says that first."""
+    python = extensions.ElfCache(None).read(os.path.realpath(sys.executable))
+    needed = list(python.needed)
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    name = next(need for need in needed if need.startswith("lib"))
+    (shadow / name).write_text("not a library\n" * 10)
+    site = tmp_path / "site"
+    site.mkdir()
+    env = site_env(site, LD_LIBRARY_PATH=str(shadow))
+    result = verdict("extensions", env)
+    assert (result.status, result.found) == (Status.UNMET, "the interpreter does not start")
+    assert f"the loader stops at {shadow / name}" in result.reason
+    assert "LD_LIBRARY_PATH" in str(result.hint)
+    started = subprocess.run([sys.executable, "-c", "pass"], env=env.environ, capture_output=True,
+                             text=True, check=False)
+    assert started.returncode != 0 and str(shadow / name) in started.stderr
+
+
 # -- modules this interpreter never imports (failure 7) ---------------------------------------------
 
 
@@ -515,8 +539,10 @@ def test_egg_info_file_lists_are_read(native_build: NativeBuild, tmp_path: Path)
                                   encoding="utf-8")
     (egg / "installed-files.txt").write_text(
         "../nativebad/_new_glibc.so\n../nativebad/_missing.so\nPKG-INFO\n", encoding="utf-8")
-    result = verdict("extensions nativebad", site_env(site))
+    env = site_env(site)
+    result = verdict("extensions nativebad", env)
     assert (result.status, result.found) == (Status.UNMET, "2 of 2 modules broken")
+    agree(env, "nativebad", [site / "nativebad" / "_new_glibc.so", site / "nativebad" / "_missing.so"])
 
 
 # -- the cache and real wheels --------------------------------------------------------------------

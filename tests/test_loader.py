@@ -17,12 +17,17 @@ from hypothesis import strategies as st
 
 from pytest_envguard.probes import Failure
 from pytest_envguard.probes.elf import read_elf, read_interpreter
+from pytest_envguard.probes.ldcache import (
+    LdCacheFacts,
+    parse_ld_so_cache,
+    parse_ld_so_cache_entries,
+    read_ld_so_cache,
+)
 from pytest_envguard.probes.loader import (
     REACH_DLOPEN,
     REACH_LOADED,
     REACH_PACKAGE_RPATH,
     SOURCE_NVIDIA,
-    LdCacheFacts,
     LoaderConfig,
     Resolver,
     VersionSource,
@@ -30,11 +35,8 @@ from pytest_envguard.probes.loader import (
     expand_tokens,
     find_library,
     library_version,
-    parse_ld_so_cache,
-    parse_ld_so_cache_entries,
     parse_loader_debug,
     probe_loader_config,
-    read_ld_so_cache,
     split_library_path,
 )
 from tests.fixtures_native import (

@@ -207,7 +207,10 @@ def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
         parts.append(f"{files[0]}{more}: {cause}")
     broken = len({problem.file for problem in facts.problems})
     first = _most_telling(facts.problems)
-    return unmet(requirement, f"{broken} of {plural(facts.modules, 'module')} broken",
+    found = f"{broken} of {plural(facts.modules, 'module')} broken"
+    if any(problem.startup for problem in facts.problems):
+        found = "the interpreter does not start"  # so no module imports
+    return unmet(requirement, found,
                  listing(parts) + unscanned, hint=_native_hint(first, env),
                  problems=tuple(Problem(problem.kind, f"{problem.display}: {_native_cause(problem)}")
                                 for problem in facts.problems))
@@ -217,7 +220,7 @@ def _most_telling(problems: tuple[NativeProblem, ...]) -> NativeProblem:
     """The problem whose fix the hint names: a leak through LD_LIBRARY_PATH first (it
     breaks the others), then the first."""
     return next((problem for problem in problems if problem.source == "LD_LIBRARY_PATH"),
-                problems[0])
+                next((problem for problem in problems if problem.startup), problems[0]))
 
 
 # -- import ----------------------------------------------------------------------------------

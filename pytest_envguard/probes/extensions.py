@@ -20,6 +20,7 @@ vanished or became unreadable.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.machinery
 import json
 import os
@@ -34,7 +35,8 @@ from typing import TYPE_CHECKING
 from pytest_envguard.probes import Facts, Failure
 from pytest_envguard.probes._io import TooLarge, read_text
 from pytest_envguard.probes.elf import ElfCache, ElfFacts
-from pytest_envguard.probes.loader import LdCacheFacts, LoaderConfig, Resolution, Resolver
+from pytest_envguard.probes.ldcache import LdCacheFacts
+from pytest_envguard.probes.loader import LoaderConfig, Resolution, Resolver
 
 if TYPE_CHECKING:
     from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts
@@ -70,6 +72,7 @@ class NativeProblem(Facts):
     detail: str | None = None
     interpreter: bool = False  # one of the interpreter's own modules, or the interpreter
     source: str | None = None  # where the loader found library_path: "LD_LIBRARY_PATH", …
+    startup: bool = False  # the interpreter itself does not start: nothing imports
 
 
 @dataclass(frozen=True)
@@ -572,8 +575,9 @@ class ExtensionChecker:
         if self._interpreter is None:
             return []
         path = self.executable.path
-        return self._problems(self._interpreter, path, f"{os.path.basename(path)} (the interpreter)",
-                              None, interpreter=True, skip_base=False)
+        return [dataclasses.replace(problem, startup=True) for problem in self._problems(
+            self._interpreter, path, f"{os.path.basename(path)} (the interpreter)", None,
+            interpreter=True, skip_base=False)]
 
     def check(self, path: str, location: str, distribution: str | None = None, *,
               interpreter: bool = False) -> list[NativeProblem]:
@@ -599,9 +603,12 @@ class ExtensionChecker:
 
     def _problems(self, closure: _Closure, path: str, display: str, distribution: str | None, *,
                   interpreter: bool, skip_base: bool = True) -> list[NativeProblem]:
-        def problem(kind: str, **fields: str | None) -> NativeProblem:
-            return NativeProblem(path, display, kind, distribution, interpreter=interpreter,
-                                 **fields)
+        def problem(kind: str, *, library: str | None = None, version: str | None = None,
+                    available: str | None = None, library_path: str | None = None,
+                    via: str | None = None, detail: str | None = None,
+                    source: str | None = None) -> NativeProblem:
+            return NativeProblem(path, display, kind, distribution, library, version, available,
+                                 library_path, via, detail, interpreter, source)
 
         problems = []
         for needer, name, found in closure.failures:

@@ -3,7 +3,7 @@
 Targets, each with its promise:
 
 * ``elf.read_elf`` / ``elf.read_interpreter`` — never raise;
-* ``loader.parse_ld_so_cache`` — returns, or raises ``ValueError`` only;
+* ``ldcache.parse_ld_so_cache`` — returns, or raises ``ValueError`` only;
 * ``locks.read_lock`` for ``requirements.txt``, ``pylock.toml``, ``uv.lock``,
   ``poetry.lock`` — never raises (a problem goes to ``LockFacts.reason``), and
   ``checks.hygiene.applicable`` on what it returns never raises.
@@ -48,7 +48,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pytest_envguard.checks.hygiene import applicable
-from pytest_envguard.probes import elf, loader, locks
+from pytest_envguard.probes import elf, ldcache, locks
 
 MARKER_ENV = {"python_version": "3.11", "python_full_version": "3.11.7", "os_name": "posix",
               "sys_platform": "linux", "platform_machine": "x86_64", "platform_system": "Linux",
@@ -234,7 +234,7 @@ def make_targets(work: Path, elf_seeds: list[bytes], cache_seeds: list[bytes]) -
 
     def run_cache(data: bytes) -> None:
         with contextlib.suppress(ValueError):  # its documented way to refuse
-            loader.parse_ld_so_cache(data)
+            ldcache.parse_ld_so_cache(data)
 
     targets["ld.so.cache"] = (mutated(cache_seeds, structured_elf=False), run_cache)
 
