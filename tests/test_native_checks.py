@@ -95,10 +95,11 @@ def test_library_where_dlopen_stops(native_build: NativeBuild, tmp_path: Path, k
 def test_library_whose_own_needs_fail(native_build: NativeBuild) -> None:
     """dlopen finds libssl.so.3, then loads the old libcrypto.so.3 that LD_LIBRARY_PATH
     puts first, which lacks OPENSSL_3.0.0: dlopen fails, and so does `library`."""
+    if not real_loader("libssl.so.3", library_env().environ).loaded:
+        pytest.skip("no libssl.so.3 here")
     env = library_env(LD_LIBRARY_PATH=str(native_build.leak_dir))
     facts = env.library("libssl.so.3")
-    if facts.path is None or facts.reach != "dlopen":
-        pytest.skip("no libssl.so.3 to load here")
+    assert facts.path is not None and facts.reach == "dlopen", facts
     answer = real_loader("libssl.so.3", env.environ)
     result = verdict("library libssl.so.3", env)
     assert not answer.loaded and str(native_build.leak_dir / "libcrypto.so.3") in answer.error
@@ -107,6 +108,28 @@ def test_library_whose_own_needs_fail(native_build: NativeBuild) -> None:
     clean = library_env()
     assert verdict("library libssl.so.3", clean).status is Status.MET
     assert real_loader("libssl.so.3", clean.environ).loaded
+
+
+def test_what_this_process_loaded_counts_only_for_its_own_environment(tmp_path: Path) -> None:
+    """A library this process has loaded is what its dlopen returns — with the
+    environment it started with. With another LD_LIBRARY_PATH the answer is that of a
+    fresh interpreter, as the oracle's is."""
+    import ctypes
+
+    from pytest_envguard.probes.loader import started_with
+
+    ctypes.CDLL("libz.so.1")  # certainly loaded here now
+    here = Environment(environ=dict(os.environ))
+    if started_with(here.environ):
+        assert here.library("libz.so.1").reach == "loaded"
+    shadow = tmp_path / "lib"
+    shadow.mkdir()
+    shutil.copy(os.path.realpath(str(here.library("libz.so.1").path)), shadow / "libz.so.1")
+    other = library_env(LD_LIBRARY_PATH=str(shadow))
+    facts = other.library("libz.so.1")
+    answer = real_loader("libz.so.1", other.environ)
+    assert facts.reach in ("dlopen", "loaded") and same_file(facts.path, answer.path), (
+        facts.path, answer.path)
 
 
 def test_library_the_interpreter_has_loaded() -> None:

@@ -672,6 +672,22 @@ def origin_of(path: str, *, executable: bool = False) -> str:
     return os.path.dirname(os.path.realpath(path) if executable else os.path.abspath(path))
 
 
+#: What the loader read at this process's start that changes what it loaded.
+_LOADER_VARIABLES = ("LD_LIBRARY_PATH", "LD_PRELOAD", "GLIBC_TUNABLES", "LD_HWCAP_MASK")
+
+
+def started_with(environ: Mapping[str, str], initial: str = "/proc/self/environ") -> bool:
+    """Whether this process started with ``environ``'s loader variables (its initial
+    environment, which the loader read, not ``os.environ`` as it is now)."""
+    from pytest_envguard.probes._io import read_small
+
+    text = read_small(initial, 4 << 20)
+    if text is None:
+        return False
+    start = dict(item.split("=", 1) for item in text.split("\0") if "=" in item)
+    return all(start.get(name, "") == environ.get(name, "") for name in _LOADER_VARIABLES)
+
+
 def loaded_objects(maps: str = "/proc/self/maps") -> list[str]:
     """The files this process has mapped (its loaded shared objects among them), in
     the order of ``/proc/self/maps``, each once."""
@@ -980,8 +996,11 @@ def find_library(
     caller = reader(dlopen_caller(executable)) if own else python
     if not caller.ok:
         caller = python
-    already = _already_loaded(python, resolver, loaded if loaded is not None else
-                              (loaded_objects() if own else ()))
+    if loaded is None:
+        # This process's mapped objects are what dlopen returns here — for a process
+        # started with this environment; for another one, a fresh interpreter is the model.
+        loaded = loaded_objects() if own and started_with(environ) else ()
+    already = _already_loaded(python, resolver, loaded)
     matches = _wanted(name)
     conda = environ.get("CONDA_PREFIX")
     prefixes = {os.path.realpath(conda)} if conda else set()
