@@ -153,6 +153,73 @@ GLIBCXX_GCC: dict[tuple[int, ...], str] = {
 }
 
 
+#: Where a leaked LD_LIBRARY_PATH usually comes from, and what clears it.
+#: Source: conda's docs ("Activating an environment" sets no LD_LIBRARY_PATH; it is
+#: users' .bashrc and module systems that do), Environment Modules / Lmod docs
+#: (module load prepends LD_LIBRARY_PATH), CUDA installation guide (post-install
+#: "export LD_LIBRARY_PATH=/usr/local/cuda/lib64…").
+LD_LIBRARY_PATH_ORIGINS = ("a shell profile, `module load`, a CUDA post-install export or "
+                           "another environment's activation")
+
+
+def _directory(path: str) -> str:
+    import os
+
+    return os.path.dirname(path) or path
+
+
+def ld_library_path_hint(path: str, interpreter: bool = False) -> str:
+    """A library from ``LD_LIBRARY_PATH`` breaks a module (or the interpreter's own)."""
+    whose = "the interpreter's own modules were" if interpreter else "it was"
+    return (f"LD_LIBRARY_PATH makes the loader pick {path} before the copy {whose} "
+            f"built against: remove {_directory(path)} from LD_LIBRARY_PATH (set by "
+            f"{LD_LIBRARY_PATH_ORIGINS}), or unset it for the test run")
+
+
+def broken_file_hint(path: str, source: str | None, distribution: str | None = None) -> str:
+    """The loader stops at a file it cannot load (a directory, text, a cut copy)."""
+    if source == "LD_LIBRARY_PATH":
+        return (f"the loader stops at {path} and never reaches a good copy: remove it (or "
+                f"{_directory(path)} from LD_LIBRARY_PATH)")
+    owner = distribution or "the package that installed it"
+    return (f"{path} is not a loadable library: reinstall {owner} "
+            f"(pip install --force-reinstall --no-deps {owner}), or remove the file")
+
+
+def is_vendored(name: str) -> bool:
+    """A library auditwheel (or delocate) copied into a wheel: a hash in its name,
+    ``libgfortran-040039e1.so.5.0.0``. Source: auditwheel's repair (``lib-HASH.so``)."""
+    import re
+
+    return bool(re.search(r"-[0-9a-f]{8}(?:\.so|$)", name))
+
+
+def vendored_hint(library: str, distribution: str) -> str:
+    return (f"{library} is a copy {distribution}'s wheel ships (in its *.libs directory): it was "
+            f"deleted, renamed or made unreadable; reinstall: pip install --force-reinstall "
+            f"--no-deps {distribution}")
+
+
+def wrong_python_hint(distribution: str) -> str:
+    return (f"{distribution} holds modules built for another Python version: reinstall it with "
+            f"this interpreter (python -m pip install --force-reinstall --no-deps {distribution})")
+
+
+def interpreter_hint(library: str | None) -> str:
+    """One of the interpreter's own modules (``lib-dynload``) cannot load."""
+    what = f"{library_stem(library)}: {LIBRARY_PACKAGES[library_stem(library)]}" \
+        if library and library_stem(library) in LIBRARY_PACKAGES else \
+        "the libraries the interpreter was built against"
+    return (f"the interpreter's own modules need {what}; if the interpreter was copied or its "
+            "system libraries changed, reinstall it (pyenv install --force, or the OS package)")
+
+
+def import_leak_hint(module: str, leak: str) -> str:
+    return (f"LD_LIBRARY_PATH is the cause: import {module} works without it, but with it the "
+            f"loader picks {leak}; remove {_directory(leak)} from LD_LIBRARY_PATH (set by "
+            f"{LD_LIBRARY_PATH_ORIGINS}), or unset it for the test run")
+
+
 def library_stem(name: str) -> str:
     """``libcudnn.so.9`` → ``libcudnn``; a vendored ``libgfortran-040039e1.so.5`` →
     ``libgfortran``; a short name ``cudnn`` → ``libcudnn``."""

@@ -20,7 +20,7 @@ SYSTEM_LIBRARIES = ["libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1"]
 
 
 def _system_library(name: str) -> str:
-    from pytest_envguard.probes.loader import read_ld_so_cache
+    from pytest_envguard.probes.ldcache import read_ld_so_cache
 
     paths = read_ld_so_cache().entries.get(name, ())
     for path in paths:

@@ -78,6 +78,25 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path) -> dict[str, S
                  "library libenvguard_nothing.so.9", "library c", "import nativebad._missing",
                  "import surely_not_a_module", "import json"])
 
+    def native_leak(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:
+        # An old libcrypto leaking through LD_LIBRARY_PATH (the interpreter's own modules
+        # and `import` break), and a library whose release only its soname tells.
+        environ = without_loader_vars(
+            LD_LIBRARY_PATH=f"{native.leak_dir}:{native.version_string_lib.parent}")
+        return (environ, Settings(cache_dir=tmp),
+                ["extensions", "import _hashlib", "library envguard_text >=3.0.1",
+                 "library envguard_text >=3", "library envguard_text >=4"])
+
+    def native_stops(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:
+        # Directories named like libraries in LD_LIBRARY_PATH: the loader stops there.
+        stops = tmp / "stops"
+        for name in ("libcrypto.so.3", "libenvguard_ver.so.1"):
+            (stops / name).mkdir(parents=True)
+        environ = without_loader_vars(LD_LIBRARY_PATH=f"{stops}:{native.ver_new_dir}")
+        return (environ, Settings(cache_dir=tmp),
+                ["extensions", "library libenvguard_ver.so.1", "library envguard_ver",
+                 "library libcrypto.so.3"])
+
     def gpu_lines(tmp: Path, environ: dict[str, str]) -> tuple[dict[str, str], Settings, list[str]]:
         return (environ, Settings(cache_dir=tmp, gpu_timeout=2.0),
                 ["cuda >=12", "driver >=400", "gpus >=1", "gpu-memory >=1GiB",
@@ -86,6 +105,8 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path) -> dict[str, S
     return {
         "files": files,
         "native": native_lines,
+        "native-leak": native_leak,
+        "native-stops": native_stops,
         "nvml-missing": lambda tmp: gpu_lines(tmp, {**without_loader_vars(),
                                                     "LD_LIBRARY_PATH": str(no_nvml)}),
         "nvml-mismatch": lambda tmp: gpu_lines(tmp, nvml.environ(init_error="18")),
@@ -95,7 +116,7 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path) -> dict[str, S
     }
 
 
-NAMES = ["files", "native", "nvml-missing", "nvml-mismatch", "nvml-hangs", "nvml-answers",
+NAMES = ["files", "native", "native-leak", "native-stops", "nvml-missing", "nvml-mismatch", "nvml-hangs", "nvml-answers",
          "hidden-gpus"]
 
 

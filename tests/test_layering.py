@@ -21,7 +21,8 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 LAYERS: list[set[str]] = [
     # "" and "__version__": the package itself, which holds only its version and the
     # lazily imported public names.
-    {"units", "versions", "grammar", "verdicts", "cuda_visibility", "hints", "", "__version__"},
+    {"units", "versions", "grammar", "verdicts", "cuda_visibility", "hints", "native_versions", "",
+     "__version__"},
     {"probes"},
     {"environment"},
     {"checks"},

@@ -13,45 +13,108 @@ from pytest_envguard.verdicts import Problem, Verdict, listing, met, plural, unk
 
 if TYPE_CHECKING:
     from pytest_envguard.probes.extensions import NativeProblem
+    from pytest_envguard.probes.loader import Candidate, LibraryFacts
+
+
+# -- library ---------------------------------------------------------------------------------
 
 
 def check_library(requirement: Requirement, env: Environment) -> Verdict:
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
     from pytest_envguard import hints
-    from pytest_envguard.probes import loader
 
     name = requirement.argument or ""
     facts = env.library(name)
+    dlopen = facts.loader
     if facts.path is None:
+        if dlopen is not None and dlopen.stopped_at:
+            # The loader ends its search at a file it cannot load: a good copy later
+            # on the path is never reached.
+            later = f"; {facts.candidates[0].path} ({facts.candidates[0].source}) comes later " \
+                    "and is never reached" if facts.candidates else ""
+            return unmet(requirement, f"dlopen fails at {dlopen.stopped_at}",
+                         f"{name}: {dlopen.reason} ({dlopen.source}){later}",
+                         hint=hints.broken_file_hint(dlopen.stopped_at, dlopen.source))
         if facts.failure is not Failure.MISSING:
             return unknown(requirement, facts.reason or f"{name}: the search could not run")
         return unmet(requirement, "not found", facts.reason or f"{name} not found",
                      hint=hints.library_hint(name)
                      or f"install the package that provides {name}, or add its directory "
                         "to LD_LIBRARY_PATH")
+    if facts.load_errors:
+        # The loader finds the file, then fails loading what it needs.
+        return unmet(requirement, f"dlopen fails loading {facts.path}",
+                     f"{name} is {facts.path} ({facts.source}), but {listing(facts.load_errors)}",
+                     hint=hints.library_hint(name))
     candidates = list(facts.candidates)
     chosen = candidates[0]
     if requirement.specifier:
-        def fits(version: str | None) -> bool:
-            try:
-                return version is not None and SpecifierSet(requirement.specifier).contains(
-                    Version(version), prereleases=True)
-            except InvalidVersion:
-                return False
+        verdict = _version_verdict(requirement, name, candidates)
+        if isinstance(verdict, Verdict):
+            return verdict
+        chosen = verdict
+    return met(requirement, _found(chosen, facts), _library_reason(chosen, candidates, facts))
 
-        if ".so" not in name:  # a short name: any of its sonames will do
-            chosen = next((item for item in candidates if fits(item.version)), chosen)
-        if not fits(chosen.version):
-            seen = ", ".join(f"{item.version or '?'} ({item.path})" for item in candidates[:3])
-            status = unknown if chosen.version is None else unmet
-            return status(requirement, f"{chosen.path} ({chosen.source})",
-                          f"{name} {chosen.version or 'of unknown version'} does not satisfy "
-                          f"{requirement.specifier}; found {seen}",
-                          hint=hints.library_hint(name))
+
+def _decide(specifier: str, candidate: Candidate) -> bool | None:
+    from pytest_envguard import native_versions
+    from pytest_envguard.probes.loader import VersionSource
+
+    if candidate.version is None:
+        return None
+    return native_versions.decide(specifier, candidate.version,
+                                  only_major=candidate.version_source is VersionSource.SONAME)
+
+
+def _version_verdict(requirement: Requirement, name: str,
+                     candidates: list[Candidate]) -> Verdict | Candidate:
+    """The candidate that satisfies the specifier (with a short name, any of them
+    will do), or the verdict when none does or none can tell."""
+    from pytest_envguard import hints
+
+    specifier = requirement.specifier
+    pool = candidates if ".so" not in name else candidates[:1]
+    answers = [(candidate, _decide(specifier, candidate)) for candidate in pool]
+    fitting = next((candidate for candidate, answer in answers if answer), None)
+    if fitting is not None:
+        return fitting
+    chosen = answers[0][0]
+    seen = ", ".join(f"{item.version or '?'} ({item.path})" for item in candidates[:3])
+    if any(answer is None for _, answer in answers):
+        undecided = next(item for item, answer in answers if answer is None)
+        known = (f"only the soname's version {undecided.version} is known"
+                 if undecided.version is not None else "its version is not known")
+        why = f" ({undecided.reason})" if undecided.reason else ""
+        return unknown(requirement,
+                       f"{name}: {known} for {undecided.path} ({undecided.source}){why}, and "
+                       f"{specifier} needs the release; found {seen}",
+                       found=f"{undecided.path} ({undecided.source})")
+    return unmet(requirement, f"{chosen.path} ({chosen.source})",
+                 f"{name} {chosen.version} does not satisfy {specifier}; found {seen}",
+                 hint=hints.library_hint(name))
+
+
+def _found(chosen: Candidate, facts: LibraryFacts) -> str:
+    from pytest_envguard.probes import loader
+
+    if chosen is facts.candidates[0] and facts.reach == loader.REACH_PACKAGE_RPATH:
+        return f"{chosen.path} ({chosen.source}; not on the loader's path)"
+    return f"{chosen.path} ({chosen.source})"
+
+
+def _library_reason(chosen: Candidate, candidates: list[Candidate], facts: LibraryFacts) -> str:
+    from pytest_envguard.probes import loader
+
     shown = os.path.basename(chosen.soname or chosen.path)
-    reason = f"{shown} {chosen.version or ''} found through {chosen.source}".replace("  ", " ")
+    version = f"{chosen.version} ({chosen.version_source})" if chosen.version_source and \
+        chosen.version else (chosen.version or "")
+    reason = f"{shown} {version} found through {chosen.source}".replace("  ", " ")
+    if chosen is candidates[0] and facts.reach == loader.REACH_LOADED:
+        reason = f"{shown} {version} is already loaded in this process: dlopen returns it"
+    elif chosen is candidates[0] and facts.reach == loader.REACH_PACKAGE_RPATH:
+        reason = (f"{shown} {version} found only in {chosen.source}, where the packages that "
+                  f"use it (the torch, CuPy, JAX wheels) load it through their RPATH; a plain "
+                  f"dlopen('{os.path.basename(chosen.path)}') finds nothing: it is not on "
+                  "LD_LIBRARY_PATH, in ld.so.cache or in the system dirs").replace("  ", " ")
     if chosen is not candidates[0]:
         first = candidates[0]
         reason += f"; searched first: {first.path} ({first.source}, {first.version or '?'})"
@@ -64,32 +127,57 @@ def check_library(requirement: Requirement, env: Environment) -> Verdict:
         beyond = other.source in (loader.SOURCE_NVIDIA, loader.SOURCE_CONDA)
         reason += (f"; also in {other.path} ({other.source})" if beyond
                    else f"; it shadows {other.path} ({other.source})")
-    return met(requirement, f"{chosen.path} ({chosen.source})", reason)
+    return reason
+
+
+# -- extensions ------------------------------------------------------------------------------
 
 
 def _native_hint(problem: NativeProblem, env: Environment) -> str:
     from pytest_envguard import hints
+    from pytest_envguard.probes import extensions as kinds
 
     dist = problem.distribution or "the distribution"
-    if problem.kind == "missing-version" and problem.version:
+    if problem.source == "LD_LIBRARY_PATH" and problem.library_path:
+        return hints.ld_library_path_hint(problem.library_path, problem.interpreter)
+    if problem.kind == kinds.MISSING_VERSION and problem.version:
+        if problem.interpreter:
+            return hints.interpreter_hint(problem.library)
         return hints.version_hint(problem.version, problem.library, env.platform.machine,
                                   problem.distribution)
-    if problem.kind == "missing-library" and problem.library:
+    if problem.kind == kinds.MISSING_LIBRARY and problem.library:
+        if problem.interpreter:
+            return hints.interpreter_hint(problem.library)
+        if hints.is_vendored(problem.library):
+            return hints.vendored_hint(problem.library, dist)
         return hints.library_hint(problem.library) or (
             f"install the package that provides {problem.library}, or add its directory "
             "to LD_LIBRARY_PATH")
-    if problem.kind == "wrong-architecture":
+    if problem.kind == kinds.LOADER_ERROR and problem.library_path:
+        return hints.broken_file_hint(problem.library_path, problem.source, dist)
+    if problem.kind == kinds.WRONG_PYTHON:
+        return hints.wrong_python_hint(dist)
+    if problem.kind == kinds.WRONG_ARCHITECTURE:
         return f"reinstall it for this interpreter: pip install --force-reinstall --no-deps {dist}"
+    if problem.interpreter:
+        return hints.interpreter_hint(None)
     return f"reinstall it: pip install --force-reinstall --no-deps {dist}"
 
 
 def _native_cause(problem: NativeProblem) -> str:
+    from pytest_envguard.probes import extensions as kinds
+
     via = f" (via {os.path.basename(problem.via)})" if problem.via else ""
-    if problem.kind == "missing-library":
+    where = f" from {problem.source}" if problem.source == "LD_LIBRARY_PATH" else ""
+    if problem.kind == kinds.MISSING_LIBRARY:
         return f"{problem.library} not found{via}"
-    if problem.kind == "missing-version":
+    if problem.kind == kinds.MISSING_VERSION:
         has = f"has up to {problem.available}" if problem.available else "lacks it"
-        return f"{problem.version} not in {problem.library_path}{via} ({has})"
+        return f"{problem.version} not in {problem.library_path}{where}{via} ({has})"
+    if problem.kind == kinds.LOADER_ERROR:
+        return f"the loader stops at {problem.detail}{where}{via}"
+    if problem.kind == kinds.WRONG_PYTHON:
+        return f"not a module of this interpreter: {problem.detail}"
     return f"{problem.detail}{via}"
 
 
@@ -102,10 +190,13 @@ def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
         return unknown(requirement, facts.reason or "the extension modules could not be checked")
     unscanned = (f"; not scanned (no RECORD): {', '.join(facts.unscanned[:5])}"
                  if facts.unscanned else "")
+    own = (f", {facts.interpreter_modules} of them the interpreter's own"
+           if facts.interpreter_modules else "")
     if not facts.problems:
         return met(requirement, plural(facts.modules, "module"),
-                   f"{plural(facts.modules, 'extension module')} ({plural(facts.files, 'ELF file')}) "
-                   f"find every library and symbol version they need{unscanned}")
+                   f"{plural(facts.modules, 'extension module')}{own} "
+                   f"({plural(facts.files, 'ELF file')}) find every library and symbol version "
+                   f"they need{unscanned}")
     # One line per cause, naming the files it breaks: a missing libcudnn breaks dozens.
     causes: dict[str, list[str]] = {}
     for problem in facts.problems:
@@ -115,10 +206,24 @@ def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
         more = f" (+{len(files) - 1} more)" if len(files) > 1 else ""
         parts.append(f"{files[0]}{more}: {cause}")
     broken = len({problem.file for problem in facts.problems})
-    return unmet(requirement, f"{broken} of {plural(facts.modules, 'module')} broken",
-                 listing(parts) + unscanned, hint=_native_hint(facts.problems[0], env),
+    first = _most_telling(facts.problems)
+    found = f"{broken} of {plural(facts.modules, 'module')} broken"
+    if any(problem.startup for problem in facts.problems):
+        found = "the interpreter does not start"  # so no module imports
+    return unmet(requirement, found,
+                 listing(parts) + unscanned, hint=_native_hint(first, env),
                  problems=tuple(Problem(problem.kind, f"{problem.display}: {_native_cause(problem)}")
                                 for problem in facts.problems))
+
+
+def _most_telling(problems: tuple[NativeProblem, ...]) -> NativeProblem:
+    """The problem whose fix the hint names: a leak through LD_LIBRARY_PATH first (it
+    breaks the others), then the first."""
+    return next((problem for problem in problems if problem.source == "LD_LIBRARY_PATH"),
+                next((problem for problem in problems if problem.startup), problems[0]))
+
+
+# -- import ----------------------------------------------------------------------------------
 
 
 def check_import(requirement: Requirement, env: Environment) -> Verdict:
@@ -139,8 +244,11 @@ def check_import(requirement: Requirement, env: Environment) -> Verdict:
         return unmet(requirement, f"crashed ({facts.signal})", facts.error or "crashed",
                      hint=f"run python -X faulthandler -c 'import {name}' to see where")
     loading = f" (loading {facts.native_file})" if facts.native_file else ""
+    cause = f"; {facts.cause}" if facts.cause else ""
     hint = None
-    if facts.missing_kind == "library" and facts.missing:
+    if facts.leak is not None:
+        hint = hints.import_leak_hint(name, facts.leak)
+    elif facts.missing_kind == "library" and facts.missing:
         hint = hints.library_hint(facts.missing)
     elif facts.missing_kind == "version" and facts.missing:
         hint = hints.version_hint(facts.missing, None, env.platform.machine, name.split(".")[0])
@@ -149,7 +257,7 @@ def check_import(requirement: Requirement, env: Environment) -> Verdict:
                 "links to: reinstall the two so that they match")
     elif facts.missing_kind == "module" and facts.missing:
         hint = f"install the distribution that provides {facts.missing.split('.')[0]}"
-    return unmet(requirement, "installed but broken", f"{facts.error}{loading}",
+    return unmet(requirement, "installed but broken", f"{facts.error}{loading}{cause}",
                  hint=hint or f"run python -c 'import {name}' to see the full traceback")
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from pytest_envguard.probes import Facts, Failure
 from pytest_envguard.probes._diskcache import DiskCache
@@ -42,9 +42,13 @@ if TYPE_CHECKING:
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ = 0, 1, 5, 10
 DT_SONAME, DT_RPATH, DT_RUNPATH = 14, 15, 29
 DT_VERDEF, DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
+DT_FLAGS_1, DF_1_NODEFLIB = 0x6FFFFFFB, 0x800
 SHT_DYNAMIC, SHT_GNU_VERDEF, SHT_GNU_VERNEED = 6, 0x6FFFFFFD, 0x6FFFFFFE
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
 VER_FLG_BASE, VER_FLG_WEAK = 1, 2
+#: How much of the start of a file one read takes: the ELF header and, in practice,
+#: the program header table right behind it.
+_HEAD = 4096
 
 #: Upper bounds that keep a corrupt header from making us read or loop forever.
 _MAX_SECTIONS = 1 << 16
@@ -63,6 +67,27 @@ class ElfFormatError(ValueError):
     def __init__(self, message: str, failure: Failure = Failure.CORRUPT) -> None:
         super().__init__(message)
         self.failure = failure
+
+
+class ElfHeader(NamedTuple):
+    """The raw fields of the ELF header that ``open_verify`` in glibc's loader looks at,
+    kept so that the loader's rules (which files it skips, which stop it with an
+    error) can be applied to any file, even one this reader cannot parse."""
+
+    size: int  # of the file, in bytes
+    magic_ok: int  # 1 when the file starts with \x7fELF
+    ei_class: int
+    ei_data: int
+    ei_version: int
+    ei_osabi: int
+    ei_abiversion: int
+    padding_zero: int  # 1 when e_ident[9:16] is all zero
+    e_type: int
+    e_machine: int
+    e_version: int
+    e_phentsize: int
+    e_phnum: int
+    phdrs_in_file: int  # 1 when the program header table lies inside the file
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,8 @@ class ElfFacts(Facts):
     runpath: tuple[str, ...] = ()
     version_needs: tuple[VersionNeed, ...] = ()
     version_defs: tuple[str, ...] = ()  # defined versions, without the base (soname) entry
+    nodeflib: bool = False  # DF_1_NODEFLIB: ld.so.cache and the default dirs are not searched
+    header: ElfHeader | None = None  # what the loader's header checks see (set whenever readable)
     reason: str | None = None
     failure: Failure | None = None
 
@@ -128,6 +155,9 @@ class ElfFacts(Facts):
                                             bool(need.get("weak", False)))
                                 for need in data.get("version_needs", ())),
             version_defs=tuple(data.get("version_defs", ())),
+            nodeflib=bool(data.get("nodeflib", False)),
+            header=ElfHeader(*(int(value) for value in data["header"]))
+            if data.get("header") else None,
             reason=data.get("reason"),
             failure=Failure(data["failure"]) if data.get("failure") else None,
         )
@@ -143,18 +173,23 @@ def _read_elf(path: str) -> tuple[ElfFacts, bool]:
     rather than of a passing condition such as a permission."""
     from elftools.common.exceptions import ELFError
 
+    reader: _Reader | None = None
     try:
         with open_regular(path) as file:  # a FIFO would block open()
-            return _Reader(file, path).read(), True
+            reader = _Reader(file, path)
+            return reader.read(), True
     except OSError as error:
         return ElfFacts(path, reason=explain(path, error), failure=failure_of(error)), False
     except ElfFormatError as error:
-        return ElfFacts(path, reason=str(error), failure=error.failure), True
+        reason, failure = str(error), error.failure
     except ELFError as error:
-        return ElfFacts(path, reason=f"corrupt ELF file: {error}", failure=Failure.CORRUPT), True
+        reason, failure = f"corrupt ELF file: {error}", Failure.CORRUPT
     except (struct.error, ValueError, OverflowError, UnicodeDecodeError) as error:
-        return ElfFacts(path, reason=f"corrupt ELF file: {type(error).__name__}: {error}",
-                        failure=Failure.CORRUPT), True
+        reason, failure = f"corrupt ELF file: {type(error).__name__}: {error}", Failure.CORRUPT
+    # A file that does not parse keeps its raw header: the loader skips some of those
+    # (another ELF class) and stops with an error at the others.
+    header = reader.raw_header if reader is not None else None
+    return ElfFacts(path, reason=reason, failure=failure, header=header), True
 
 
 def read_interpreter(path: str) -> str | None:
@@ -166,6 +201,49 @@ def read_interpreter(path: str) -> str | None:
             reader = _Reader(file, path)
             reader.header()
             return reader.interpreter()
+    except (OSError, ElfFormatError, ELFError, struct.error, ValueError, OverflowError):
+        return None
+
+
+def raw_header(head: bytes, size: int) -> ElfHeader:
+    """The header fields the loader checks, from the first bytes of a file (any file:
+    short or foreign ones read as zeros where they have nothing)."""
+    data = head[:64].ljust(64, b"\x00")
+    order = ">" if data[5] == 2 else "<"
+    e_type, e_machine, e_version = struct.unpack_from(order + "HHI", data, 16)
+    if data[4] == 1:
+        phoff, = struct.unpack_from(order + "I", data, 28)
+        phentsize, phnum = struct.unpack_from(order + "HH", data, 42)
+    else:
+        phoff, = struct.unpack_from(order + "Q", data, 32)
+        phentsize, phnum = struct.unpack_from(order + "HH", data, 54)
+    return ElfHeader(
+        size=size, magic_ok=int(head[:4] == b"\x7fELF"), ei_class=data[4], ei_data=data[5],
+        ei_version=data[6], ei_osabi=data[7], ei_abiversion=data[8],
+        padding_zero=int(not any(data[9:16])), e_type=e_type, e_machine=e_machine,
+        e_version=e_version, e_phentsize=phentsize, e_phnum=phnum,
+        phdrs_in_file=int(phoff + phnum * phentsize <= size))
+
+
+@lru_cache(maxsize=64)
+def machine_name(number: int) -> str:
+    """``62`` → ``"EM_X86_64"``: e_machine as pyelftools names it (``EM_<n>`` when unknown)."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    names = {value: key for key, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
+    return names.get(number, f"EM_{number}")
+
+
+def read_section(path: str, name: str, limit: int = 16 << 20) -> bytes | None:
+    """The first ``limit`` bytes of section ``name`` of an ELF file; None when the file
+    cannot be read or has no such section (for version strings: ``.rodata``, ``.comment``)."""
+    from elftools.common.exceptions import ELFError
+
+    try:
+        with open_regular(path) as file:
+            reader = _Reader(file, path)
+            reader.header()
+            return reader.section_named(name, limit)
     except (OSError, ElfFormatError, ELFError, struct.error, ValueError, OverflowError):
         return None
 
@@ -190,6 +268,7 @@ class _Section:
     size: int
     link: int
     info: int
+    name: int = 0  # offset of its name in the section name string table
 
 
 class _Reader:
@@ -212,6 +291,9 @@ class _Reader:
         self.runpath: tuple[str, ...] = ()
         self.needs: list[VersionNeed] = []
         self.defs: list[str] = []
+        self.flags_1 = 0
+        self.head = b""  # the first bytes of the file, read once
+        self.raw_header: ElfHeader | None = None
 
     # -- raw access ---------------------------------------------------------------------
 
@@ -221,6 +303,8 @@ class _Reader:
                                  f"({offset}+{length} > {self.size} bytes)")
         if length > _MAX_SECTION_BYTES:
             raise ElfFormatError(f"corrupt ELF file: {what} claims {length} bytes")
+        if offset + length <= len(self.head):
+            return self.head[offset:offset + length]
         self.file.seek(offset)
         data = self.file.read(length)
         if len(data) != length:
@@ -237,7 +321,9 @@ class _Reader:
     # -- the parts ------------------------------------------------------------------------
 
     def header(self) -> None:
-        ident = self.file.read(64)
+        self.head = self.file.read(_HEAD)
+        self.raw_header = raw_header(self.head, self.size)
+        ident = self.head[:64]
         if len(ident) < 16:
             raise ElfFormatError("not an ELF file (file too short)", Failure.NOT_ELF)
         if ident[:4] != b"\x7fELF":
@@ -256,7 +342,8 @@ class _Reader:
         elf_type = header["e_type"]
         self.elf_type = elf_type if isinstance(elf_type, str) else f"ET_{elf_type}"
         self.header_fields = {name: int(header[name]) for name in (
-            "e_phoff", "e_phentsize", "e_phnum", "e_shoff", "e_shentsize", "e_shnum")}
+            "e_phoff", "e_phentsize", "e_phnum", "e_shoff", "e_shentsize", "e_shnum",
+            "e_shstrndx")}
 
     def sections(self) -> list[_Section]:
         fields = self.header_fields
@@ -276,12 +363,18 @@ class _Reader:
         for index in range(count):
             values = struct.unpack_from(form, table, index * entsize)
             result.append(_Section(type=values[1], offset=values[4], size=values[5],
-                                   link=values[6], info=values[7]))
+                                   link=values[6], info=values[7], name=values[0]))
         return result
 
     def read(self) -> ElfFacts:
         self.header()
-        sections = self.sections()
+        self.check_segments()
+        try:
+            sections = self.sections()
+        except ElfFormatError:
+            # The loader never reads the section headers: a table that is cut off or
+            # corrupt is no reason to fail where the program headers lead the way.
+            sections = []
         dynamic = next((s for s in sections if s.type == SHT_DYNAMIC), None)
         if dynamic is not None:
             if not 0 <= dynamic.link < len(sections):
@@ -324,6 +417,27 @@ class _Reader:
             else:
                 result.append((values[0], values[2], values[3], values[5]))
         return result
+
+    def section_named(self, wanted: str, limit: int) -> bytes | None:
+        """The bytes of the section called ``wanted`` (``.rodata``, ``.comment``), at
+        most ``limit`` of them; None when the file has no such section."""
+        sections = self.sections()
+        index = self.header_fields["e_shstrndx"]
+        if not 0 < index < len(sections):
+            return None
+        names = _Strings(self, sections[index].offset, sections[index].size)
+        for section in sections:
+            if section.type != 8 and names.at(section.name) == wanted:  # 8: SHT_NOBITS
+                return self.bytes_at(section.offset, min(section.size, limit), wanted)
+        return None
+
+    def check_segments(self) -> None:
+        """Every loadable segment must lie inside the file: the loader maps them whole,
+        and touching a page past the end of a cut file kills the process (SIGBUS)."""
+        for p_type, offset, _, size in self.segments():
+            if p_type == PT_LOAD and offset + size > self.size:
+                raise ElfFormatError(f"truncated ELF file: a loadable segment ends at byte "
+                                     f"{offset + size}, the file has {self.size}")
 
     def interpreter(self) -> str | None:
         for p_type, offset, _, size in self.segments():
@@ -385,6 +499,8 @@ class _Reader:
                 self.rpath += tuple(part for part in strings.at(value).split(":") if part)
             elif tag == DT_RUNPATH:
                 self.runpath += tuple(part for part in strings.at(value).split(":") if part)
+            elif tag == DT_FLAGS_1:
+                self.flags_1 |= value
 
     def _records(self, offset: int, size: int | None, count: int, record: int,
                  what: str) -> Iterator[tuple[int, bytes]]:
@@ -443,6 +559,8 @@ class _Reader:
             runpath=self.runpath,
             version_needs=tuple(self.needs),
             version_defs=tuple(dict.fromkeys(self.defs)),
+            nodeflib=bool(self.flags_1 & DF_1_NODEFLIB),
+            header=self.raw_header,
         )
 
 

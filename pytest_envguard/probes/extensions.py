@@ -1,28 +1,42 @@
 """Extension modules as the loader sees them (the ``extensions`` key).
 
 :func:`probe_extensions` lists the extension modules of installed
-distributions from their ``RECORD`` files and, for each one, walks what the
-loader would load — every ``DT_NEEDED`` resolved by
-:class:`~pytest_envguard.probes.loader.Resolver`, transitively — and checks
-that each version need (``GLIBC_2.34``, ``GLIBCXX_3.4.30``, ``CXXABI_1.3.13``,
-any other) is defined by the library that would be picked. Nothing is
-imported; ELF facts come from :class:`~pytest_envguard.probes.elf.ElfCache`.
+distributions — from their ``RECORD`` files, and for editable installs and
+source-tree ``.egg-info`` from the directories they import from — plus, with no
+distribution named, the interpreter's own (``lib-dynload``) and the interpreter
+itself. For each one it walks what the loader would load: every ``DT_NEEDED``
+resolved by :class:`~pytest_envguard.probes.loader.Resolver` (hardware-capability
+subdirectories, files the loader skips and files that stop it included),
+transitively, and checks that each version need (``GLIBC_2.34``,
+``GLIBCXX_3.4.30``, ``CXXABI_1.3.13``, any other) is defined by the library that
+would be picked. A module whose file name this interpreter does not import
+(a ``cpython-312`` module under Python 3.11) is reported as such. Nothing is
+imported; ELF facts come from :class:`~pytest_envguard.probes.elf.ElfCache`, and
+every file on a module's closure is looked at again (it exists, this user may read
+it, its header is one the loader takes) — a cached entry never hides a file that
+vanished or became unreadable.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import importlib.machinery
+import json
 import os
 import re
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_envguard.probes import Facts, Failure
+from pytest_envguard.probes._io import TooLarge, read_text
 from pytest_envguard.probes.elf import ElfCache, ElfFacts
-from pytest_envguard.probes.loader import LdCacheFacts, Resolver
+from pytest_envguard.probes.ldcache import LdCacheFacts
+from pytest_envguard.probes.loader import LoaderConfig, Resolution, Resolver
 
 if TYPE_CHECKING:
     from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts
@@ -30,28 +44,42 @@ if TYPE_CHECKING:
 
 # -- extensions -------------------------------------------------------------------------------
 
+#: What stops a module loading (``NativeProblem.kind``).
+MISSING_LIBRARY = "missing-library"  # a DT_NEEDED no search finds
+MISSING_VERSION = "missing-version"  # a version need the picked library does not define
+LOADER_ERROR = "loader-error"  # the search stops at a file the loader cannot load
+WRONG_ARCHITECTURE = "wrong-architecture"  # the module's ELF class or machine
+UNREADABLE = "unreadable"  # the module itself: missing, unreadable, not ELF, cut
+WRONG_PYTHON = "wrong-python"  # a file name this interpreter never imports (cp312 under 3.11)
+
+#: The source of a library a required distribution's import has loaded already.
+LOADED_BY = "loaded by soname"
+
 
 @dataclass(frozen=True)
 class NativeProblem(Facts):
     """One reason an extension module would fail to load."""
 
-    file: str  # the extension module
+    file: str  # the extension module (or the interpreter)
     display: str  # the same, relative to its site-packages directory
-    kind: str  # "missing-library", "missing-version", "loader-error", "wrong-architecture", "unreadable"
+    kind: str  # one of the constants above
     distribution: str | None = None
     library: str | None = None  # the needed name, or the library that lacks the version
     version: str | None = None  # the needed version: "GLIBC_2.34"
     available: str | None = None  # the highest of that family the library defines
-    library_path: str | None = None  # the file the loader would pick
+    library_path: str | None = None  # the file the loader would pick, or stops at
     via: str | None = None  # the dependency that needs it, when not the module itself
     detail: str | None = None
+    interpreter: bool = False  # one of the interpreter's own modules, or the interpreter
+    source: str | None = None  # where the loader found library_path: "LD_LIBRARY_PATH", …
+    startup: bool = False  # the interpreter itself does not start: nothing imports
 
 
 @dataclass(frozen=True)
 class ExtensionsFacts(Facts):
     """The extension modules of one distribution (or all) and what stops them loading."""
 
-    distribution: str | None  # None: every installed distribution
+    distribution: str | None  # None: every installed distribution, and the interpreter's own
     modules: int  # extension modules checked
     files: int  # ELF files looked at, the modules' dependencies included
     problems: tuple[NativeProblem, ...] = ()
@@ -59,6 +87,7 @@ class ExtensionsFacts(Facts):
     parsed: int = 0  # ELF files parsed this time (the rest came from the cache)
     reason: str | None = None  # why nothing could be checked
     failure: Failure | None = None  # MISSING: the distribution is not installed
+    interpreter_modules: int = 0  # of `modules`, the interpreter's own (lib-dynload)
 
 
 #: Bounds on a file list a distribution ships (``RECORD``): torch's is about 2 MB and
@@ -108,6 +137,146 @@ def extension_files(dist: InstalledDistribution) -> list[str] | None:
             if path.endswith(".so") and _is_module_name(os.path.basename(path))]
 
 
+def distribution_modules(dist: InstalledDistribution) -> list[str] | None:
+    """The extension modules of a distribution: those its file list names, and for an
+    editable install or a source-tree ``.egg-info`` those below the directories it is
+    imported from. None when neither says anything."""
+    listed = extension_files(dist)
+    roots = import_roots(dist) if listed is None or is_editable(dist) else []
+    if listed is None and not roots:
+        return None
+    found = dict.fromkeys(listed or [])
+    for root in roots:
+        found.update(dict.fromkeys(_modules_below(root)))
+    return list(found)
+
+
+def is_editable(dist: InstalledDistribution) -> bool:
+    """Installed with ``pip install -e`` (PEP 660: ``direct_url.json`` says so)."""
+    try:
+        data = json.loads(read_text(os.path.join(dist.path, "direct_url.json"), 1 << 16))
+    except (OSError, TooLarge, ValueError):
+        return False
+    dir_info = data.get("dir_info") if isinstance(data, dict) else None
+    return isinstance(dir_info, dict) and dir_info.get("editable") is True
+
+
+#: How many directory entries the walk below an editable install's roots may visit.
+_WALK_LIMIT = 20_000
+
+
+def import_roots(dist: InstalledDistribution) -> list[str]:
+    """Where the modules of an editable install or a source tree are imported from:
+    the packages setuptools' editable finder maps, the directories its ``.pth`` file
+    adds (only the distribution's top-level packages in them), and for an
+    ``.egg-info`` in a source tree, its top-level packages beside it."""
+    top_level = _top_level(dist)
+    roots: list[str] = []
+    for path in _editable_files(dist):
+        if path.endswith(".pth"):
+            for directory in _pth_directories(path):
+                roots += _packages_in(directory, top_level)
+        elif path.endswith(".py"):
+            roots += _finder_mapping(path)
+    if dist.path.endswith(".egg-info") and os.path.dirname(os.path.abspath(dist.path)) == \
+            os.path.abspath(dist.location) and not _has_file_list(dist):
+        roots += _packages_in(dist.location, top_level)
+    return list(dict.fromkeys(root for root in roots if os.path.exists(root)))
+
+
+def _has_file_list(dist: InstalledDistribution) -> bool:
+    return any(os.path.isfile(os.path.join(dist.path, name))
+               for name in ("RECORD", "installed-files.txt"))
+
+
+def _top_level(dist: InstalledDistribution) -> list[str]:
+    """The distribution's top-level import names: ``top_level.txt``, else its name."""
+    try:
+        names = read_text(os.path.join(dist.path, "top_level.txt"), 1 << 16).split()
+    except (OSError, TooLarge):
+        names = []
+    return [name for name in names if name.isidentifier()] or [dist.name.replace("-", "_")]
+
+
+def _editable_files(dist: InstalledDistribution) -> list[str]:
+    """setuptools' ``__editable__.NAME-VERSION.pth`` and ``__editable___NAME_…_finder.py``
+    (and a legacy ``NAME.egg-link``) in the distribution's site directory."""
+    wanted = re.sub(r"[-_.]+", "_", dist.name).lower()
+    found = []
+    try:
+        entries = os.listdir(dist.location)
+    except OSError:
+        return []
+    for entry in entries:
+        # "__editable__.edpkg-1.0.pth", "__editable___edpkg_1_0_finder.py": separators
+        # run together once normalised.
+        if re.sub(r"[-_.]+", "_", entry.lower()).startswith(f"_editable_{wanted}_"):
+            found.append(os.path.join(dist.location, entry))
+    return sorted(found, key=lambda path: not path.endswith(".py"))
+
+
+def _pth_directories(path: str) -> list[str]:
+    try:
+        text = read_text(path, 1 << 20)
+    except (OSError, TooLarge):
+        return []
+    base = os.path.dirname(path)
+    return [os.path.normpath(os.path.join(base, line.strip())) for line in text.splitlines()
+            if line.strip() and not line.startswith(("#", "import ", "import\t"))]
+
+
+def _finder_mapping(path: str) -> list[str]:
+    """The package directories of setuptools' editable finder (its ``MAPPING``
+    literal), read as data, never run."""
+    try:
+        tree = ast.parse(read_text(path, 1 << 20))
+    except (OSError, TooLarge, SyntaxError, ValueError):
+        return []
+    for node in ast.walk(tree):
+        target = getattr(node, "target", None) or next(iter(getattr(node, "targets", []) or []),
+                                                          None)
+        if isinstance(target, ast.Name) and target.id == "MAPPING" and getattr(node, "value", None):
+            try:
+                mapping = ast.literal_eval(node.value)  # type: ignore[attr-defined]
+            except (ValueError, SyntaxError, TypeError):
+                return []
+            if isinstance(mapping, dict):
+                return [str(value) for value in mapping.values() if isinstance(value, str)]
+    return []
+
+
+def _packages_in(directory: str, top_level: Sequence[str]) -> list[str]:
+    """The top-level packages (and single-file modules) of ``top_level`` in ``directory``."""
+    found = []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return []
+    for entry in entries:
+        stem = entry.split(".", 1)[0]
+        if stem in top_level:
+            found.append(os.path.join(directory, entry))
+    return found
+
+
+def _modules_below(root: str) -> Iterator[str]:
+    """Extension modules in ``root`` (a package directory, or one module file)."""
+    if os.path.isfile(root):
+        if root.endswith(".so") and _is_module_name(os.path.basename(root)):
+            yield root
+        return
+    budget = _WALK_LIMIT
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [name for name in subdirs if not name.startswith(".")
+                      and name not in ("__pycache__", "build")]
+        budget -= len(files) + len(subdirs)
+        if budget < 0:
+            return
+        for name in sorted(files):
+            if name.endswith(".so") and _is_module_name(name):
+                yield os.path.join(directory, name)
+
+
 def shipped_libraries(distributions: Iterable[InstalledDistribution]) -> dict[str, str]:
     """File name → path of every shared object the distributions installed:
     ``libtorch.so`` → ``.../torch/lib/libtorch.so``.
@@ -124,10 +293,72 @@ def shipped_libraries(distributions: Iterable[InstalledDistribution]) -> dict[st
     return shipped
 
 
+def required_distributions(name: str, active: Mapping[str, InstalledDistribution]
+                           ) -> list[InstalledDistribution]:
+    """The installed distributions ``name`` requires, transitively (its ``Requires-Dist``
+    by name: markers and extras are not weighed, an installed one counts). A package
+    imports these before its own modules: scipy imports numpy, torchaudio torch."""
+    from pytest_envguard.probes.distributions import canonical_name
+
+    found: dict[str, InstalledDistribution] = {}
+    queue = [canonical_name(name)]
+    while queue:
+        current = active.get(queue.pop())
+        if current is None:
+            continue
+        for requirement in current.requires:
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+            wanted = canonical_name(match.group(1)) if match else ""
+            if wanted in active and wanted not in found and wanted != canonical_name(name):
+                found[wanted] = active[wanted]
+                queue.append(wanted)
+    return list(found.values())
+
+
 def _is_module_name(base: str) -> bool:
     # `_umath.cpython-312-x86_64-linux-gnu.so`, `_cffi.abi3.so`, `mod.so`; a vendored
     # `libopenblas-ab12.so` is not a module (it is checked as a dependency).
     return base.split(".", 1)[0].isidentifier()
+
+
+#: The tag of a module file name that names an interpreter (PEP 3149, PEP 384, PyPy's):
+#: ``cpython-312-x86_64-linux-gnu``, ``abi3``, ``pypy310-pp73-x86_64-linux-gnu``.
+_INTERPRETER_TAG = re.compile(r"\.(cpython-\d+[a-z]*(?:-[\w-]+)?|abi3|pypy\d*[-\w]*|graalpy[-\w]*)\.so$")
+
+
+def foreign_module(path: str, suffixes: Sequence[str], siblings: Iterable[str] = ()) -> bool:
+    """A module this interpreter never imports: its file name ends in an interpreter
+    tag none of ``suffixes`` (``importlib.machinery.EXTENSION_SUFFIXES``) has, and no
+    file of the same module name beside it has one that this interpreter takes."""
+    base = os.path.basename(path)
+    if any(base.endswith(suffix) for suffix in suffixes) and \
+            base.split(".", 1)[0] + next(s for s in suffixes if base.endswith(s)) == base:
+        return False
+    if not _INTERPRETER_TAG.search(base):
+        return False
+    name = base.split(".", 1)[0]
+    return not any(os.path.basename(other) == name + suffix
+                   for other in siblings for suffix in suffixes)
+
+
+def interpreter_modules(directories: Sequence[str], suffixes: Sequence[str]) -> list[str]:
+    """The interpreter's own extension modules (``lib-dynload``)."""
+    found = []
+    for directory in directories:
+        try:
+            entries = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        found += [os.path.join(directory, entry) for entry in entries
+                  if any(entry.endswith(suffix) for suffix in suffixes)
+                  and _is_module_name(entry)]
+    return found
+
+
+def default_interpreter_dirs() -> list[str]:
+    """This interpreter's ``lib-dynload`` directories (on ``sys.path``)."""
+    return [entry for entry in sys.path
+            if os.path.basename(entry.rstrip(os.sep)) == "lib-dynload" and os.path.isdir(entry)]
 
 
 def probe_extensions(
@@ -138,8 +369,14 @@ def probe_extensions(
     cache_dir: Path | None = None,
     executable: str | None = None,
     ld_cache: LdCacheFacts | None = None,
+    config: LoaderConfig | None = None,
+    suffixes: Sequence[str] | None = None,
+    interpreter_dirs: Sequence[str] | None = None,
 ) -> ExtensionsFacts:
-    """Check the extension modules of ``distribution`` (all when None)."""
+    """Check the extension modules of ``distribution`` (all when None, with the
+    interpreter's own). ``executable``, ``suffixes`` (the module file names it
+    imports) and ``interpreter_dirs`` (its ``lib-dynload``) default to this
+    interpreter's."""
     from pytest_envguard.probes.distributions import canonical_name
 
     active = installed.active()
@@ -151,25 +388,70 @@ def probe_extensions(
         chosen = [active[name]]
     else:
         chosen = list(active.values())
+    own = executable is None
+    accepted = list(suffixes if suffixes is not None else importlib.machinery.EXTENSION_SUFFIXES)
     modules: list[tuple[str, InstalledDistribution]] = []
+    foreign: list[tuple[str, InstalledDistribution]] = []
     unscanned: list[str] = []
     for dist in chosen:
-        files = extension_files(dist)
+        files = distribution_modules(dist)
         if files is None:
             unscanned.append(dist.name)
-        else:
-            modules += [(path, dist) for path in files]
+            continue
+        for path in files:
+            if foreign_module(path, accepted, files):
+                foreign.append((path, dist))
+            elif not _INTERPRETER_TAG.search(os.path.basename(path)) or any(
+                    path.endswith(suffix) for suffix in accepted):
+                modules.append((path, dist))
+    own_modules: list[str] = []
+    if distribution is None:
+        dirs = interpreter_dirs if interpreter_dirs is not None else (
+            default_interpreter_dirs() if own else [])
+        own_modules = interpreter_modules(dirs, accepted)
     cache = ElfCache(cache_dir)
+    if config is None:
+        from pytest_envguard.probes.loader import probe_loader_config
+
+        config = probe_loader_config(executable or sys.executable, environ, cache_dir=cache_dir)
+    provided: dict[str, Mapping[str, tuple[str, str]]] = {}
+
+    def shipped(name: str | None) -> Mapping[str, tuple[str, str]]:
+        if name is None:
+            return {}
+        if name not in provided:
+            provided[name] = {library: (path, dist.name)
+                              for dist in required_distributions(name, active)
+                              for library, path in shipped_libraries([dist]).items()}
+        return provided[name]
+
     checker = ExtensionChecker(environ, cache, executable=executable, ld_cache=ld_cache,
-                               shipped=lambda: shipped_libraries(active.values()))
+                               config=config, shipped=shipped)
     if checker.failure is not None:
         return ExtensionsFacts(distribution, 0, 0, reason=checker.reason, failure=checker.failure)
     problems: list[NativeProblem] = []
+    if distribution is None:
+        problems += checker.check_interpreter()
+    for path in own_modules:
+        problems += checker.check(path, os.path.dirname(os.path.dirname(path)), None,
+                                  interpreter=True)
     for path, dist in modules:
         problems += checker.check(path, dist.location, dist.name)
+    for path, dist in foreign:
+        problems.append(NativeProblem(
+            path, _display(path, dist.location), WRONG_PYTHON, dist.name,
+            detail=f"this interpreter imports only {', '.join(accepted)}"))
     cache.save()
-    return ExtensionsFacts(distribution, len(modules), len(checker.seen), tuple(problems),
-                           tuple(unscanned), parsed=cache.misses)
+    return ExtensionsFacts(distribution, len(modules) + len(foreign) + len(own_modules),
+                           len(checker.seen), tuple(problems), tuple(unscanned),
+                           parsed=cache.misses, interpreter_modules=len(own_modules))
+
+
+def _display(path: str, location: str) -> str:
+    if not location:
+        return path
+    relative = os.path.relpath(path, location)
+    return path if relative.startswith(os.pardir) else relative
 
 
 _FAMILY = re.compile(r"^(.*?)_?(\d+(?:\.\d+)*)$")
@@ -196,22 +478,14 @@ def highest_version(defined: Sequence[str], like: str) -> str | None:
     return best[1] if best else None
 
 
-@dataclass(frozen=True)
-class _Found:
-    """The loader's answer for one needed name: the file, or why not."""
-
-    path: str | None
-    reason: str | None
-    failure: Failure | None
-
-
 @dataclass
 class _Closure:
     """What loading one object brings in: every name, object and failure."""
 
     loaded: dict[str, str | None]  # needed name or soname → the file (None: not found)
     objects: dict[str, ElfFacts]  # every object loaded, by path
-    failures: list[tuple[ElfFacts, str, _Found]]  # (who needs it, name, the loader's answer)
+    failures: list[tuple[ElfFacts, str, Resolution]]  # (who needs it, name, the loader's answer)
+    sources: dict[str, str]  # path → where the loader found it
 
 
 class ExtensionChecker:
@@ -220,92 +494,142 @@ class ExtensionChecker:
 
     def __init__(self, environ: Mapping[str, str], cache: ElfCache, *,
                  executable: str | None = None, ld_cache: LdCacheFacts | None = None,
-                 shipped: Callable[[], Mapping[str, str]] | None = None) -> None:
+                 config: LoaderConfig | None = None,
+                 shipped: Callable[[str | None], Mapping[str, tuple[str, str]]] | None = None
+                 ) -> None:
         self.cache = cache
-        self._shipped_source = shipped
-        self._shipped: Mapping[str, str] | None = None
-        self.resolver = Resolver(environ, reader=cache.read, ld_cache=ld_cache)
+        self._shipped = shipped
         self.seen: set[str] = set()
-        self._resolved: dict[tuple[str, str, tuple[str, ...]], _Found] = {}
+        self._resolved: dict[tuple[str, str, tuple[str, ...]], Resolution] = {}
         self.reason: str | None = None
         self.failure: Failure | None = None
         self.executable = cache.read(os.path.realpath(executable or sys.executable))
+        self.resolver = Resolver(environ, reader=cache.read, ld_cache=ld_cache, config=config,
+                                 main=self.executable)
         self.preloaded: dict[str, str] = {}
         self.base: set[str] = set()
+        self._interpreter: _Closure | None = None
         if not self.executable.ok:
             self.reason = f"cannot read the interpreter: {self.executable.reason}"
             self.failure = self.executable.failure
             return
-        # The interpreter's own dependencies are loaded before any extension; the
-        # loader matches later needs against their sonames instead of searching.
-        loaded = self._closure(self.executable, ()).loaded
-        self.preloaded = {name: path for name, path in loaded.items() if path}
-        self.base = set(self.preloaded.values()) | {self.executable.path}
+        # LD_PRELOAD's objects, then the interpreter's own dependencies, are loaded
+        # before any extension; the loader matches later needs against their sonames
+        # instead of searching.
+        from pytest_envguard.probes.loader import preloaded_objects
 
-    def _resolve(self, name: str, obj: ElfFacts, chain: tuple[ElfFacts, ...]) -> _Found:
+        self._interpreter = self._closure(
+            self.executable, (), preloaded=preloaded_objects(self.executable, self.resolver))
+        self.preloaded = {name: path for name, path in self._interpreter.loaded.items() if path}
+        self.base = set(self._interpreter.objects)
+
+    def _resolve(self, name: str, obj: ElfFacts, chain: tuple[ElfFacts, ...]) -> Resolution:
         rpaths = tuple(holder.path for holder in chain if holder.rpath and not holder.runpath)
         key = (name, obj.path, rpaths if not obj.runpath else ())
         if key not in self._resolved:
-            result = self.resolver.resolve(name, obj, chain)
-            found = _Found(result.path, result.reason, result.failure)
-            if result.failure is Failure.MISSING and self.shipped().get(name):
-                # torchaudio's modules need libtorch.so, which `import torchaudio` has
-                # loaded (by importing torch) before: the loader matches it by soname.
-                found = _Found(self.shipped()[name], None, None)
-            self._resolved[key] = found
+            self._resolved[key] = self.resolver.resolve(name, obj, chain)
         return self._resolved[key]
 
-    def shipped(self) -> Mapping[str, str]:
-        if self._shipped is None:
-            self._shipped = self._shipped_source() if self._shipped_source else {}
-        return self._shipped
+    def _provider(self, name: str, distribution: str | None) -> Resolution | None:
+        """A library a distribution that ``distribution`` requires ships under that
+        soname: its import has loaded it before this one's modules (scipy imports numpy,
+        torchaudio torch), and the loader matches a loaded object by soname before it
+        searches. Only a file that is there, readable, of this interpreter's kind and
+        has that soname counts: RECORD is not the file."""
+        if self._shipped is None or distribution is None:
+            return None
+        provided = self._shipped(distribution).get(name)
+        if provided is None:
+            return None
+        path, owner = provided
+        tried = self.resolver.examine(path, self.executable.header)
+        if tried.outcome.value != "found" or self.cache.read(path).soname != name:
+            return None
+        return Resolution(name, path, f"{LOADED_BY} ({owner}, imported first, ships it)")
 
-    def _closure(self, root: ElfFacts, chain: tuple[ElfFacts, ...]) -> _Closure:
+    def _closure(self, root: ElfFacts, chain: tuple[ElfFacts, ...], *,
+                 distribution: str | None = None,
+                 preloaded: Mapping[str, str] | None = None) -> _Closure:
         """Breadth-first, as the loader loads: every object and every name's file."""
-        closure = _Closure(dict(self.preloaded), {root.path: root}, [])
+        closure = _Closure(dict(self.preloaded if preloaded is None else preloaded),
+                           {root.path: root}, [], {})
         queue: deque[tuple[ElfFacts, tuple[ElfFacts, ...]]] = deque([(root, chain)])
         while queue:
             obj, above = queue.popleft()
             for name in obj.needed:
                 if name in closure.loaded:
                     continue
-                found = self._resolve(name, obj, above)
+                found = self._provider(name, distribution) or self._resolve(name, obj, above)
                 path = found.path
                 closure.loaded[name] = path
                 if path is None:
                     closure.failures.append((obj, name, found))
                     continue
                 self.seen.add(path)
+                closure.sources.setdefault(path, found.source or "")
                 dependency = self.cache.read(path)
                 if dependency.soname:
                     closure.loaded.setdefault(dependency.soname, path)
                 if path not in closure.objects:
                     closure.objects[path] = dependency
-                    queue.append((dependency, (obj, *above)))
+                    # A library another package loaded has that package's loader chain,
+                    # not ours; the executable's RPATH still ends it.
+                    below = () if found.source and found.source.startswith(LOADED_BY) \
+                        else (obj, *above)
+                    queue.append((dependency, below))
         return closure
 
-    def check(self, path: str, location: str, distribution: str | None = None) -> list[NativeProblem]:
-        display = os.path.relpath(path, location) if location else path
+    def check_interpreter(self) -> list[NativeProblem]:
+        """What stops the interpreter itself from starting with this environment."""
+        if self._interpreter is None:
+            return []
+        path = self.executable.path
+        return [dataclasses.replace(problem, startup=True) for problem in self._problems(
+            self._interpreter, path, f"{os.path.basename(path)} (the interpreter)", None,
+            interpreter=True, skip_base=False)]
 
-        def problem(kind: str, **fields: str | None) -> NativeProblem:
-            return NativeProblem(path, display, kind, distribution, **fields)
-
+    def check(self, path: str, location: str, distribution: str | None = None, *,
+              interpreter: bool = False) -> list[NativeProblem]:
+        display = _display(path, location)
+        if interpreter:
+            display = f"{os.path.basename(self.executable.path)} {display}"
         self.seen.add(path)
         module = self.cache.read(path)
-        if not module.ok:
-            return [problem("unreadable", detail=module.reason)]
-        if module.abi != self.executable.abi:
-            return [problem("wrong-architecture",
-                            detail=f"built for {module.describe_abi()}, the interpreter is "
-                                   f"{self.executable.describe_abi()}")]
-        closure = self._closure(module, (self.executable,))
+        tried = self.resolver.examine(path, self.executable.header)
+        if not module.ok or tried.outcome.value not in ("found", "skipped"):
+            detail = tried.reason or module.reason
+            if tried.outcome.value in ("absent", "denied"):
+                detail = module.reason or detail
+            return [NativeProblem(path, display, UNREADABLE, distribution, detail=detail,
+                                  interpreter=interpreter)]
+        if module.abi != self.executable.abi or tried.outcome.value == "skipped":
+            return [NativeProblem(
+                path, display, WRONG_ARCHITECTURE, distribution,
+                detail=f"built for {module.describe_abi()}, the interpreter is "
+                       f"{self.executable.describe_abi()}", interpreter=interpreter)]
+        closure = self._closure(module, (), distribution=distribution)
+        return self._problems(closure, path, display, distribution, interpreter=interpreter)
+
+    def _problems(self, closure: _Closure, path: str, display: str, distribution: str | None, *,
+                  interpreter: bool, skip_base: bool = True) -> list[NativeProblem]:
+        def problem(kind: str, *, library: str | None = None, version: str | None = None,
+                    available: str | None = None, library_path: str | None = None,
+                    via: str | None = None, detail: str | None = None,
+                    source: str | None = None) -> NativeProblem:
+            return NativeProblem(path, display, kind, distribution, library, version, available,
+                                 library_path, via, detail, interpreter, source)
+
         problems = []
         for needer, name, found in closure.failures:
             via = needer.path if needer.path != path else None
-            kind = "missing-library" if found.failure is Failure.MISSING else "loader-error"
-            problems.append(problem(kind, library=name, via=via, detail=found.reason))
+            if found.stopped_at:
+                problems.append(problem(LOADER_ERROR, library=name, via=via, detail=found.reason,
+                                        library_path=found.stopped_at, source=found.source))
+            else:
+                problems.append(problem(MISSING_LIBRARY, library=name, via=via,
+                                        detail=found.reason))
         for object_path, needer in closure.objects.items():
-            if object_path in self.base:
+            if skip_base and object_path in self.base:
                 continue  # already loaded by the interpreter, so its needs are met
             for need in needer.version_needs:
                 target_path = closure.loaded.get(need.file)
@@ -317,8 +641,26 @@ class ExtensionChecker:
                 if not target.version_defs or need.version in target.version_defs:
                     continue
                 problems.append(problem(
-                    "missing-version", library=need.file, version=need.version,
+                    MISSING_VERSION, library=need.file, version=need.version,
                     available=highest_version(target.version_defs, need.version),
-                    library_path=target_path,
+                    library_path=target_path, source=closure.sources.get(target_path)
+                    or self._interpreter_source(target_path),
                     via=object_path if object_path != path else None))
         return problems
+
+    def _interpreter_source(self, path: str) -> str | None:
+        return self._interpreter.sources.get(path) if self._interpreter else None
+
+    def loaded_from(self, path: str) -> dict[str, str]:
+        """Every file that loading ``path`` uses (the interpreter's own included), with
+        where the loader finds it: for naming the one an ``LD_LIBRARY_PATH`` leak brings."""
+        module = self.cache.read(path)
+        if not module.ok or self._interpreter is None:
+            return {}
+        closure = self._closure(module, ())
+        sources: dict[str, str] = {}
+        for found in closure.loaded.values():
+            if found:
+                sources[found] = closure.sources.get(found) or self._interpreter.sources.get(
+                    found, "")
+        return sources

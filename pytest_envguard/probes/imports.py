@@ -25,14 +25,22 @@ _CHILD = r"""
 import faulthandler, traceback
 faulthandler.enable()
 name = ARGS[0]
+def describe(error):
+    return {"type": type(error).__name__,
+            "lines": traceback.format_exception_only(type(error), error),
+            "not_found": getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None,
+            "path": getattr(error, "path", None) if isinstance(error, ImportError) else None}
 try:
     import importlib
     module = importlib.import_module(name)
 except BaseException as error:
-    answer({"ok": False, "type": type(error).__name__,
-            "lines": traceback.format_exception_only(type(error), error),
-            "not_found": getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None,
-            "path": getattr(error, "path", None) if isinstance(error, ImportError) else None})
+    # The errors it was raised from (numpy wraps the loader's in advice of its own).
+    chain, seen, inner = [], {id(error)}, error.__cause__ or error.__context__
+    while inner is not None and id(inner) not in seen and len(chain) < 8:
+        seen.add(id(inner))
+        chain.append(describe(inner))
+        inner = inner.__cause__ or inner.__context__
+    answer(dict(describe(error), ok=False, chain=chain))
 version = getattr(module, "__version__", None)
 answer({"ok": True, "file": getattr(module, "__file__", None),
         "version": version if isinstance(version, str) else None})
@@ -59,6 +67,8 @@ class ImportFacts(Facts):
     signal: str | None = None  # "SIGSEGV"
     elapsed: float = 0.0
     detail: str | None = None  # stderr's last line, or where a crash happened
+    cause: str | None = None  # the error it was raised from, when wrapped (numpy's advice)
+    leak: str | None = None  # the LD_LIBRARY_PATH file without which the import works
 
     @property
     def ok(self) -> bool:
@@ -124,6 +134,37 @@ def probe_import(
     if report.get("ok"):
         return ImportFacts(module, None, file=_str(report.get("file")),
                            version=_str(report.get("version")), elapsed=elapsed)
+    error, lines = _last_line(report)
+    missing_module = report.get("not_found")
+    if isinstance(missing_module, str) and (
+            missing_module == module or module.startswith(missing_module + ".")):
+        return ImportFacts(module, Failure.MISSING, error=error, missing=missing_module,
+                           missing_kind="module", elapsed=elapsed)
+    chain = [item for item in report.get("chain") or () if isinstance(item, dict)]
+    kind, what, needer, cause = None, None, None, None
+    for item in (report, *chain):
+        item_error, item_lines = _last_line(item)
+        kind, what, needer = explain_native_error("\n".join(item_lines))
+        if kind is not None:
+            cause = item_error if item is not report else None
+            break
+    # The module the loader failed on: named in a version error, else the ImportError
+    # that Python raised for it (its `path`), however deep numpy wrapped it.
+    native_file = needer or next((_str(item.get("path")) for item in (report, *chain)
+                                  if _str(item.get("path"))), None)
+    if isinstance(missing_module, str) and kind is None:
+        kind, what = "module", missing_module
+    leak = None
+    if kind in ("library", "version", "symbol") and environ.get("LD_LIBRARY_PATH"):
+        leak = _blame_ld_library_path(module, environ, timeout, executable, extra + inherited,
+                                      native_file, lines + [line for item in chain
+                                                            for line in _last_line(item)[1]])
+    return ImportFacts(module, Failure.BROKEN, error=error, native_file=native_file,
+                       missing=what, missing_kind=kind, elapsed=elapsed, cause=cause, leak=leak)
+
+
+def _last_line(report: Mapping[str, object]) -> tuple[str, list[str]]:
+    """An exception's last line (``ImportError: …``) and all its lines."""
     kind_name = str(report.get("type") or "Exception")
     raw_lines = report.get("lines")
     text = "".join(str(line) for line in raw_lines) if isinstance(raw_lines, list) else ""
@@ -131,18 +172,37 @@ def probe_import(
     error = lines[-1].strip()
     if not error.startswith(kind_name):
         error = f"{kind_name}: {error}"
-    missing_module = report.get("not_found")
-    if isinstance(missing_module, str) and (
-            missing_module == module or module.startswith(missing_module + ".")):
-        return ImportFacts(module, Failure.MISSING, error=error, missing=missing_module,
-                           missing_kind="module", elapsed=elapsed)
-    kind, what, needer = explain_native_error("\n".join(lines))
-    native_file = needer or _str(report.get("path")) or (
-        lines[0].split(":", 1)[0].rpartition(" ")[2] if kind else None)
-    if isinstance(missing_module, str) and kind is None:
-        kind, what = "module", missing_module
-    return ImportFacts(module, Failure.BROKEN, error=error, native_file=native_file or None,
-                       missing=what, missing_kind=kind, elapsed=elapsed)
+    return error, lines
+
+
+def _blame_ld_library_path(module: str, environ: Mapping[str, str], timeout: float,
+                           executable: str | None, path: Sequence[str], native_file: str | None,
+                           lines: Sequence[str]) -> str | None:
+    """When the import works with ``LD_LIBRARY_PATH`` unset (asked of a second child),
+    the file from it that the loader picks (or the variable itself): the leak."""
+    without = {key: value for key, value in environ.items() if key != "LD_LIBRARY_PATH"}
+    again = run_python(_CHILD, [module], environ=without, timeout=timeout, path=path,
+                       replace_path=True, executable=executable)
+    if again.failure is not None or not isinstance(again.answer, dict) or not again.answer.get("ok"):
+        return None
+    from pytest_envguard.probes.loader import split_library_path
+
+    dirs = [os.path.abspath(entry) + os.sep for entry in
+            split_library_path(environ.get("LD_LIBRARY_PATH", ""))]
+    # A path in the loader's own message that lies in LD_LIBRARY_PATH.
+    for line in lines:
+        for word in re.findall(r"(/[^\s:()'`]+)", line):
+            if any(str(word).startswith(directory) for directory in dirs):
+                return str(word)
+    if native_file:
+        from pytest_envguard.probes.elf import ElfCache
+        from pytest_envguard.probes.extensions import ExtensionChecker
+
+        checker = ExtensionChecker(environ, ElfCache(None), executable=executable)
+        for source_path, source in checker.loaded_from(native_file).items():
+            if source == "LD_LIBRARY_PATH":
+                return source_path
+    return f"LD_LIBRARY_PATH={environ.get('LD_LIBRARY_PATH', '')}"
 
 
 def _str(value: object) -> str | None:

@@ -8,7 +8,7 @@ Targets, each with its promise:
   the section's size and count — never raises, and answers within
   ``VERSION_WALK_SECONDS`` (2 s: far below the 30 s an 81 KB file cost before
   the walk had a per-file record budget);
-* ``loader.parse_ld_so_cache`` — returns, or raises ``ValueError`` only;
+* ``ldcache.parse_ld_so_cache`` — returns, or raises ``ValueError`` only;
 * ``locks.read_lock`` for ``requirements.txt``, ``pylock.toml``, ``uv.lock``,
   ``poetry.lock`` — never raises (a problem goes to ``LockFacts.reason``), and
   ``checks.hygiene.applicable`` on what it returns never raises.
@@ -53,7 +53,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pytest_envguard.checks.hygiene import applicable
-from pytest_envguard.probes import Failure, elf, loader, locks
+from pytest_envguard.probes import Failure, elf, ldcache, locks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests.*
 from tests.test_elf import looping_version_needs  # once the repository is on the path
@@ -339,7 +339,7 @@ def make_targets(work: Path, elf_seeds: list[bytes], cache_seeds: list[bytes]) -
 
     def run_cache(data: bytes) -> None:
         with contextlib.suppress(ValueError):  # its documented way to refuse
-            loader.parse_ld_so_cache(data)
+            ldcache.parse_ld_so_cache(data)
 
     targets["ld.so.cache"] = (mutated(cache_seeds, structured_elf=False), run_cache)
 
