@@ -47,6 +47,13 @@ LOCK_SYNC: dict[str, str] = {
     "pylock": "uv pip sync {path}, or pip install -r {path} with a pip that reads PEP 751 locks",
     "uv": "uv sync --locked",
     "poetry": "poetry sync (Poetry 2; poetry install --sync before it)",
+    # Sources: pixi's CLI docs ("pixi install --frozen": install from the lock as it is),
+    # the header conda-lock writes into conda-lock.yml, the header of `conda list
+    # --explicit`, conda's docs ("Updating an environment": conda env update --prune).
+    "pixi": "pixi install --frozen (in the project of {path})",
+    "conda-lock": "conda-lock install --name ENV {path}",
+    "explicit": "conda create --name ENV --file {path} (a fresh env, as the file's header says)",
+    "environment-yml": "conda env update --file {path} --prune",
 }
 
 #: Distributions lock tools leave out by default, so never "extra" when installed.
@@ -63,6 +70,14 @@ LOCK_EXEMPT: frozenset[str] = frozenset({"pip", "setuptools", "distribute", "whe
 REMOVE_SHADOWED: dict[str, str] = {
     "conda": "conda remove --force {name} (removes conda's copy, in {location})",
 }
+
+
+# -- conda prefixes -----------------------------------------------------------------------
+# Source: py-rattler's README (the conda library behind pixi: MatchSpec, Version,
+# PrefixRecord, LockFile), and this project's pyproject.toml extra.
+
+#: What to install so that conda prefixes and conda lock files are judged.
+CONDA_EXTRA_HINT = "pip install 'pytest-envguard[conda]' (adds py-rattler, for conda's semantics)"
 
 
 def lock_hint(kind: str, path: str) -> str:
