@@ -246,6 +246,15 @@ class Environment:
 
         return self.fact("supported-tags", distributions.probe_supported_tags)
 
+    def in_conda_prefix(self) -> bool:
+        """Whether this interpreter's prefix is a conda prefix: one ``stat``, so that a
+        venv never imports (or pays for) the conda probes."""
+        if "conda" in self._facts:
+            return bool(self._facts["conda"].present)
+        from pytest_envguard.probes.isolation import is_conda_prefix
+
+        return is_conda_prefix(self.python.prefix)
+
     @property
     def conda(self) -> CondaFacts:
         """The conda records of this interpreter's prefix (``present=False`` outside one)."""

@@ -142,7 +142,7 @@ def python_package() -> CondaPackage:
     executable = Path(os.path.realpath(sys._base_executable))  # type: ignore[attr-defined]
     stdlib = Path(sysconfig.get_paths(vars={"installed_base": sys.base_prefix,
                                             "base": sys.base_prefix})["stdlib"])
-    links = {f"bin/python": f"python{PY}"}
+    links = {"bin/python": f"python{PY}"}
     for entry in sorted(stdlib.iterdir()):
         if entry.name not in ("site-packages", "__pycache__"):
             links[f"lib/python{PY}/{entry.name}"] = str(entry)
@@ -184,6 +184,12 @@ def standard_packages() -> list[CondaPackage]:
         # conda's name is not the Python name: `pyyaml` installs PyYAML
         CondaPackage("pyyaml", "6.0.1", f"py{PY_NODOT}_0", depends=(ABI_SPEC,),
                      files=dist_info_files("PyYAML", "6.0.1", module="yaml")),
+        # Python modules with no pip metadata (as conda's py-opencv ships cv2): pip does not
+        # know they are there
+        CondaPackage("py-plain", "1.0", "0", depends=(ABI_SPEC,),
+                     files={f"{SITE}/plain/__init__.py": b"VERSION = '1.0'\n"}),
+        CondaPackage("ruamel_yaml", "0.15.100", f"py{PY_NODOT}_0", depends=(ABI_SPEC,),
+                     files={f"{SITE}/ruamel_yaml/__init__.py": b"VERSION = '0.15.100'\n"}),
     ]
 
 
@@ -232,6 +238,9 @@ class CondaPrefix:
 
     root: Path
     channel: CondaChannel
+    # Per prefix: conda hard-links files from its package cache, so an edit made in
+    # place in one prefix would change every prefix linked from the same cache.
+    package_cache: Path
 
     @property
     def python(self) -> Path:
@@ -260,7 +269,7 @@ class CondaPrefix:
         ``conda remove --force`` when the set is not a solution."""
         import rattler
 
-        _run(rattler.install(list(records), self.root, cache_dir=self.channel.cache / "pkgs",
+        _run(rattler.install(list(records), self.root, cache_dir=self.package_cache,
                              show_progress=False, execute_link_scripts=False))
 
     def add(self, *specs: str) -> None:
@@ -276,7 +285,6 @@ class CondaPrefix:
 
     def installed_records(self) -> list[Any]:
         """The prefix's records as RepoDataRecords (for the next transaction)."""
-        import rattler
 
         wanted = [f"{p['name']} =={p['version']} {p['build']}"
                   for p in (json.loads(path.read_text(encoding="utf-8"))
@@ -371,7 +379,7 @@ def make_prefix(conda_channel: CondaChannel, tmp_path: Path) -> MakePrefix:
 
     def make(*specs: str, name: str = "prefix", rattler: bool = True,
              records: Iterable[Any] | None = None) -> CondaPrefix:
-        prefix = CondaPrefix(tmp_path / name, conda_channel)
+        prefix = CondaPrefix(tmp_path / name, conda_channel, tmp_path / f"{name}-pkgs")
         chosen = list(records) if records is not None else conda_channel.solve("python", *specs)
         prefix.install(chosen)
         prefix.with_rattler(rattler)
@@ -391,9 +399,48 @@ def conda_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_wheel(house, "PyYAML", "6.0.2")
     build_wheel(house, "typing-extensions", "4.12.2")
     build_wheel(house, "needs-zed", "1.0", ["zed>=1.0"])
+    build_wheel(house, "needs-new-zed", "1.0", ["zed>=2.0"])
     build_wheel(house, "plain", "1.0")
+    build_wheel(house, "ruamel.yaml", "0.18.6")
     return house
 
 
 def copy_tree(source: Path, target: Path) -> None:
     shutil.copytree(source, target, symlinks=True)
+
+
+def prefix_environment(prefix: CondaPrefix, environ: Mapping[str, str] | None = None,
+                       **settings: Any) -> Any:
+    """An :class:`Environment` describing ``prefix`` as its own interpreter would see it
+    (``sys.prefix`` is the prefix; ``sys.path`` is its site-packages), built in this
+    process: the probes take the prefix as a parameter."""
+    from dataclasses import replace
+
+    from pytest_envguard.environment import Environment, Settings
+    from pytest_envguard.probes.distributions import scan_distributions
+    from pytest_envguard.probes.interpreter import probe_python
+
+    python = replace(probe_python(), executable=str(prefix.python), prefix=str(prefix.root),
+                     base_prefix=str(prefix.root))
+    installed = scan_distributions([str(prefix.site)], str(prefix.root), str(prefix.root))
+    return Environment({"python": python, "installed": installed},
+                       environ={} if environ is None else environ, settings=Settings(**settings))
+
+
+def build_wheel_with_files(directory: Path, name: str, version: str,
+                           files: Mapping[str, bytes]) -> Path:
+    """A wheel of ``name`` holding exactly ``files`` (e.g. a vendored ``name.libs/`` library,
+    as auditwheel repairs write them)."""
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    members = dict(files)
+    members[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    members[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: py3-none-any\n"
+    record = [_record_line(path, data) for path, data in members.items()] + [f"{info}/RECORD,,"]
+    members[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    return path

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_envguard.environment import Environment
-from pytest_envguard.probes import Failure
 from pytest_envguard.verdicts import Problem, Verdict, listing, met, plural, unknown, unmet
 
 if TYPE_CHECKING:
@@ -90,9 +89,20 @@ def _files(paths: Sequence[str], limit: int = 3) -> str:
     return shown + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
 
 
+def _metadata_identity(path: str) -> tuple[str, str]:
+    """The name and version a metadata directory's name spells: ``ruamel.yaml-0.18.6.dist-info``
+    → (``ruamel.yaml``, ``0.18.6``); ``PyYAML-6.0-py3.11.egg-info`` → (``PyYAML``, ``6.0``)."""
+    base = os.path.basename(path)
+    for suffix in (".dist-info", ".egg-info"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    name, _, rest = base.partition("-")
+    return name, rest.split("-")[0]
+
+
 def _spelled(dist: InstalledDistribution) -> str:
     """A distribution's name as its metadata directory spells it."""
-    return os.path.basename(dist.path).split("-", 1)[0].rsplit(".", 1)[0]
+    return _metadata_identity(dist.path)[0]
 
 
 def _by_installer(dist: InstalledDistribution) -> str:
@@ -110,10 +120,10 @@ def _record_problems(conda: CondaFacts) -> list[CondaProblem]:
             f"conda cannot see the package it describes: reinstall that package "
             f"(conda install --force-reinstall NAME) or restore {os.path.basename(broken.path)}"))
     for record in conda.records:
-        if record.incomplete:
+        if record.notes:
             problems.append(CondaProblem(
                 "conda-broken-record", f"{record.display}: its conda record "
-                f"{os.path.basename(record.source)} is incomplete: {'; '.join(record.incomplete)}",
+                f"{os.path.basename(record.source)} is incomplete: {'; '.join(record.notes)}",
                 f"conda install --force-reinstall {record.name}"))
     seen: dict[str, list[CondaRecord]] = {}
     for record in conda.records:
@@ -142,15 +152,15 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
     problems: list[CondaProblem] = []
     explained: set[tuple[str, str]] = set()
     owned_dirs = metadata_owners(conda)
-    owned_names = {_canonical(os.path.basename(path).split("-", 1)[0].rsplit(".", 1)[0])
-                   for path in owned_dirs}
+    owned_names = {_canonical(_metadata_identity(path)[0]) for path in owned_dirs}
     for state in env.conda_metadata.states:
-        name = _canonical(os.path.basename(state.path).split("-", 1)[0].rsplit(".", 1)[0])
-        version = os.path.basename(state.path).rsplit(".", 1)[0].partition("-")[2]
-        version = version.split("-")[0] or "?"
+        spelled, version = _metadata_identity(state.path)
+        name, version = _canonical(spelled), version or "?"
         record = next(r for r in conda.records if r.display == state.record)
         in_effect = active.get(name)
-        other = in_effect if in_effect is not None and not in_effect.conda_package else None
+        copies = [dist for dist in installed.distributions
+                  if dist.name == name and not dist.conda_package]
+        other = next((dist for dist in copies if dist is in_effect), copies[0] if copies else None)
         if not state.exists and other is not None:
             skip_records.add(record.source)
             problems.append(CondaProblem(
@@ -161,8 +171,7 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
                 f"pip uninstall {name} && conda install --force-reinstall {record.name} "
                 f"(or, to keep {other.version}, pip uninstall {name} && conda install "
                 f"'{record.name}={other.version}')", covers=name))
-        elif state.exists and other is not None and os.path.realpath(other.path) != \
-                os.path.realpath(state.path):
+        elif state.exists and other is not None and other is in_effect:
             problems.append(CondaProblem(
                 "pip-shadows-conda",
                 f"{_by_installer(other)} {other.display} ({other.path}) shadows conda's {name} "
@@ -171,10 +180,19 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
                 f"pip uninstall {name} (removes the copy in effect; conda's {version} takes "
                 f"over), or make conda install it: conda install '{record.name}={other.version}'",
                 covers=name))
+        elif state.exists and other is not None:
+            problems.append(CondaProblem(
+                "pip-shadows-conda",
+                f"{_by_installer(other)} {other.display} ({other.path}) is installed beside "
+                f"conda's {name} {version} ({record.display}), which is in effect: which copy "
+                "an import gets depends on sys.path and directory order",
+                f"delete {other.path} and the files its RECORD lists (pip uninstall {name} "
+                "would remove the copy in effect, conda's)", covers=name))
         elif state.exists and state.installer_altered:
+            # Every file of that metadata directory: the edit explains them all.
             relative = relative_to_prefix(state.path, conda.prefix) or state.path
-            explained.update((record.name, os.path.join(relative, part))
-                             for part in ("INSTALLER", "RECORD", "REQUESTED", "direct_url.json"))
+            explained.update((record.name, os.path.normpath(path)) for path in record.files
+                             if os.path.normpath(path).startswith(relative + os.sep))
             problems.append(CondaProblem(
                 "conda-metadata-edited",
                 f"conda's {name} {version} ({record.display}) metadata at {state.path} was "
@@ -186,6 +204,8 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
         if dist.conda_package or relative_to_prefix(dist.path, prefix) is None:
             continue
         if dist.installer == "conda":
+            if conda.broken:  # it may be one of theirs: said by the broken-record problem
+                continue
             problems.append(CondaProblem(
                 "conda-leftover",
                 f"{dist.display} ({dist.path}) says INSTALLER conda, but no conda record lists "
@@ -435,6 +455,3 @@ def unknown_without_rattler(requirement: Requirement, reason: str, count: int) -
                    found=f"{count} distributions, conda graph unknown",
                    hint=hints.CONDA_EXTRA_HINT)
 
-
-def graph_failure(env: Environment) -> Failure | None:
-    return env.conda_graph.failure if env.conda.present else None

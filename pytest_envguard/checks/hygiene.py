@@ -560,7 +560,7 @@ def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
     problems = list(find_problems(installed, env.markers, supported.tags))
     conda_found: list[CondaProblem] = []
     graph_unknown = None
-    if env.conda.present:  # a venv pays one stat for this
+    if env.in_conda_prefix():  # a venv pays one stat for this
         from pytest_envguard.checks.conda import conda_problems
 
         conda_found, graph_unknown = conda_problems(env)
@@ -575,7 +575,7 @@ def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
 
             return unknown_without_rattler(requirement, graph_unknown, count)
         conda_part = ""
-        if env.conda.present:
+        if env.in_conda_prefix():
             from pytest_envguard.checks.conda import graph_summary
 
             conda_part = f", and {graph_summary(env)}"

@@ -61,11 +61,6 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 INSTALL_HINT = "pip install 'pytest-envguard[conda]' (py-rattler gives conda's semantics)"
 
 
-def is_conda_prefix(prefix: str) -> bool:
-    """Whether ``prefix`` holds a ``conda-meta/`` directory (one ``stat``)."""
-    return os.path.isdir(os.path.join(prefix, CONDA_META))
-
-
 # -- the records -----------------------------------------------------------------------------
 
 
@@ -97,7 +92,7 @@ class CondaRecord(Facts):
     files: tuple[str, ...] = ()
     paths: tuple[CondaPath, ...] = ()  # empty when the record has no paths_data
     modified: float | None = None  # the record's mtime: when it was linked
-    incomplete: tuple[str, ...] = ()  # what the record lacks or gets wrong
+    notes: tuple[str, ...] = ()  # what the record lacks or gets wrong (incomplete)
 
     @property
     def display(self) -> str:
@@ -145,7 +140,9 @@ class CondaFacts(Facts):
         """``pixi``, ``conda`` (conda, mamba, micromamba, rattler), or None."""
         if not self.present:
             return None
-        return "pixi" if self.pixi is not None or _pixi_environment_of(self.prefix) else "conda"
+        from pytest_envguard.probes.isolation import pixi_environment_of
+
+        return "pixi" if self.pixi is not None or pixi_environment_of(self.prefix) else "conda"
 
     def by_name(self) -> dict[str, CondaRecord]:
         return {record.name.lower(): record for record in self.records}
@@ -171,14 +168,6 @@ class CondaFacts(Facts):
             "reason": self.reason,
             "failure": self.failure.value if self.failure else None,
         }
-
-
-def _pixi_environment_of(prefix: str) -> str | None:
-    """The environment name of a prefix at ``<project>/.pixi/envs/<name>``."""
-    parent = os.path.dirname(os.path.normpath(prefix))
-    if os.path.basename(parent) == "envs" and os.path.basename(os.path.dirname(parent)) == ".pixi":
-        return os.path.basename(os.path.normpath(prefix))
-    return None
 
 
 def _strings(value: object) -> tuple[str, ...] | None:
@@ -218,7 +207,7 @@ def _paths_data(value: object, notes: list[str]) -> tuple[CondaPath, ...]:
 def read_record(path: str) -> CondaRecord | BrokenRecord:
     """One ``conda-meta/*.json``: a record, or why it is none (corrupt JSON, no name,
     version or build). A record that is usable but lacks a part conda writes (its
-    file list, its depends) carries that in ``incomplete``."""
+    file list, its depends) carries that in ``notes``."""
     try:
         data = read_bytes(path, MAX_RECORD_BYTES)
         modified = os.stat(path).st_mtime
@@ -260,7 +249,7 @@ def read_record(path: str) -> CondaRecord | BrokenRecord:
         channel=channel if isinstance(channel, str) else None,
         depends=depends or (), constrains=constrains or (), files=files or (),
         paths=_paths_data(document.get("paths_data"), notes),
-        modified=modified, incomplete=tuple(notes))
+        modified=modified, notes=tuple(notes))
 
 
 def read_pixi_marker(prefix: str) -> PixiMarker | None:

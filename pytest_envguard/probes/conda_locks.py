@@ -67,12 +67,13 @@ def pixi_environment(prefix: str | None, environ: Mapping[str, str]) -> str:
     """Which pixi environment the prefix is: its ``conda-meta/pixi`` marker, its
     ``.pixi/envs/NAME`` path, ``PIXI_ENVIRONMENT_NAME``, else ``default``."""
     if prefix:
-        from pytest_envguard.probes.conda import _pixi_environment_of, read_pixi_marker
+        from pytest_envguard.probes.conda import read_pixi_marker
+        from pytest_envguard.probes.isolation import pixi_environment_of
 
         marker = read_pixi_marker(prefix)
         if marker is not None and marker.environment:
             return marker.environment
-        by_path = _pixi_environment_of(prefix)
+        by_path = pixi_environment_of(prefix)
         if by_path:
             return by_path
     return environ.get("PIXI_ENVIRONMENT_NAME") or "default"
@@ -198,6 +199,39 @@ def _flow_list(text: str, where: str) -> list[str]:
     return [_scalar(item) for item in inner[1:-1].split(",") if item.strip()]
 
 
+def _top_level(document: dict[str, Any], body: str, number: int, where: str) -> str:
+    """A ``key: value`` line at indent 0: the section it opens."""
+    from pytest_envguard.probes.locks import LockError
+
+    key, colon, value = body.partition(":")
+    if not colon or body.startswith("-"):
+        raise LockError(f"{where}: expected 'key: value' at the top level")
+    section = key.strip()
+    if value.strip():
+        if section == "name":
+            document["name"] = _scalar(value)
+        elif section in ("channels", "dependencies"):
+            document[section].extend((number, spec) for spec in _flow_list(value, where))
+    return section
+
+
+def _dependency(document: dict[str, Any], entry: str, number: int, where: str) -> bool:
+    """One ``- item`` of ``dependencies:``; True when it opens a ``pip:`` block list."""
+    from pytest_envguard.probes.locks import LockError
+
+    mapping = re.match(r"([A-Za-z_][\w-]*)\s*:(?:\s+|$)(.*)", entry)  # not "chan::name"
+    if not mapping:
+        document["dependencies"].append((number, _scalar(entry)))
+        return False
+    if mapping.group(1) != "pip":
+        raise LockError(f"{where}: {mapping.group(1)!r}: only a 'pip:' list may sit among "
+                        "the dependencies")
+    if mapping.group(2).strip():
+        document["pip"].extend((number, item) for item in _flow_list(mapping.group(2), where))
+        return False
+    return True
+
+
 def parse_environment_yml(path: str, text: str) -> dict[str, Any]:
     """The parts of an ``environment.yml`` a lock check needs: ``name``, ``channels``,
     ``dependencies`` (each ``(line, spec)``) and ``pip`` (each ``(line, entry)``).
@@ -206,28 +240,19 @@ def parse_environment_yml(path: str, text: str) -> dict[str, Any]:
 
     document: dict[str, Any] = {"name": None, "channels": [], "dependencies": [], "pip": []}
     section: str | None = None
-    item_indent = pip_indent = -1
+    item_indent = -1
     in_pip = False
     for number, raw in enumerate(text.splitlines(), 1):
+        where = f"{path}:{number}"
         if "\t" in raw[: len(raw) - len(raw.lstrip())]:
-            raise LockError(f"{path}:{number}: a tab in the indentation (YAML forbids it)")
+            raise LockError(f"{where}: a tab in the indentation (YAML forbids it)")
         line = _strip_comment(raw)
-        if not line.strip() or line.strip() in ("---", "..."):
+        body = line.strip()
+        if not body or body in ("---", "..."):
             continue
         indent = len(line) - len(line.lstrip())
-        body = line.strip()
-        where = f"{path}:{number}"
         if indent == 0:
-            key, colon, value = body.partition(":")
-            if not colon or body.startswith("-"):
-                raise LockError(f"{where}: expected 'key: value' at the top level")
-            section, in_pip = key.strip(), False
-            if value.strip():
-                if section == "name":
-                    document["name"] = _scalar(value)
-                elif section in ("channels", "dependencies"):
-                    document[section].extend((number, spec) for spec in
-                                             _flow_list(value, where))
+            section, in_pip = _top_level(document, body, number, where), False
             continue
         if section not in ("dependencies", "channels"):
             continue  # variables:, prefix's continuation… nothing a lock check reads
@@ -235,27 +260,12 @@ def parse_environment_yml(path: str, text: str) -> dict[str, Any]:
             raise LockError(f"{where}: expected a '- item' under {section}:")
         entry = body[1:].strip()
         if in_pip and indent > item_indent:
-            if pip_indent < 0:
-                pip_indent = indent
             document["pip"].append((number, _scalar(entry)))
-            continue
-        in_pip = False
-        item_indent = indent
-        if section == "channels":
+        elif section == "channels":
             document["channels"].append((number, _scalar(entry)))
-            continue
-        key, colon, value = entry.partition(":")
-        if colon and not value.strip().startswith("//") and re.fullmatch(r"[A-Za-z_][\w-]*",
-                                                                         key.strip()):
-            if key.strip() != "pip":
-                raise LockError(f"{where}: {key.strip()!r}: only a 'pip:' list may sit "
-                                "among the dependencies")
-            in_pip, pip_indent = True, -1
-            if value.strip():
-                document["pip"].extend((number, item) for item in _flow_list(value, where))
-                in_pip = False
-            continue
-        document["dependencies"].append((number, _scalar(entry)))
+        else:
+            item_indent = indent
+            in_pip = _dependency(document, entry, number, where)
     return document
 
 

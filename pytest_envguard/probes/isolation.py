@@ -67,13 +67,25 @@ def _kind_of(prefix: str) -> str:
     return "system"
 
 
+def is_conda_prefix(prefix: str) -> bool:
+    """Whether ``prefix`` holds a ``conda-meta/`` directory (one ``stat``): a conda, mamba,
+    micromamba or pixi environment."""
+    return os.path.isdir(os.path.join(prefix, "conda-meta"))
+
+
+def pixi_environment_of(prefix: str) -> str | None:
+    """The environment name of a prefix where pixi keeps them: ``<project>/.pixi/envs/<name>``."""
+    parent = os.path.dirname(os.path.normpath(prefix))
+    if os.path.basename(parent) == "envs" and os.path.basename(os.path.dirname(parent)) == ".pixi":
+        return os.path.basename(os.path.normpath(prefix))
+    return None
+
+
 def is_pixi_environment(prefix: str) -> bool:
     """A conda prefix pixi installed: its ``conda-meta/pixi`` marker, or the
     ``<project>/.pixi/envs/<name>`` place pixi keeps environments in."""
-    from pytest_envguard.probes.conda import _pixi_environment_of
-
     return (os.path.lexists(os.path.join(prefix, "conda-meta", "pixi"))
-            or _pixi_environment_of(prefix) is not None)
+            or pixi_environment_of(prefix) is not None)
 
 
 def _is_conda_env(root: str) -> bool:
