@@ -161,7 +161,10 @@ def read_explicit(path: str, text: str) -> tuple[list[dict[str, Any]], str | Non
         if not started:
             raise LockError(f"{where}: {line!r} comes before the @EXPLICIT line")
         url = line.split("#", 1)[0].strip()  # the fragment is the archive's md5 or sha256
-        name = unquote(urlsplit(url).path).rstrip("/").rpartition("/")[2]
+        try:
+            name = unquote(urlsplit(url).path).rstrip("/").rpartition("/")[2]
+        except ValueError as error:  # "Invalid IPv6 URL": a '[' in the host part
+            raise LockError(f"{where}: {url!r} is not a URL ({error})") from None
         match = _ARCHIVE.fullmatch(name)
         parts = match.group("stem").rsplit("-", 2) if match else []
         if len(parts) != 3 or not all(parts):

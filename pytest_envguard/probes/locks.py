@@ -2,8 +2,11 @@
 
 Formats: pinned ``requirements.txt`` (``==``/``===``, ``--hash``, ``-r``/``-c``
 includes, environment markers), ``pylock.toml`` (PEP 751), ``uv.lock`` and
-``poetry.lock``. The format is chosen by the file name (``pylock.*.toml``
-counts as pylock).
+``poetry.lock``; and conda's ``pixi.lock``, ``conda-lock.yml``, explicit spec
+files and ``environment.yml``, read in :mod:`pytest_envguard.probes.conda_locks`
+(their conda packages carry ``manager="conda"``). The format is chosen by the
+file name (``pylock.*.toml`` counts as pylock); a requirements file holding
+conda's ``@EXPLICIT`` line is an explicit spec file.
 
 Parsing (:func:`read_lock`) reads the files and keeps markers and the
 dependency graph as text; choosing what applies to an interpreter is a
@@ -375,6 +378,8 @@ def local_project_name(where: str, target: str, base: str) -> str:
     """The canonical name of the project an ``-e PATH`` / ``-e file:///…`` / bare path
     line installs (a path relative to the requirements file's directory, as uv reads
     it). A line whose project cannot be named cannot be checked: a :class:`LockError`."""
+    if "\x00" in target:  # no path holds one (os.path and pwd raise ValueError on it)
+        raise LockError(f"{where}: {target!r}: a path with a NUL character")
     path = _local_path(target, base)
     if os.path.isfile(path) and path.endswith(".whl"):
         return canonical_name(os.path.basename(path).split("-", 1)[0])
