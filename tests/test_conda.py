@@ -487,3 +487,15 @@ def test_a_venv_pays_nothing_for_conda_support(make_venv: Any, tmp_path: Path) -
     result = venv.run("-c", code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["['met', 'met', 'met']", "[]"]
+
+
+def test_every_conda_kind_has_a_fix_and_is_documented() -> None:
+    from pytest_envguard import hints
+    from pytest_envguard.checks.conda import KINDS
+
+    docs = (Path(__file__).parent.parent / "docs" / "conda.md").read_text(encoding="utf-8")
+    schema = (Path(checks.__file__).parent.parent / "schema.json").read_text(encoding="utf-8")
+    for kind in KINDS:
+        assert kind in hints.CONDA_FIXES, kind
+        assert f"| `{kind}` |" in docs, kind
+        assert kind in schema, kind

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_envguard import hints
 from pytest_envguard.environment import Environment
 from pytest_envguard.verdicts import Problem, Verdict, listing, met, plural, unknown, unmet
 
@@ -117,14 +118,13 @@ def _record_problems(conda: CondaFacts) -> list[CondaProblem]:
     for broken in conda.broken:
         problems.append(CondaProblem(
             "conda-broken-record", f"unusable conda record: {broken.reason}",
-            f"conda cannot see the package it describes: reinstall that package "
-            f"(conda install --force-reinstall NAME) or restore {os.path.basename(broken.path)}"))
+            hints.conda_fix("conda-unusable-record", file=os.path.basename(broken.path))))
     for record in conda.records:
         if record.notes:
             problems.append(CondaProblem(
                 "conda-broken-record", f"{record.display}: its conda record "
                 f"{os.path.basename(record.source)} is incomplete: {'; '.join(record.notes)}",
-                f"conda install --force-reinstall {record.name}"))
+                hints.conda_fix("conda-broken-record", package=record.name)))
     seen: dict[str, list[CondaRecord]] = {}
     for record in conda.records:
         seen.setdefault(record.name.lower(), []).append(record)
@@ -134,7 +134,7 @@ def _record_problems(conda: CondaFacts) -> list[CondaProblem]:
                 "conda-broken-record", f"{records[0].name} has {len(records)} conda records: "
                 + ", ".join(os.path.basename(r.source) for r in records)
                 + " (an interrupted transaction)",
-                f"conda install --force-reinstall {records[0].name}"))
+                hints.conda_fix("conda-broken-record", package=records[0].name)))
     return problems
 
 
@@ -168,26 +168,23 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
                 f"{_by_installer(other)} {other.display} replaced conda's {name} {version} "
                 f"({record.display}): it removed the files conda installed, and conda-meta "
                 f"still records {record.display}",
-                f"pip uninstall {name} && conda install --force-reinstall {record.name} "
-                f"(or, to keep {other.version}, pip uninstall {name} && conda install "
-                f"'{record.name}={other.version}')", covers=name))
+                hints.conda_fix("pip-replaced-conda", name=name, package=record.name,
+                                version=other.version), covers=name))
         elif state.exists and other is not None and other is in_effect:
             problems.append(CondaProblem(
                 "pip-shadows-conda",
                 f"{_by_installer(other)} {other.display} ({other.path}) shadows conda's {name} "
                 f"{version} ({record.display}): imports get {other.version}, conda's graph "
                 f"counts {version}",
-                f"pip uninstall {name} (removes the copy in effect; conda's {version} takes "
-                f"over), or make conda install it: conda install '{record.name}={other.version}'",
-                covers=name))
+                hints.conda_fix("pip-shadows-conda", name=name, conda_version=version,
+                                package=record.name, version=other.version), covers=name))
         elif state.exists and other is not None:
             problems.append(CondaProblem(
                 "pip-shadows-conda",
                 f"{_by_installer(other)} {other.display} ({other.path}) is installed beside "
                 f"conda's {name} {version} ({record.display}), which is in effect: which copy "
                 "an import gets depends on sys.path and directory order",
-                f"delete {other.path} and the files its RECORD lists (pip uninstall {name} "
-                "would remove the copy in effect, conda's)", covers=name))
+                hints.conda_fix("pip-beside-conda", path=other.path, name=name), covers=name))
         elif state.exists and state.installer_altered:
             # Every file of that metadata directory: the edit explains them all.
             relative = relative_to_prefix(state.path, conda.prefix) or state.path
@@ -198,7 +195,7 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
                 f"conda's {name} {version} ({record.display}) metadata at {state.path} was "
                 f"rewritten by {state.installer or 'another installer'} (INSTALLER): "
                 "another installer reinstalled it over conda's files",
-                f"conda install --force-reinstall {record.name}"))
+                hints.conda_fix("conda-metadata-edited", package=record.name)))
     prefix = conda.prefix
     for dist in active.values():
         if dist.conda_package or relative_to_prefix(dist.path, prefix) is None:
@@ -210,7 +207,7 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
                 "conda-leftover",
                 f"{dist.display} ({dist.path}) says INSTALLER conda, but no conda record lists "
                 "it: conda removed its package and left the metadata",
-                f"delete {dist.path} (and the files its RECORD lists)"))
+                hints.conda_fix("conda-leftover", path=dist.path)))
             continue
         for record in conda.records:
             if (_canonical(record.name) == dist.name and record.name != _spelled(dist)
@@ -219,7 +216,7 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
                     "name-spelling",
                     f"{dist.name} is installed twice under two spellings: conda package "
                     f"{record.display} and {_by_installer(dist)} {_spelled(dist)} {dist.version}",
-                    f"keep one: pip uninstall {dist.name}, or conda remove {record.name}",
+                    hints.conda_fix("name-spelling", name=dist.name, package=record.name),
                     covers=dist.name))
     for overlap in env.conda_overlaps.overlaps:
         record = next(r for r in conda.records if r.display == overlap.record)
@@ -231,8 +228,8 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
             f"{overlap.installer or 'another installer'}'s {overlap.distribution} "
             f"{overlap.version} wrote over {plural(len(overlap.files), 'file')} of conda's "
             f"{overlap.record}: {_files(list(overlap.files))}",
-            f"pip uninstall {overlap.distribution} && conda install --force-reinstall "
-            f"{overlap.package}"))
+            hints.conda_fix("pip-over-conda", name=overlap.distribution,
+                            package=overlap.package)))
     return problems, explained
 
 
@@ -252,7 +249,7 @@ def _file_problems(env: Environment, skip_records: set[str],
         problems.append(CondaProblem(
             f"conda-{kind}-files",
             f"{display}: {plural(len(paths), 'file')} {kind}: {_files(paths)}",
-            f"conda install --force-reinstall {name} (what conda doctor --fix does)"))
+            hints.conda_fix(f"conda-{kind}-files", package=name)))
     return problems
 
 
@@ -270,26 +267,28 @@ def _graph_problems(env: Environment) -> tuple[list[CondaProblem], str | None]:
         if issue.kind == "missing":
             problems.append(CondaProblem(
                 "conda-depends", f"{issue.package} depends on {_quoted(issue.spec or '')}, "
-                "which is not installed", f"conda install {_quoted(issue.spec or '')}"))
+                "which is not installed",
+                hints.conda_fix("conda-depends", spec=_quoted(issue.spec or ""))))
         elif issue.kind == "conflict":
             problems.append(CondaProblem(
                 "conda-depends", f"{issue.package} depends on {_quoted(issue.spec or '')}, but "
                 f"{' and '.join(issue.installed)} {'is' if len(issue.installed) == 1 else 'are'} "
-                "installed", f"conda install {_quoted(issue.spec or '')}"))
+                "installed", hints.conda_fix("conda-depends", spec=_quoted(issue.spec or ""))))
         elif issue.kind == "constrains":
             problems.append(CondaProblem(
                 "conda-constrains", f"{issue.package} constrains {_quoted(issue.spec or '')}, "
                 f"but {' and '.join(issue.installed)} is installed",
-                f"conda install {_quoted(issue.spec or '')}"))
+                hints.conda_fix("conda-constrains", spec=_quoted(issue.spec or ""))))
         elif issue.kind == "invalid-spec":
             problems.append(CondaProblem(
                 "conda-invalid-spec", f"{issue.package} has {_quoted(issue.spec or '')}, which "
                 f"is no conda match spec: {issue.detail}",
-                f"conda install --force-reinstall {issue.package.split()[0]}"))
+                hints.conda_fix("conda-invalid-spec", package=issue.package.split()[0])))
         else:
             problems.append(CondaProblem(
                 "conda-broken-record", f"py-rattler cannot read the conda record {issue.package}: "
-                f"{issue.detail}", "reinstall that package: conda install --force-reinstall NAME"))
+                f"{issue.detail}", hints.conda_fix("conda-unusable-record",
+                                                   file=os.path.basename(issue.package))))
     return problems, None
 
 
@@ -336,7 +335,6 @@ def check_conda_lock(requirement: Requirement, env: Environment, lock: LockFacts
     (name, version and build; an ``environment.yml`` match spec with py-rattler's
     semantics), its PyPI packages against the installed distributions, as the other
     formats are judged."""
-    from pytest_envguard import hints
     from pytest_envguard.checks.hygiene import applicable, same_version
     from pytest_envguard.probes.conda import match_specs
 
@@ -406,7 +404,6 @@ def _conda_lock_extra(env: Environment, lock: LockFacts,
                       records: Mapping[str, CondaRecord]) -> list[str]:
     """What is installed and not in the lock: conda packages it does not name, and
     Python distributions neither it nor a conda package accounts for."""
-    from pytest_envguard import hints
 
     conda_names = {p.name.lower() for p in lock.packages if p.manager == "conda"}
     pypi_names = {p.name for p in lock.packages if p.manager != "conda"}
@@ -448,7 +445,6 @@ def duplicate_libraries(loaded: Iterable[str], owners: FileOwners) -> list[str]:
 
 
 def unknown_without_rattler(requirement: Requirement, reason: str, count: int) -> Verdict:
-    from pytest_envguard import hints
 
     return unknown(requirement, f"every requirement of the {count} installed distributions is "
                                 f"met, but conda's own graph was not judged: {reason}",

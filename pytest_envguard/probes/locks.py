@@ -115,8 +115,8 @@ def lock_format(path: str) -> str | None:
     conda = conda_lock_format(path)
     if conda is not None:
         return conda
-    if name.endswith(".lock") and name not in ("uv.lock", "poetry.lock"):
-        return "requirements"  # conda-lock's explicit render (conda-linux-64.lock), if @EXPLICIT
+    if name.startswith("conda-") and name.endswith(".lock"):
+        return "requirements"  # conda-lock's explicit render (conda-linux-64.lock): @EXPLICIT
     if name == "uv.lock":
         return "uv"
     if name == "poetry.lock":
