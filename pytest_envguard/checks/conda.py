@@ -188,8 +188,8 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
         elif state.exists and state.installer_altered:
             # Every file of that metadata directory: the edit explains them all.
             relative = relative_to_prefix(state.path, conda.prefix) or state.path
-            explained.update((record.name, os.path.normpath(path)) for path in record.files
-                             if os.path.normpath(path).startswith(relative + os.sep))
+            explained.update((record.name, path) for path in record.files
+                             if path.startswith(relative + "/"))
             problems.append(CondaProblem(
                 "conda-metadata-edited",
                 f"conda's {name} {version} ({record.display}) metadata at {state.path} was "

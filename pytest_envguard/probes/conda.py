@@ -30,9 +30,10 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pytest_envguard.probes import Facts, Failure, describe_error
 from pytest_envguard.probes._io import (
@@ -64,9 +65,9 @@ INSTALL_HINT = "pip install 'pytest-envguard[conda]' (py-rattler gives conda's s
 # -- the records -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CondaPath(Facts):
-    """One ``paths_data`` entry of a record: a file as conda linked it."""
+class CondaPath(NamedTuple):
+    """One ``paths_data`` entry of a record: a file as conda linked it. (A NamedTuple, not a
+    dataclass: a prefix has tens of thousands, made in one pass.)"""
 
     path: str  # relative to the prefix
     kind: str  # "hardlink", "softlink", "directory", "pyc_file", …
@@ -334,7 +335,7 @@ def _check_file(prefix: str, record: CondaRecord, entry: CondaPath, hashes: bool
         info = os.lstat(full)
     except OSError:
         return FileIssue(record.display, record.name, entry.path, "missing"), False
-    if entry.kind not in ("hardlink", "softlink") or os.path.islink(full):
+    if entry.kind not in ("hardlink", "softlink") or stat.S_ISLNK(info.st_mode):
         return None, False  # a directory, a pyc, an entry point: present is all conda asks
     size_known = entry.size is not None and not (entry.placeholder and not entry.in_prefix_hash)
     if size_known and info.st_size != entry.size:
@@ -379,12 +380,17 @@ def verify_files(conda: CondaFacts, *, hashes: bool = False) -> CondaFilesFacts:
 # -- ownership: conda's files and another installer's ------------------------------------------
 
 
+def _listed(record: CondaRecord) -> tuple[str, ...]:
+    return record.files or tuple(entry.path for entry in record.paths)
+
+
 def owners(conda: CondaFacts) -> dict[str, CondaRecord]:
-    """Every path a record lists (relative to the prefix, normalised) → its record."""
+    """Every path a record lists (relative to the prefix, as conda writes it: normalised,
+    ``/``-separated) → its record."""
     owned: dict[str, CondaRecord] = {}
     for record in conda.records:
-        for path in record.files or tuple(entry.path for entry in record.paths):
-            owned.setdefault(os.path.normpath(path), record)
+        for path in _listed(record):
+            owned.setdefault(path, record)
     return owned
 
 
@@ -392,12 +398,14 @@ def metadata_owners(conda: CondaFacts) -> dict[str, CondaRecord]:
     """Each Python metadata directory (``…/site-packages/zed-1.0.dist-info``, relative to
     the prefix) that a record installed → that record."""
     found: dict[str, CondaRecord] = {}
-    for path, record in owners(conda).items():
-        directory = os.path.dirname(path)
-        if directory.endswith((".dist-info", ".egg-info")):
-            found.setdefault(directory, record)
-        elif path.endswith(".egg-info"):  # distutils' egg-info *file*
-            found.setdefault(path, record)
+    for record in conda.records:
+        for path in _listed(record):
+            if ".dist-info/" in path or ".egg-info" in path:  # a substring test: cheap
+                directory = os.path.dirname(path)
+                if directory.endswith((".dist-info", ".egg-info")):
+                    found.setdefault(directory, record)
+                elif path.endswith(".egg-info"):  # distutils' egg-info *file*
+                    found.setdefault(path, record)
     return found
 
 
@@ -506,7 +514,7 @@ def metadata_states(conda: CondaFacts, files: CondaFilesFacts) -> MetadataFacts:
         path = os.path.join(conda.prefix, relative)
         installer_path = os.path.join(relative, "INSTALLER")
         text = read_small(os.path.join(conda.prefix, installer_path), 4096)
-        listed = installer_path in {os.path.normpath(f) for f in record.files}
+        listed = installer_path in record.files
         states.append(MetadataState(
             path, record.display, record.name, os.path.isdir(path) or os.path.isfile(path),
             (text or "").strip() or None,
