@@ -46,7 +46,9 @@ def renamed(value: Any) -> Any:
                 changes[field.name] = renamed(current)
         return dataclasses.replace(value, **changes)  # type: ignore[type-var]
     if isinstance(value, tuple):
-        return tuple(renamed(item) for item in value)
+        items = [renamed(item) for item in value]
+        # a NamedTuple (conda's CondaPath) stays one
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     return value
 
 
