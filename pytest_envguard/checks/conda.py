@@ -197,6 +197,9 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
                 "another installer reinstalled it over conda's files",
                 hints.conda_fix("conda-metadata-edited", package=record.name)))
     prefix = conda.prefix
+    by_canonical: dict[str, list[CondaRecord]] = {}
+    for record in conda.records:
+        by_canonical.setdefault(_canonical(record.name), []).append(record)
     for dist in active.values():
         if dist.conda_package or relative_to_prefix(dist.path, prefix) is None:
             continue
@@ -209,9 +212,8 @@ def _python_problems(env: Environment, skip_records: set[str]) -> tuple[list[Con
                 "it: conda removed its package and left the metadata",
                 hints.conda_fix("conda-leftover", path=dist.path)))
             continue
-        for record in conda.records:
-            if (_canonical(record.name) == dist.name and record.name != _spelled(dist)
-                    and dist.name not in owned_names):
+        for record in by_canonical.get(dist.name, []):
+            if record.name != _spelled(dist) and dist.name not in owned_names:
                 problems.append(CondaProblem(
                     "name-spelling",
                     f"{dist.name} is installed twice under two spellings: conda package "
@@ -362,9 +364,9 @@ def check_conda_lock(requirement: Requirement, env: Environment, lock: LockFacts
                 differ.append(f"{record.display} installed, lock has {package.spec} "
                               f"({package.source})")
         elif not _compare_exact(package, record):
-            differ.append(f"{record.name} {_conda_found(record)} installed, lock has "
-                          f"{package.version} {package.build or ''} ({package.source})".replace(
-                              "  (", " ("))
+            pinned = " ".join(part for part in (package.version, package.build) if part)
+            differ.append(f"{record.name} {_conda_found(record)} installed, lock has {pinned} "
+                          f"({package.source})")
     python_active = env.installed.active()
     for package in applicable(lock.__class__(lock.path, lock.format, tuple(pypi)), env.markers):
         found = python_active.get(package.name)
