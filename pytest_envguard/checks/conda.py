@@ -328,8 +328,10 @@ def _conda_found(record: CondaRecord) -> str:
 
 
 def _compare_exact(locked: LockedPackage, record: CondaRecord) -> bool:
-    return record.version == locked.version and (locked.build is None
-                                                 or record.build == locked.build)
+    """The lock's version and build are the record's (a source package pixi builds has
+    neither in the lock: its presence is what is checked)."""
+    return ((locked.version is None or record.version == locked.version)
+            and (locked.build is None or record.build == locked.build))
 
 
 def check_conda_lock(requirement: Requirement, env: Environment, lock: LockFacts) -> Verdict:
