@@ -23,6 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 if TYPE_CHECKING:
     from pytest_envguard.probes.abi import AbiFacts
     from pytest_envguard.probes.commands import CommandFacts
+    from pytest_envguard.probes.conda import (
+        CondaFacts,
+        CondaFilesFacts,
+        CondaGraphFacts,
+        MetadataFacts,
+        OverlapFacts,
+    )
     from pytest_envguard.probes.cpuinfo import CpuFacts
     from pytest_envguard.probes.cudart import CudaRuntimeFacts
     from pytest_envguard.probes.distributions import DistributionFacts, InstalledFacts, SupportedTags
@@ -53,6 +60,7 @@ class Settings(NamedTuple):
     rootdir: Path | None = None  # where relative lock paths start; None: the cwd
     lock_extras: LockExtras = "report"  # installed packages a lock does not list
     show_env_values: bool = False  # `env NAME=value` verdicts show the live value (may be a secret)
+    conda_hashes: bool = False  # hash every conda-linked file, not only those that changed
 
 
 def override_name(key: str) -> str:
@@ -239,6 +247,52 @@ class Environment:
 
         return self.fact("supported-tags", distributions.probe_supported_tags)
 
+    def in_conda_prefix(self) -> bool:
+        """Whether this interpreter's prefix is a conda prefix: one ``stat``, so that a
+        venv never imports (or pays for) the conda probes."""
+        if "conda" in self._facts:
+            return bool(self._facts["conda"].present)
+        from pytest_envguard.probes.isolation import is_conda_prefix
+
+        return is_conda_prefix(self.python.prefix)
+
+    @property
+    def conda(self) -> CondaFacts:
+        """The conda records of this interpreter's prefix (``present=False`` outside one)."""
+        from pytest_envguard.probes import conda
+
+        return self.fact("conda", lambda: conda.probe_conda(self.python.prefix))
+
+    @property
+    def conda_graph(self) -> CondaGraphFacts:
+        """conda's own dependency graph of the prefix, judged by py-rattler."""
+        from pytest_envguard.probes import conda
+
+        return self.fact("conda-graph", lambda: conda.probe_graph(self.conda))
+
+    @property
+    def conda_files(self) -> CondaFilesFacts:
+        """The conda records' missing and altered files (``conda doctor``'s checks)."""
+        from pytest_envguard.probes import conda
+
+        return self.fact("conda-files", lambda: conda.verify_files(
+            self.conda, hashes=self.settings.conda_hashes))
+
+    @property
+    def conda_overlaps(self) -> OverlapFacts:
+        """Files another installer's distributions wrote over conda's."""
+        from pytest_envguard.probes import conda
+
+        return self.fact("conda-overlaps", lambda: conda.probe_overlaps(self.conda, self.installed))
+
+    @property
+    def conda_metadata(self) -> MetadataFacts:
+        """The Python metadata directories conda installed, as they are now."""
+        from pytest_envguard.probes import conda
+
+        return self.fact("conda-metadata", lambda: conda.metadata_states(self.conda,
+                                                                         self.conda_files))
+
     @property
     def isolation(self) -> IsolationFacts:
         from pytest_envguard.probes import isolation
@@ -251,7 +305,8 @@ class Environment:
 
         base = str(self.settings.rootdir) if self.settings.rootdir is not None else os.getcwd()
         resolved = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
-        return self.fact(("lock", resolved), lambda: locks.read_lock(resolved))
+        return self.fact(("lock", resolved), lambda: locks.read_lock(
+            resolved, self.python.prefix, self.environ))
 
     def library(self, name: str) -> LibraryFacts:
         """Where the dynamic loader would find ``name`` (``libssl.so.3``, ``cudnn``)."""

@@ -47,6 +47,13 @@ LOCK_SYNC: dict[str, str] = {
     "pylock": "uv pip sync {path}, or pip install -r {path} with a pip that reads PEP 751 locks",
     "uv": "uv sync --locked",
     "poetry": "poetry sync (Poetry 2; poetry install --sync before it)",
+    # Sources: pixi's CLI docs ("pixi install --frozen": install from the lock as it is),
+    # the header conda-lock writes into conda-lock.yml, the header of `conda list
+    # --explicit`, conda's docs ("Updating an environment": conda env update --prune).
+    "pixi": "pixi install --frozen (in the project of {path})",
+    "conda-lock": "conda-lock install --name ENV {path}",
+    "explicit": "conda create --name ENV --file {path} (a fresh env, as the file's header says)",
+    "environment-yml": "conda env update --file {path} --prune",
 }
 
 #: Distributions lock tools leave out by default, so never "extra" when installed.
@@ -63,6 +70,46 @@ LOCK_EXEMPT: frozenset[str] = frozenset({"pip", "setuptools", "distribute", "whe
 REMOVE_SHADOWED: dict[str, str] = {
     "conda": "conda remove --force {name} (removes conda's copy, in {location})",
 }
+
+
+# -- conda prefixes -----------------------------------------------------------------------
+# Source: py-rattler's README (the conda library behind pixi: MatchSpec, Version,
+# PrefixRecord, LockFile), and this project's pyproject.toml extra.
+
+#: What to install so that conda prefixes and conda lock files are judged.
+CONDA_EXTRA_HINT = "pip install 'pytest-envguard[conda]' (adds py-rattler, for conda's semantics)"
+
+#: What restores a coherent conda prefix, per kind of ``consistent`` problem. Sources:
+#: conda's CLI docs (``conda install --force-reinstall`` relinks a package's files and
+#: record; ``conda doctor --fix`` does it for missing and altered files; ``conda remove``),
+#: pip's user guide ("pip uninstall" removes the first copy on sys.path: the one in effect).
+CONDA_FIXES: dict[str, str] = {
+    "conda-depends": "conda install {spec}",
+    "conda-constrains": "conda install {spec}",
+    "conda-invalid-spec": "conda install --force-reinstall {package}",
+    "conda-broken-record": "conda install --force-reinstall {package}",
+    "conda-unusable-record": ("conda cannot see the package it describes: reinstall that package "
+                              "(conda install --force-reinstall NAME) or restore {file}"),
+    "conda-missing-files": "conda install --force-reinstall {package} (what conda doctor --fix does)",
+    "conda-altered-files": "conda install --force-reinstall {package} (what conda doctor --fix does)",
+    "pip-replaced-conda": ("pip uninstall {name} && conda install --force-reinstall {package} "
+                           "(or, to keep {version}, pip uninstall {name} && conda install "
+                           "'{package}={version}')"),
+    "pip-shadows-conda": ("pip uninstall {name} (removes the copy in effect; conda's {conda_version} "
+                          "takes over), or make conda install it: conda install "
+                          "'{package}={version}'"),
+    "pip-beside-conda": ("delete {path} and the files its RECORD lists (pip uninstall {name} "
+                         "would remove the copy in effect, conda's)"),
+    "pip-over-conda": "pip uninstall {name} && conda install --force-reinstall {package}",
+    "conda-metadata-edited": "conda install --force-reinstall {package}",
+    "conda-leftover": "delete {path} (and the files its RECORD lists)",
+    "name-spelling": "keep one: pip uninstall {name}, or conda remove {package}",
+}
+
+
+def conda_fix(kind: str, **values: str) -> str:
+    """The fix of one kind of conda-prefix problem, filled in."""
+    return CONDA_FIXES[kind].format(**values)
 
 
 def lock_hint(kind: str, path: str) -> str:

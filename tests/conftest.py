@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures_native",
     "tests.fixtures_nvml",
     "tests.fixtures_packages",
+    "tests.fixtures_conda",
     "tests.fixtures_reliability",
 ]
 

@@ -388,6 +388,7 @@ LOCKS: list[tuple[str, bytes]] = [
     ("requirements.txt", b"numpy==1\n" * 1000 + b"broken==\n"),
     ("requirements.txt", b"numpy ==1 --hash=sha256:\xff\n"),
     ("requirements.in", b"numpy @\n"),
+    ("requirements.txt", b"~\x00x\n"),  # found by the fuzzer: expanduser raised ValueError
     ("pylock.toml", b"\xff"),
     ("pylock.toml", b"not = toml = at all"),
     ("pylock.toml", b"packages = []\n"),
@@ -433,6 +434,27 @@ LOCKS: list[tuple[str, bytes]] = [
     ("poetry.lock", b"metadata=1\n[[package]]\nname='a'\noptional='yes'\n"),
     ("Pipfile.lock", b"{}"),
     ("lock", b""),
+    # conda's formats
+    ("environment.yml", b"\xff"),
+    ("environment.yml", b"dependencies:\n\t- zlib\n"),
+    ("environment.yml", b"dependencies:\n  - conda: 1\n"),
+    ("environment.yml", b"- zlib\n"),
+    ("environment.yml", b"dependencies: [a, b\n"),
+    ("environment.yml", b"dependencies:\n  - pip:\n    - numpy>=>1\n"),
+    ("environment.yml", b"dependencies:\n  - pip:\n    - -r /dev/zero\n"),
+    ("environment.yml", b"dependencies:\n  - pip:\n    - --frobnicate\n"),
+    ("environment.yml", b"dependencies:\n  - '[' \n  - ::\n"),
+    ("spec-file.txt", b"@EXPLICIT\nhttps://x.invalid/a.whl\n"),
+    ("spec-file.txt", b"https://x.invalid/a-1-0.conda\n@EXPLICIT\n"),
+    ("spec-file.txt", b"@EXPLICIT\n-1-.conda\n"),
+    ("spec-file.txt", b"@EXPLICIT\nhttps://[x/a-1-0.conda\n"),  # found by the fuzzer
+    ("conda-linux-64.lock", b"@EXPLICIT\n\xff\xfe\n"),
+    ("pixi.lock", b"\x00"),
+    ("pixi.lock", b"version: 6\nenvironments: 5\n"),
+    ("pixi.lock", b"version: 1000\n"),
+    ("pixi.lock", b"[" * 5000),
+    ("conda-lock.yml", b"metadata: {}\npackage: 5\nversion: 1\n"),
+    ("conda-lock.yml", b"a: &x [*x]\n"),
 ]
 
 

@@ -12,6 +12,7 @@ turn ``unmet`` into ``unknown``, ``unknown`` into ``met``, or "not installed" in
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.grammar import parse_lines
 from pytest_envguard.probes import Facts
 from pytest_envguard.verdicts import Status
+from tests.fixtures_conda import MakePrefix, prefix_environment
 from tests.fixtures_native import NativeBuild, without_loader_vars
 from tests.fixtures_nvml import FakeNvml
 
@@ -44,14 +46,38 @@ def renamed(value: Any) -> Any:
                 changes[field.name] = renamed(current)
         return dataclasses.replace(value, **changes)  # type: ignore[type-var]
     if isinstance(value, tuple):
-        return tuple(renamed(item) for item in value)
+        items = [renamed(item) for item in value]
+        # a NamedTuple (conda's CondaPath) stays one
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     return value
 
 
-Scenario = Callable[[Path], tuple[dict[str, str], Settings, list[str]]]
+Scenario = Callable[[Path], tuple[Any, ...]]  # environ, settings, lines[, facts given by hand]
 
 
-def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path) -> dict[str, Scenario]:
+def conda_scenario(make_prefix: MakePrefix, wheels: Path, tmp: Path,
+                   ) -> tuple[dict[str, str], Settings, list[str], dict[str, Any]]:
+    """A conda prefix broken every way ``consistent`` and ``lock`` judge: conda's graph,
+    pip over conda, missing files, a corrupt record; locks in each conda format."""
+    from tests.test_conda_locks import write_explicit, write_pixi_lock
+
+    prefix = make_prefix("zed", "tool", "py-plain")
+    records = prefix.installed_records()
+    write_pixi_lock(tmp / "pixi.lock", {"default": records})
+    write_explicit(tmp / "spec.txt", records)
+    (tmp / "environment.yml").write_text("dependencies:\n  - zed=1.0\n  - nothere\n")
+    prefix.pip("install", "--no-index", "--find-links", str(wheels), "plain==1.0")
+    prefix.remove("libzed")
+    (prefix.site / "zed" / "__init__.py").unlink()
+    prefix.record_path("tool").write_text("{not json")
+    env = prefix_environment(prefix, rootdir=tmp)
+    return ({"CONDA_PREFIX": str(tmp)}, Settings(rootdir=tmp),
+            ["consistent", "lock pixi.lock", "lock spec.txt", "lock environment.yml", "isolated"],
+            {"python": env.python, "installed": env.installed})
+
+
+def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
+              make_prefix: MakePrefix, wheels: Path) -> dict[str, Scenario]:
     def files(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:
         (tmp / "bad.toml").write_text("[not closed\n")
         (tmp / "uv.lock").write_text("[[package]\nname=\n")
@@ -113,21 +139,28 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path) -> dict[str, S
         "nvml-hangs": lambda tmp: gpu_lines(tmp, nvml.environ(hang="init")),
         "nvml-answers": lambda tmp: gpu_lines(tmp, nvml.environ()),
         "hidden-gpus": lambda tmp: gpu_lines(tmp, nvml.environ(cuda_visible_devices="")),
+        "conda": lambda tmp: conda_scenario(make_prefix, wheels, tmp),
+        "conda-no-rattler": lambda tmp: conda_scenario(make_prefix, wheels, tmp),
     }
 
 
-NAMES = ["files", "native", "native-leak", "native-stops", "nvml-missing", "nvml-mismatch", "nvml-hangs", "nvml-answers",
-         "hidden-gpus"]
+NAMES = ["files", "native", "native-leak", "native-stops", "nvml-missing", "nvml-mismatch",
+         "nvml-hangs", "nvml-answers", "hidden-gpus", "conda", "conda-no-rattler"]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_renaming_every_message_changes_no_status(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_build: NativeBuild,
-        fake_nvml: FakeNvml, no_nvml_dir: Path) -> None:
-    environ, settings, lines = scenarios(native_build, fake_nvml, no_nvml_dir)[name](tmp_path)
+        fake_nvml: FakeNvml, no_nvml_dir: Path, make_prefix: MakePrefix,
+        conda_wheels: Path) -> None:
+    environ, settings, lines, *given = scenarios(native_build, fake_nvml, no_nvml_dir,
+                                                 make_prefix, conda_wheels)[name](tmp_path)
+    facts = given[0] if given else {}
+    if name == "conda-no-rattler":
+        monkeypatch.setitem(sys.modules, "rattler", None)  # `import rattler` fails
     requirements = parse_lines(lines, name)
     monkeypatch.syspath_prepend(str(native_build.site))
-    plain = evaluate(requirements, Environment(environ=environ, settings=settings))
+    plain = evaluate(requirements, Environment(facts, environ=environ, settings=settings))
 
     original = Environment.fact
 
@@ -135,7 +168,7 @@ def test_renaming_every_message_changes_no_status(
         return original(self, key, lambda: renamed(probe()))
 
     monkeypatch.setattr(Environment, "fact", fact_with_renamed_messages)
-    env = Environment(environ=environ, settings=settings)
+    env = Environment(facts, environ=environ, settings=settings)
     reworded = evaluate(requirements, env)
 
     # The same statuses, and the same `found` (what was decided, in a word) wherever it

@@ -106,7 +106,8 @@ def third_party(source: str) -> set[str]:
 
 @pytest.mark.parametrize("path", SOURCES, ids=relative)
 def test_only_probes_import_native_libraries(path: Path) -> None:
-    native = third_party(path.read_text(encoding="utf-8")) & {"psutil", "pynvml", "elftools"}
+    native = third_party(path.read_text(encoding="utf-8")) & {"psutil", "pynvml", "elftools",
+                                                              "rattler"}
     if not relative(path).startswith("probes/"):
         assert not native, f"{relative(path)} imports {native}: only probes/ may"
 
@@ -126,6 +127,7 @@ def test_the_import_detectors_detect() -> None:
     assert "psutil" in third_party("def f():\n    import psutil\n")
     assert "_pytest" in third_party("from _pytest.config import Config\n")
     assert "elftools" in third_party("from elftools.elf.structs import ELFStructs\n")
+    assert "rattler" in third_party("def f():\n    from rattler.exceptions import IoError\n")
 
 
 FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__"}

@@ -5,7 +5,8 @@ passed in — the ``; marker`` conditions too, evaluated against the
 environment's marker facet — so tests build an environment by hand and never
 touch the OS. One module per domain: :mod:`.basic` (interpreter, platform,
 size, packages, commands, variables), :mod:`.hygiene` (``consistent``,
-``wheels``, ``lock``, ``isolated``), :mod:`.native` (``library``,
+``wheels``, ``lock``, ``isolated``; in a conda prefix and for conda's lock files with
+:mod:`.conda`), :mod:`.native` (``library``,
 ``extensions``, ``import``), :mod:`.gpu` (CUDA and the GPU lines).
 """
 

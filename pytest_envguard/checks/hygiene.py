@@ -23,6 +23,7 @@ from pytest_envguard.verdicts import Verdict, listing, met, plural, unknown, unm
 if TYPE_CHECKING:
     from packaging.requirements import Requirement as Pep508
 
+    from pytest_envguard.checks.conda import CondaProblem
     from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts
     from pytest_envguard.probes.locks import Dependency, LockedPackage, LockFacts
 
@@ -556,9 +557,28 @@ def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
     if not supported.tags and any(d.wheel_tags is not None for d in installed.active().values()):
         return unknown(requirement, "cannot tell which wheels this interpreter supports: "
                                     f"{supported.reason or 'no supported tags'}")
-    problems = find_problems(installed, env.markers, supported.tags)
+    problems = list(find_problems(installed, env.markers, supported.tags))
+    conda_found: list[CondaProblem] = []
+    graph_unknown = None
+    if env.in_conda_prefix():  # a venv pays one stat for this
+        from pytest_envguard.checks.conda import conda_problems
+
+        conda_found, graph_unknown = conda_problems(env)
+        covered = {problem.covers for problem in conda_found if problem.covers}
+        # conda's copy and another installer's of one name: said once, as the conda kind.
+        problems = [p for p in problems
+                    if not (p.kind == "duplicate" and p.distribution.split()[0] in covered)]
     count = len(installed.active())
-    if not problems:
+    if not problems and not conda_found:
+        if graph_unknown is not None:
+            from pytest_envguard.checks.conda import unknown_without_rattler
+
+            return unknown_without_rattler(requirement, graph_unknown, count)
+        conda_part = ""
+        if env.in_conda_prefix():
+            from pytest_envguard.checks.conda import graph_summary
+
+            conda_part = f", and {graph_summary(env)}"
         shadowing = shadowing_base(installed)
         if shadowing:
             # Not a problem: a --system-site-packages venv exists to let its own copies win.
@@ -566,14 +586,18 @@ def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
                                     "environment's",
                        f"every requirement of the {count} installed distributions is met; "
                        f"this venv's {', '.join(shadowing)} shadow the copies in its base "
-                       "environment (as a --system-site-packages venv intends)")
+                       f"environment (as a --system-site-packages venv intends){conda_part}")
         return met(requirement, f"{count} distributions",
-                   f"every requirement of the {count} installed distributions is met")
-    return unmet(requirement, plural(len(problems), "problem"),
-                 listing([problem.describe() for problem in problems]),
-                 hint=_problem_hint(problems[0], env),
+                   f"every requirement of the {count} installed distributions is met{conda_part}")
+    texts = [problem.describe() for problem in problems] + [c.text for c in conda_found]
+    not_judged = (f"; conda's own graph was not judged: {graph_unknown}"
+                  if graph_unknown is not None else "")
+    return unmet(requirement, plural(len(texts), "problem"),
+                 listing(texts) + not_judged,
+                 hint=_problem_hint(problems[0], env) if problems else conda_found[0].hint,
                  problems=tuple(Problem_(problem.json_kind, problem.describe())
-                                for problem in problems))
+                                for problem in problems)
+                 + tuple(problem.problem() for problem in conda_found))
 
 
 def check_wheels(requirement: Requirement, env: Environment) -> Verdict:
@@ -594,7 +618,7 @@ def check_wheels(requirement: Requirement, env: Environment) -> Verdict:
                                 for mismatch in mismatches))
 
 
-def _same_version(installed: str, locked: str) -> bool:
+def same_version(installed: str, locked: str) -> bool:
     from packaging.version import InvalidVersion, Version
 
     try:
@@ -607,11 +631,18 @@ def check_lock(requirement: Requirement, env: Environment) -> Verdict:
     from pytest_envguard import hints
 
     lock = env.lock(requirement.argument or "")
+    if lock.failure is Failure.UNSUPPORTED and lock.conda:  # py-rattler is not installed
+        return unknown(requirement, f"lock file unusable: {lock.reason}", found="unreadable",
+                       hint=hints.CONDA_EXTRA_HINT)
     if lock.failure is not None:
         # The line parsed; the file did not. `unknown` (which fails a contract)
         # carries the file:line, since the plugin cannot read the file at parse time.
         return unknown(requirement, f"lock file unusable: {lock.reason}", found="unreadable",
                        hint="fix or regenerate the lock file")
+    if lock.conda:
+        from pytest_envguard.checks.conda import check_conda_lock
+
+        return check_conda_lock(requirement, env, lock)
     installed = env.installed
     active = installed.active()
     wanted = applicable(lock, env.markers)
@@ -627,7 +658,7 @@ def check_lock(requirement: Requirement, env: Environment) -> Verdict:
                                f"({pinned.source})")
             continue
         pinned_versions = [package.version for package in versions if package.version]
-        if pinned_versions and not any(_same_version(found.version, v) for v in pinned_versions):
+        if pinned_versions and not any(same_version(found.version, v) for v in pinned_versions):
             differ.append(f"{name} {found.version} installed, lock has {pinned_versions[0]} "
                           f"({versions[0].source})")
     locked_names = {package.name for package in lock.packages}

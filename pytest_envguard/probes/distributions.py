@@ -111,10 +111,18 @@ class InstalledDistribution(Facts):
     directory_version: str | None = None  # the version in a *.dist-info name (what pip reads)
     scope: str = "env"  # where its location lies: see SCOPES
     modified: float | None = None  # mtime of its metadata, read only for names found twice
+    conda_package: str | None = None  # the conda package whose conda-meta record lists it
 
     @property
     def display(self) -> str:
         return f"{self.name} {self.version or '(no version)'}"
+
+    @property
+    def manager(self) -> str:
+        """Which package manager installed it: ``conda`` when a conda record lists its
+        metadata (whatever its ``INSTALLER`` says now), else its ``INSTALLER`` (``pip``,
+        ``uv``, ``uv-pixi``, …), else ``unknown``."""
+        return "conda" if self.conda_package else (self.installer or "unknown")
 
 
 #: Where a distribution's location lies, relative to the interpreter's environment:
@@ -149,6 +157,14 @@ class InstalledFacts(Facts):
             counts[key] = counts.get(key, 0) + 1
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
+    def managers(self) -> dict[str, int]:
+        """How many distributions in effect each package manager installed (see
+        :attr:`InstalledDistribution.manager`)."""
+        counts: dict[str, int] = {}
+        for dist in self.active().values():
+            counts[dist.manager] = counts.get(dist.manager, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
     def summary(self) -> str:
         installers = ", ".join(f"{name} {count}" for name, count in self.installers().items())
         return f"{len(self.distributions)} distributions ({installers or 'none'})"
@@ -165,6 +181,11 @@ class InstalledFacts(Facts):
             "shadowed": [f"{dist.display} in {dist.location}"
                          for dist in self.distributions if dist.shadowed],
             "reason": self.reason,
+            "managers": self.managers(),
+            "installed_by": {dist.name: dist.manager for dist in self.distributions
+                             if not dist.shadowed},
+            "conda_packages": {dist.name: dist.conda_package for dist in self.distributions
+                               if not dist.shadowed and dist.conda_package},
         }
 
 
@@ -324,11 +345,16 @@ def _metadata_entries(location: str) -> Iterator[str]:
             yield os.path.join(location, name)
 
 
-def _conda_meta_names(location: str, cache: dict[str, frozenset[str] | None]) -> frozenset[str] | None:
-    """The metadata directory names that conda's ``conda-meta/*.json`` list
-    for the environment holding ``location`` (None: not a conda env)."""
+_CONDA_METADATA = re.compile(r'"([^"\\]*?[^"/\\]+\.(?:dist-info|egg-info))(?:/[^"]*)?"')
+
+
+def _conda_metadata_owners(location: str, cache: dict[str, tuple[str, dict[str, str]] | None],
+                           ) -> tuple[str, dict[str, str]] | None:
+    """The conda environment holding ``location`` (site-packages → pythonX.Y → lib →
+    prefix) and, for every metadata directory its ``conda-meta/*.json`` records list
+    (relative to the prefix), the conda package that installed it; None: not a conda env."""
     root = location
-    for _ in range(4):  # site-packages → pythonX.Y → lib → prefix
+    for _ in range(4):
         if root in cache:
             return cache[root]
         if os.path.isdir(os.path.join(root, "conda-meta")):
@@ -339,19 +365,21 @@ def _conda_meta_names(location: str, cache: dict[str, frozenset[str] | None]) ->
         root = parent
     else:
         return None
-    names: set[str] = set()
-    pattern = re.compile(r'([^"/\\]+\.(?:dist-info|egg-info))[/\\"]')
+    owned: dict[str, str] = {}
     try:
         with os.scandir(os.path.join(root, "conda-meta")) as entries:
             for entry in entries:
                 if entry.name.endswith(".json"):
-                    # A substring scan, not a JSON parse: these files can be large
-                    # and all we need is which metadata directories they own.
-                    names.update(pattern.findall(read_small(entry.path, 64 << 20) or ""))
+                    # A substring scan, not a JSON parse: these files can be large and all
+                    # this needs is which metadata directories they own; the record's
+                    # name is in its file name (NAME-VERSION-BUILD.json).
+                    package = entry.name[:-5].rsplit("-", 2)[0]
+                    for path in _CONDA_METADATA.findall(read_small(entry.path, 64 << 20) or ""):
+                        owned.setdefault(os.path.normpath(path), package)
     except OSError:
         cache[root] = None
         return None
-    cache[root] = frozenset(names)
+    cache[root] = (root, owned)
     return cache[root]
 
 
@@ -387,7 +415,7 @@ def scan_distributions(paths: Sequence[str], prefix: str | None = None,
     seen: set[str] = set()
     scanned: list[str] = []
     distributions: list[InstalledDistribution] = []
-    conda_cache: dict[str, frozenset[str] | None] = {}
+    conda_cache: dict[str, tuple[str, dict[str, str]] | None] = {}
     twice: set[str] = set()
     for entry in paths:
         location = os.path.abspath(entry or os.curdir)
@@ -397,10 +425,12 @@ def scan_distributions(paths: Sequence[str], prefix: str | None = None,
         scope = scope_of(location, prefix, base_prefix)
         for meta_path in _metadata_entries(location):
             dist = read_distribution(meta_path, location)
-            if dist.installer is None:
-                owned = _conda_meta_names(location, conda_cache)
-                if owned is not None and os.path.basename(meta_path) in owned:
-                    dist = replace(dist, installer="conda")
+            conda = _conda_metadata_owners(location, conda_cache)
+            if conda is not None:
+                package = conda[1].get(os.path.relpath(meta_path, conda[0]))
+                if package is not None:
+                    dist = replace(dist, conda_package=package,
+                                   installer=dist.installer or "conda")
             if scope != "env":
                 dist = replace(dist, scope=scope)
             if dist.name in seen:

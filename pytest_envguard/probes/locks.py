@@ -2,8 +2,11 @@
 
 Formats: pinned ``requirements.txt`` (``==``/``===``, ``--hash``, ``-r``/``-c``
 includes, environment markers), ``pylock.toml`` (PEP 751), ``uv.lock`` and
-``poetry.lock``. The format is chosen by the file name (``pylock.*.toml``
-counts as pylock).
+``poetry.lock``; and conda's ``pixi.lock``, ``conda-lock.yml``, explicit spec
+files and ``environment.yml``, read in :mod:`pytest_envguard.probes.conda_locks`
+(their conda packages carry ``manager="conda"``). The format is chosen by the
+file name (``pylock.*.toml`` counts as pylock); a requirements file holding
+conda's ``@EXPLICIT`` line is an explicit spec file.
 
 Parsing (:func:`read_lock`) reads the files and keeps markers and the
 dependency graph as text; choosing what applies to an interpreter is a
@@ -51,6 +54,16 @@ class LockedPackage(Facts):
     # extra → its edges; for a root, also each dependency group its installer leaves out
     # by default, as "group:NAME" (what an installed package may be pinned by)
     optional: tuple[tuple[str, tuple[Dependency, ...]], ...] = ()
+    manager: str = "pypi"  # "conda": a conda package (pixi.lock, conda-lock, explicit, env.yml)
+    build: str | None = None  # a conda package's build string, when pinned
+    spec: str | None = None  # a conda match spec to judge it by (environment.yml)
+
+    @property
+    def display(self) -> str:
+        """``numpy 1.26.4 py311_0``, or the match spec it was given as."""
+        if self.spec:
+            return self.spec
+        return " ".join(part for part in (self.name, self.version, self.build) if part)
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,14 @@ class LockFacts(Facts):
     extras: tuple[str, ...] = ()  # the project's extras (poetry's [extras]): optional pins
     reason: str | None = None  # "path:line: reason" — the file could not be used
     failure: Failure | None = None
+    selection: str | None = None  # which part of the lock applies ("environment 'default', linux-64")
+
+    @property
+    def conda(self) -> bool:
+        """A conda lock format: its conda packages are judged against conda's records."""
+        from pytest_envguard.probes.conda_locks import CONDA_FORMATS
+
+        return self.format in CONDA_FORMATS
 
     @property
     def filename(self) -> str:
@@ -86,7 +107,16 @@ class LockError(ValueError):
 
 
 def lock_format(path: str) -> str | None:
+    """The format a lock file's name says. A ``requirements`` file (and any other
+    ``*.lock``) holding conda's ``@EXPLICIT`` line is read as an explicit spec file."""
+    from pytest_envguard.probes.conda_locks import conda_lock_format
+
     name = os.path.basename(path).lower()
+    conda = conda_lock_format(path)
+    if conda is not None:
+        return conda
+    if name.startswith("conda-") and name.endswith(".lock"):
+        return "requirements"  # conda-lock's explicit render (conda-linux-64.lock): @EXPLICIT
     if name == "uv.lock":
         return "uv"
     if name == "poetry.lock":
@@ -98,16 +128,24 @@ def lock_format(path: str) -> str | None:
     return None
 
 
-def read_lock(path: str) -> LockFacts:
-    """The lock at ``path``; never raises (a problem goes to ``failure`` and ``reason``)."""
+def read_lock(path: str, prefix: str | None = None,
+              environ: Mapping[str, str] | None = None) -> LockFacts:
+    """The lock at ``path``; never raises (a problem goes to ``failure`` and ``reason``).
+    ``prefix`` and ``environ`` say which environment of a ``pixi.lock`` this is."""
     kind = lock_format(path)
     if kind is None:
         return LockFacts(path, "unknown", reason=(
             f"{path}: unknown lock format (expected requirements*.txt, pylock.toml, "
-            "uv.lock or poetry.lock)"), failure=Failure.UNSUPPORTED)
+            "uv.lock, poetry.lock, pixi.lock, conda-lock.yml, environment.yml or an "
+            "@EXPLICIT spec file)"), failure=Failure.UNSUPPORTED)
     try:
+        if kind in ("pixi", "conda-lock", "environment-yml"):
+            return _conda_lock(path, kind, prefix, environ or {})
         if kind == "requirements":
-            packages = tuple(_RequirementsReader().read(path, required=True))
+            text = _lock_text(path)
+            if any(line.strip() == "@EXPLICIT" for line in text.splitlines()):
+                return _explicit(path, text)  # no requirements file can hold this line
+            packages = tuple(_RequirementsReader().read(path, required=True, text=text))
             return LockFacts(path, kind, packages)
         document = _load_toml(path)
         if kind == "pylock":
@@ -132,6 +170,86 @@ def read_lock(path: str) -> LockFacts:
         return LockFacts(path, kind, reason=explain(path, error), failure=failure_of(error))
 
 
+# -- conda formats (read in probes.conda_locks) --------------------------------------------
+
+
+def _conda_lock(path: str, kind: str, prefix: str | None,
+                environ: Mapping[str, str]) -> LockFacts:
+    from pytest_envguard.probes import conda_locks
+
+    if kind in ("pixi", "conda-lock"):
+        environment = conda_locks.pixi_environment(prefix, environ)
+        found, selection = conda_locks.read_rattler_lock(path, kind, environment,
+                                                         conda_locks.conda_platform())
+        packages = [_from_plain(item) for item in found]
+        return LockFacts(path, kind, tuple(packages), selection=selection)
+    found, name = conda_locks.environment_yml_packages(path, _lock_text(path))
+    packages = []
+    for item in found:
+        if "pip" in item:
+            packages.extend(_pip_entry(path, item["pip"], item["line"]))
+        else:
+            packages.append(_from_plain(item))
+    return LockFacts(path, kind, tuple(packages), selection=f"name: {name}" if name else None)
+
+
+def _explicit(path: str, text: str) -> LockFacts:
+    from pytest_envguard.probes import conda_locks
+
+    found, platform = conda_locks.read_explicit(path, text)
+    return LockFacts(path, "explicit", tuple(_from_plain(item) for item in found),
+                     selection=platform)
+
+
+def _from_plain(item: Mapping[str, Any]) -> LockedPackage:
+    name = str(item["name"])
+    if item["manager"] != "conda":
+        name = canonical_name(name)
+    return LockedPackage(name, item.get("version"), str(item["source"]),
+                         manager=str(item["manager"]), build=item.get("build"),
+                         spec=item.get("spec"))
+
+
+def _lock_text(path: str) -> str:
+    try:
+        data = read_bytes(path, MAX_LOCK_BYTES)
+    except TooLarge:
+        raise LockError(f"{path}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file",
+                        Failure.TOO_LARGE) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LockError(f"{path}: not UTF-8 text ({error.reason})") from None
+
+
+def _pip_entry(path: str, entry: str, number: int) -> list[LockedPackage]:
+    """One entry of an ``environment.yml`` ``pip:`` list, read as a requirements line
+    (a ``-r`` include, ``-e``, a path, ``name==version``); one not pinned with ``==``
+    is checked for presence only (conda passes the list to pip as it is)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    where = f"{path}:{number}"
+    reader = _RequirementsReader()
+    reader.seen.add(os.path.realpath(path))
+    if entry.startswith("-"):
+        return [replace(p, source=p.source.replace(path, os.path.basename(path), 1))
+                for p in reader._option(path, where, entry, True)]
+    if _LOCAL_TARGET.match(entry):
+        return [LockedPackage(local_project_name(where, entry, os.path.dirname(path)), None,
+                              f"{os.path.basename(path)}:{number}")]
+    try:
+        requirement = Requirement(entry)
+    except InvalidRequirement as error:
+        raise LockError(f"{where}: {entry!r} is not a requirement: "
+                        f"{str(error).splitlines()[0]}") from None
+    specifiers = list(requirement.specifier)
+    version = (specifiers[0].version if len(specifiers) == 1 and specifiers[0].operator in
+               ("==", "===") and not specifiers[0].version.endswith(".*") else None)
+    return [LockedPackage(canonical_name(requirement.name), version,
+                          f"{os.path.basename(path)}:{number}",
+                          str(requirement.marker) if requirement.marker else None)]
+
+
 # -- requirements.txt ----------------------------------------------------------------
 
 # Options pip accepts in a requirements file that say nothing about what is installed.
@@ -150,20 +268,13 @@ class _RequirementsReader:
     def __init__(self) -> None:
         self.seen: set[str] = set()
 
-    def read(self, path: str, *, required: bool) -> list[LockedPackage]:
+    def read(self, path: str, *, required: bool, text: str | None = None) -> list[LockedPackage]:
         real = os.path.realpath(path)
         if real in self.seen:
             return []  # an include cycle: each file counts once
         self.seen.add(real)
-        try:
-            data = read_bytes(path, MAX_LOCK_BYTES)
-        except TooLarge:
-            raise LockError(f"{path}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file",
-                            Failure.TOO_LARGE) from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise LockError(f"{path}: not UTF-8 text ({error.reason})") from None
+        if text is None:
+            text = _lock_text(path)
         packages: list[LockedPackage] = []
         for number, line in _logical_lines(text):
             where = f"{path}:{number}"
@@ -267,6 +378,8 @@ def local_project_name(where: str, target: str, base: str) -> str:
     """The canonical name of the project an ``-e PATH`` / ``-e file:///…`` / bare path
     line installs (a path relative to the requirements file's directory, as uv reads
     it). A line whose project cannot be named cannot be checked: a :class:`LockError`."""
+    if "\x00" in target:  # no path holds one (os.path and pwd raise ValueError on it)
+        raise LockError(f"{where}: {target!r}: a path with a NUL character")
     path = _local_path(target, base)
     if os.path.isfile(path) and path.endswith(".whl"):
         return canonical_name(os.path.basename(path).split("-", 1)[0])

@@ -10,7 +10,8 @@ Targets, each with its promise:
   the walk had a per-file record budget);
 * ``ldcache.parse_ld_so_cache`` — returns, or raises ``ValueError`` only;
 * ``locks.read_lock`` for ``requirements.txt``, ``pylock.toml``, ``uv.lock``,
-  ``poetry.lock`` — never raises (a problem goes to ``LockFacts.reason``), and
+  ``poetry.lock``, and conda's ``environment.yml`` and explicit spec files (read
+  by this project, not py-rattler) — never raises (a problem goes to ``LockFacts.reason``), and
   ``checks.hygiene.applicable`` on what it returns never raises.
 
 Every other call must return within ``--hang-seconds`` (default 10).
@@ -88,6 +89,17 @@ LOCK_SEEDS: dict[str, list[bytes]] = {
         b'[[package]]\nname = "numpy"\nversion = "1.26.4"\nresolution-markers = ["python_version < \'4\'"]\n'
         b'[[package]]\nname = "b"\nversion = "2"\n[package.optional-dependencies]\nx = [{ name = "c" }]\n'
         b'[[package]]\nname = "c"\nversion = "3"\n',
+    ],
+    "environment.yml": [
+        b"name: work\nchannels:\n  - conda-forge\ndependencies:\n  - numpy=1.26.4=py311h64a7726_0\n"
+        b"  - conda-forge::scipy >=1.10\n  - pip\n  - pip:\n    - requests==2.31.0\n"
+        b"    - -r other.txt\nvariables:\n  KEY: value\n",
+        b"dependencies: [python=3.11, 'zlib']\nchannels: [conda-forge]  # comment\n",
+    ],
+    "spec-file.txt": [
+        b"# platform: linux-64\n@EXPLICIT\n"
+        b"https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3.1-hb9d3cd8_2.conda#abc\n"
+        b"file:///opt/channel/noarch/tool-0.5-pyhd8ed1ab_0.tar.bz2\n",
     ],
     "poetry.lock": [
         b'[[package]]\nname = "numpy"\nversion = "1.26.4"\noptional = false\n'
