@@ -235,13 +235,18 @@ def json_document(
     env: Environment | None,
     contract: Iterable[Verdict],
     tests: Mapping[str, Sequence[Verdict]],
+    outcomes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The document of DESIGN.md §3: ``tests`` holds each test's verdicts, ``outcomes``
+    each test's outcome (``passed``, ``failed``, ``skipped``, ``xfailed``, ``xpassed``,
+    ``error``), every test that ran, with requirements or not."""
     return {
         "schema": SCHEMA,
         "host": host(),
         "environment": (env if env is not None else Environment()).to_dict(),
         "contract": [verdict.to_dict() for verdict in contract],
         "tests": {nodeid: [v.to_dict() for v in verdicts] for nodeid, verdicts in tests.items()},
+        "outcomes": dict(outcomes or {}),
     }
 
 

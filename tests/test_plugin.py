@@ -240,7 +240,8 @@ def test_bad_strict_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
         ('"python; __import__(\'os\').system(\'touch pwned\')"', "*invalid environment marker*"),
     ],
 )
-def test_bad_marker_is_an_error_naming_the_test(pytester: pytest.Pytester, marker: str, message: str) -> None:
+def test_bad_marker_is_a_collection_error_naming_the_test(pytester: pytest.Pytester, marker: str,
+                                                         message: str) -> None:
     pytester.makepyfile(f"""
         import pytest
         @pytest.mark.requires({marker})
@@ -250,10 +251,14 @@ def test_bad_marker_is_an_error_naming_the_test(pytester: pytest.Pytester, marke
             pass
     """)
     result = pytester.runpytest()
-    result.assert_outcomes(passed=1, errors=1)
+    # As pytest's own collection errors: reported, and no test runs.
+    result.assert_outcomes(errors=1)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines([
-        "*ERROR at setup of test_bad*",
-        "envguard: requires marker of test_bad_marker_is_an_error_naming_the_test.py::test_bad: " + message,
+        "*ERROR collecting*",
+        "envguard: requires marker of test_bad_marker_is_a_collection_error_naming_the_test.py::test_bad: "
+        + message,
+        "*Interrupted: 1 error during collection*",
     ])
     assert "Traceback" not in result.stdout.str()
     assert "INTERNALERROR" not in result.stdout.str()
