@@ -301,6 +301,21 @@ def read_config(path: Path) -> dict[str, object] | None:
     return dict(_ini_section(path, "pytest") or {})
 
 
+#: Where each config file holds pytest's options: what an explicit ``--config FILE``
+#: with no contract is told was looked for (any other name is read as an ini file).
+CONFIG_SECTIONS = {
+    "pytest.toml": "[pytest]",
+    ".pytest.toml": "[pytest]",
+    "pyproject.toml": "[tool.pytest.ini_options] (or pytest 9's [tool.pytest])",
+    "setup.cfg": "[tool:pytest]",
+}
+
+
+def config_sections(path: Path) -> str:
+    """The section(s) of ``path`` that :func:`read_config` reads."""
+    return CONFIG_SECTIONS.get(path.name, "[pytest]")
+
+
 def find_config(start: Path) -> tuple[Path, dict[str, object]] | None:
     """The first pytest config from ``start`` upwards, in pytest's order of names."""
     for directory in (start, *start.parents):
