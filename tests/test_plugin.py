@@ -758,3 +758,73 @@ def test_native_probes_import_no_pyelftools(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, fake_nvml: FakeNvml) -> None:
     result = imported_in_the_test_process(pytester, monkeypatch, fake_nvml, ["elftools"])
     result.assert_outcomes(passed=1)
+
+
+# -- wording ------------------------------------------------------------------------------------
+
+
+def test_lines_set_with_dash_o_are_attributed_to_the_override(suite: pytest.Pytester) -> None:
+    suite.makepyprojecttoml('[tool.pytest.ini_options]\nenvguard = ["python >=3.0"]\n')
+    result = suite.runpytest("-o", f"envguard={UNMET}")
+    assert result.ret == 6
+    result.stdout.fnmatch_lines([f"FAIL  {UNMET}  *  -o envguard"])
+    assert "pyproject.toml [envguard]" not in result.stdout.str()
+    bad = suite.runpytest("-o", "envguard_gpu_timeout=soon")
+    bad.stderr.fnmatch_lines(["*-o envguard_gpu_timeout: 'soon' is not a positive number of seconds"])
+
+
+def test_an_overridden_gpu_count_is_marked_in_the_table(suite: pytest.Pytester,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVGUARD_OVERRIDE_GPUS", "2")
+    result = suite.runpytest("--envguard-report", "--envguard-require", "gpus >=4")
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["FAIL  gpus >=4 * 2 (overridden)  command line --envguard-require"])
+
+
+def test_an_absent_thing_is_found_none_not_found_not_found(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.requires("command surely-no-such-command-xyz")
+        def test_x():
+            pass
+    """)
+    result = pytester.runpytest("-rs")
+    result.stdout.fnmatch_lines(["SKIPPED * envguard: needs command surely-no-such-command-xyz — "
+                                 "found none: surely-no-such-command-xyz is not on PATH"])
+    assert "found not found" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("ini", "ci", "says"),
+    [
+        ("ci", None, "unmet markers skip: envguard_strict = ci and CI is unset"),
+        ("ci", "0", "unmet markers skip: envguard_strict = ci and CI is set to '0', which counts "
+                    "as not CI"),
+        ("ci", "true", "unmet markers fail: envguard_strict = ci and CI is set ('true')"),
+        ("false", "true", "unmet markers skip: envguard_strict = false"),
+        ("true", None, "unmet markers fail: envguard_strict = true"),
+    ],
+)
+def test_the_summary_says_in_which_mode_markers_were_enforced_and_why(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ini: str, ci: str | None,
+        says: str) -> None:
+    """Under tox, CI reaches the tests only with pass_env: the summary shows why a CI run
+    skipped what it should have failed."""
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    pytester.makeini(f"[pytest]\nenvguard_strict = {ini}\n")
+    pytester.makepyfile(f"""
+        import pytest
+
+        @pytest.mark.requires("{UNMET}")
+        def test_x():
+            pass
+    """)
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["*envguard: requirements not met*", "1 test *",
+                                 says + " (a marker's own strict= wins)"])
+    flag = pytester.runpytest("--envguard-strict")
+    flag.stdout.fnmatch_lines(["unmet markers fail: --envguard-strict*"])
