@@ -828,3 +828,11 @@ def test_the_summary_says_in_which_mode_markers_were_enforced_and_why(
                                  says + " (a marker's own strict= wins)"])
     flag = pytester.runpytest("--envguard-strict")
     flag.stdout.fnmatch_lines(["unmet markers fail: --envguard-strict*"])
+
+
+def test_inline_comments_in_the_contract(pytester: pytest.Pytester) -> None:
+    pytester.makeini(f"[pytest]\nenvguard =\n    {MET}  # the oldest we test\n    cpus >=1 # any\n")
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["envguard: *contract: 2 met*"])
