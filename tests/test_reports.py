@@ -166,6 +166,9 @@ def test_session_documents_validate(pytester: pytest.Pytester, schema: dict[str,
     jsonschema.validate(document, schema)
     assert [verdict["status"] for verdict in document["contract"]] == ["met", "n/a"]
     assert len(document["tests"]) == 3
+    assert document["outcomes"] == {"test_suite.py::test_future": "skipped",
+                                    "test_suite.py::test_now": "passed",
+                                    "test_suite.py::test_fixture": "passed"}
 
 
 def test_xdist_documents_validate(pytester: pytest.Pytester, schema: dict[str, Any]) -> None:
@@ -201,6 +204,8 @@ def test_python_m_documents_validate(tmp_path: Path, schema: dict[str, Any]) -> 
         (lambda d: d["contract"][0].pop("hint"), "'hint' is a required property"),
         (lambda d: d["tests"].update({"t::x": [{"line": "python"}]}), "is a required property"),
         (lambda d: d["environment"]["python"].update(version=3.11), "3.11 is not of type 'string'"),
+        (lambda d: d.update(outcomes={"t::x": "ok"}), "'ok' is not one of"),
+        (lambda d: d.update(outcomes={"t::x": ["passed"]}), "is not one of"),
     ],
 )
 def test_the_schema_rejects_renamed_removed_or_retyped_keys(
