@@ -31,6 +31,7 @@ from pytest_envguard.options import (
     EXIT_CONTRACT_UNMET,
     EXIT_OK,
     INI_OPTIONS,
+    OptionError,
     Options,
     find_config,
     resolve,
@@ -237,13 +238,13 @@ def _resolve_options(config: pytest.Config) -> Options:
 
 def _values_taken_as_paths(config: pytest.Config) -> None:
     """A usage error when ``--envguard-json PATH`` (two words, PATH existing) made pytest
-    miss the configuration that holds the contract.
+    miss the project's configuration, and with it the contract.
 
     pytest looks for its config file before plugins add their options, so it reads
     the value of an unknown option as a test path, and a path outside the project
     leads it to no config file, or another one: the run would go on without the
-    contract. The value is compared against the config found from the real test
-    paths; ``--envguard-json=PATH`` is never misread.
+    contract. The config pytest used is compared with the one found from the real
+    test paths; ``--envguard-json=PATH`` is never misread.
     """
     invocation = config.invocation_params
     args = [str(arg) for arg in invocation.args]
@@ -251,18 +252,22 @@ def _values_taken_as_paths(config: pytest.Config) -> None:
              if flag in VALUE_OPTIONS and Path(invocation.dir, value).exists()]
     if not taken or config.getoption("inifilename", None):  # -c FILE: no search was made
         return
-    expected = find_config(_common_test_directory(config))
-    if expected is None or expected[0] == config.inipath:
-        return
-    path, values = expected
-    if not any(name == "envguard" or name.startswith("envguard_") for name in values):
-        return
+    try:
+        expected = find_config(_common_test_directory(config))
+    except OptionError as error:  # pytest would have read it, and reported it
+        missed = f"the project's configuration ({str(error).splitlines()[0]})"
+    else:
+        if expected is None or (config.inipath is not None
+                                and expected[0].resolve() == config.inipath.resolve()):
+            return
+        holds = any(name == "envguard" or name.startswith("envguard_") for name in expected[1])
+        missed = f"{expected[0]}{', which holds the envguard settings,' if holds else ''}"
     flag, value = taken[0]
     used = f"{config.inipath} instead" if config.inipath else "no configuration file"
     raise pytest.UsageError(
         f"envguard: pytest took the value of '{flag} {value}' for a test path (the path exists) "
-        f"while looking for its configuration, and found {used}: the envguard settings of "
-        f"{path} would not apply. Write {flag}={value} (one word)."
+        f"while looking for its configuration, and found {used}: {missed} would not apply. "
+        f"Write {flag}={value} (one word)."
     )
 
 

@@ -579,7 +579,7 @@ def test_json_path_read_as_a_test_path_is_a_usage_error_not_a_lost_contract(
     result.stderr.fnmatch_lines([
         f"ERROR: envguard: pytest took the value of '--envguard-json {previous}' for a test path "
         "(the path exists) while looking for its configuration, and found no configuration file: "
-        f"the envguard settings of {pytester.path / 'pyproject.toml'} would not apply. "
+        f"{pytester.path / 'pyproject.toml'}, which holds the envguard settings, would not apply. "
         f"Write --envguard-json={previous} (one word).",
     ])
     assert not (pytester.path / "collected.txt").exists()
@@ -836,3 +836,17 @@ def test_inline_comments_in_the_contract(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["envguard: *contract: 2 met*"])
+
+
+def test_a_broken_config_above_does_not_turn_the_check_into_a_crash(
+        project_and_artifacts: tuple[pytest.Pytester, Path]) -> None:
+    """The check reads configs the way pytest finds them; one that does not parse is
+    pytest's to report, never an INTERNALERROR of the plugin's."""
+    pytester, previous = project_and_artifacts
+    (pytester.path / "pytest.ini").write_text("this is not an ini file\n")
+    result = pytester.runpytest_subprocess("--envguard-json", str(previous))
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output and "Traceback" not in output
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: envguard: pytest took the value of '--envguard-json *' "
+                                 "*the project's configuration (*pytest.ini*) would not apply*"])
