@@ -2,8 +2,15 @@
 
 With no lines, the contract is read from the pytest configuration found the
 way pytest finds it (``pytest.ini``, ``pyproject.toml``, ``tox.ini``,
-``setup.cfg`` in the current directory or above). Exit status as in pytest:
-0 when the contract is met, 6 when it is not, 4 when a line does not parse.
+``setup.cfg`` in the current directory or above); with ``--config FILE``, from
+that file, and the lines add to it. Exit status as in pytest: 0 when the
+contract is met, 6 when it is not, 4 when a line, an option or the file is
+not valid (an explicit ``--config`` with no ``envguard`` setting is one).
+
+Run as ``python -m``, the current directory is dropped from ``sys.path``
+(where ``-m`` puts it), so that a checkout's source tree does not shadow what
+is installed: the report sees the environment as the ``envguard`` command and
+pytest's test process do.
 
 ``--suggest`` prints a contract derived from the installed binaries;
 ``--migrate PATH…`` reports (and with ``--write`` rewrites) the skip
@@ -15,33 +22,58 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest_envguard import __version__
 from pytest_envguard.options import (
     EXIT_CONTRACT_UNMET,
     EXIT_OK,
     EXIT_USAGE,
     OptionError,
+    Options,
+    config_sections,
     find_config,
     read_config,
     resolve,
 )
 
+EXIT_STATUSES = f"""\
+exit status:
+  {EXIT_OK}  the contract is met (--suggest, --migrate: done)
+  1  --migrate: a file could not be read or parsed, and was left as it is
+  {EXIT_USAGE}  a requirement line, an option or the config file is not valid
+  {EXIT_CONTRACT_UNMET}  the contract is not met
+
+The same exit statuses as pytest with the plugin (pytest --envguard-report).
+"""
+
+
+def program_name(argv0: str) -> str:
+    """How the user ran it: ``envguard`` (the console script) or ``python -m pytest_envguard``."""
+    return "envguard" if Path(argv0).name == "envguard" else "python -m pytest_envguard"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pytest_envguard",
+        prog=program_name(sys.argv[0] if sys.argv else ""),
         description="Check the live environment against requirement lines and print a report.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("lines", nargs="*", metavar="LINE",
-                        help="requirement lines (default: the 'envguard' contract of the pytest config)")
+                        help="requirement lines; with --config, added to the file's contract "
+                             "(default: the 'envguard' contract of the pytest config found from "
+                             "the current directory)")
     parser.add_argument("-c", "--config", type=Path, metavar="FILE",
-                        help="read the contract from this pytest config file")
+                        help="read the contract from this pytest config file (it must have an "
+                             "'envguard' setting)")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON document here ('-': stdout)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only the verdict table, not the environment")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     adopt = parser.add_argument_group("adopting envguard in an existing suite")
     adopt.add_argument("--suggest", action="store_true",
                        help="print a contract derived from the installed binaries; every line "
@@ -99,30 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"envguard: the working directory is gone: {error}", file=sys.stderr)
         return EXIT_USAGE
-    values: dict[str, object] = {}
-    source = "command line"
     try:
-        if args.config is not None:
-            if not args.config.is_file():
-                raise OptionError(f"{args.config}: no such file")
-            values = read_config(args.config) or {}
-            source = args.config.name
-        elif not args.lines:
-            found = find_config(cwd)
-            if found is not None:
-                values = found[1]
-                source = found[0].name
-        if args.lines:
-            values = {**values, "envguard": []}
-        options = resolve(values, source=lambda name: f"{source} [{name}]", require=args.lines,
-                          require_source="command line", environ={})
+        options, origin = _options(args.config, args.lines, cwd)
     except (OptionError, RequirementError) as error:
         print(f"envguard: {error}", file=sys.stderr)
         return EXIT_USAGE
-    requirements = options.contract
 
     env = Environment(settings=options.settings(cache_dir=None, rootdir=cwd))
-    verdicts = Evaluator(env).evaluate(requirements)
+    verdicts = Evaluator(env).evaluate(options.contract)
     met = all(verdict.ok for verdict in verdicts)
     if args.json == "-":
         print(json.dumps(render.json_document(env, verdicts, {}), indent=2))
@@ -133,7 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(render.environment_lines(env)))
     print("== envguard contract ==")
     print("\n".join(render.verdict_table(verdicts)))
-    print(f"contract {'met' if met else 'NOT met'}: {render.contract_summary(verdicts) or 'empty'}")
+    if verdicts:
+        print(f"contract {'met' if met else 'NOT met'}: {render.contract_summary(verdicts)}")
+    else:
+        print(f"no requirements to check: {origin}")
     if args.json:
         try:
             render.write_json(args.json, render.json_document(env, verdicts, {}))
@@ -143,5 +162,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK if met else EXIT_CONTRACT_UNMET
 
 
+def _options(config: Path | None, lines: Sequence[str], cwd: Path) -> tuple[Options, str]:
+    """The options and contract of this run, and where an empty contract comes from.
+
+    ``--config FILE`` is read, and must hold a contract (a section name with a typo
+    would otherwise pass silently); the lines add to it. Without ``--config`` the lines
+    alone are the contract, or, when there are none, the config found from ``cwd``.
+    Raises :class:`OptionError` or ``RequirementError``."""
+    values: dict[str, object] = {}
+    source = "command line"
+    origin = "no LINE given"
+    if config is not None:
+        if not config.is_file():
+            raise OptionError(f"{config}: no such file")
+        values = read_config(config) or {}
+        source = config.name
+        if not values.get("envguard"):
+            raise OptionError(f"{config}: no 'envguard' setting in {config_sections(config)} — "
+                              "the contract --config names must not be empty")
+    elif not lines:
+        found = find_config(cwd)
+        if found is None:
+            origin = f"no LINE given, and no pytest config in {cwd} or above"
+        else:
+            values, source = found[1], found[0].name
+            origin = f"no LINE given, and no 'envguard' setting in {found[0]}"
+    options = resolve(values, source=lambda name: f"{source} [{name}]", require=lines,
+                      require_source="command line", environ={})
+    return options, origin
+
+
+def _use_the_environment_of_the_installed_command() -> None:
+    """Drop the working directory that ``python -m`` puts first on ``sys.path`` (unless
+    ``-P``/``-I`` kept it off): a source checkout there (``msgpack/`` without its compiled
+    extension) would shadow the installed distribution, for this report only."""
+    if getattr(sys.flags, "safe_path", False) or sys.flags.isolated or not sys.path:
+        return
+    first = sys.path[0]
+    try:
+        here = os.getcwd()
+    except OSError:
+        return
+    if first == "" or os.path.abspath(first) == here:
+        del sys.path[0]
+
+
 if __name__ == "__main__":
+    _use_the_environment_of_the_installed_command()
     sys.exit(main())

@@ -36,7 +36,8 @@ def add_junit_property(config: pytest.Config, name: str, value: str) -> None:
 
 def snapshot_properties(env: Environment, verdicts: Sequence[Verdict], host: str) -> list[tuple[str, str]]:
     """The environment snapshot as flat ``(name, value)`` pairs: ``envguard.<facet>.<field>``
-    for each probed facet, then one ``envguard.contract`` per verdict."""
+    for each probed facet, then one ``envguard.contract`` per verdict. Lists are shown
+    whole (a CI archive keeps every flag and every distribution)."""
     from pytest_envguard import render
 
     properties = [("envguard.schema", render.SCHEMA), ("envguard.host", host)]
@@ -45,13 +46,9 @@ def snapshot_properties(env: Environment, verdicts: Sequence[Verdict], host: str
         for field, value in fields.items():
             if value is None or value in ("", [], {}):
                 continue
-            if isinstance(value, dict):
-                shown = " ".join(f"{key}={item}" for key, item in value.items())
-            elif isinstance(value, list):
-                shown = " ".join(str(item) for item in value)
-            else:
-                shown = str(value)
-            properties.append((f"envguard.{facet}.{field}", shown))
+            # As the report shows them: sizes with units, durations in ms, records as
+            # key=value text — no Python repr, no raw float.
+            properties.append((f"envguard.{facet}.{field}", render.shown_value(field, value, whole=True)))
     for verdict in verdicts:
         properties.append(("envguard.contract",
                            f"{verdict.status.value}: {verdict.line} — found {verdict.found}"))

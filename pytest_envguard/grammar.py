@@ -250,15 +250,31 @@ def _parse_cached(text: str) -> Requirement:
 
 
 def parse_lines(lines: Iterable[str], source: str = "") -> list[Requirement]:
-    """Parse several lines, skipping blank ones and ``#`` comments."""
+    """Parse several lines (a config's line list), skipping blank ones and ``#`` comments,
+    whole-line or inline (``python >=3.10  # the oldest we test``)."""
     requirements = []
     for line in lines:
         if not isinstance(line, str):  # a TOML list of numbers, say
             parse_line(line, source)  # raises: "a requirement must be a string, not int"
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
+        stripped = without_comment(line).strip()
+        if stripped:
             requirements.append(parse_line(stripped, source))
     return requirements
+
+
+def without_comment(line: str) -> str:
+    """``line`` up to its comment: a ``#`` at the start or after whitespace, outside quotes,
+    starts one (as in pip's requirements files), so ``env X=a#b`` keeps its ``#`` and
+    ``env 'X=a #b'`` its quoted one."""
+    quote = None
+    for index, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "#" and (index == 0 or line[index - 1].isspace()):
+            return line[:index]
+    return line
 
 
 def from_keywords(keywords: Mapping[str, object], source: str = "") -> list[Requirement]:

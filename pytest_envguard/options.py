@@ -95,6 +95,7 @@ class Options(NamedTuple):
     xdist_controller: XdistController = "check"
     tox_python: bool = False
     show_env_values: bool = False
+    strict_flag: bool = False  # --envguard-strict was given (it wins over envguard_strict)
 
     def settings(self, *, cache_dir: Path | None, rootdir: Path | None) -> Settings:
         from pytest_envguard.environment import Settings
@@ -106,6 +107,22 @@ class Options(NamedTuple):
     def strict_now(self, environ: Mapping[str, str]) -> bool:
         """Whether unmet markers fail here: always, never, or when ``$CI`` says so."""
         return self.strict == "true" or (self.strict == "ci" and is_ci(environ.get("CI")))
+
+    def strict_explanation(self, environ: Mapping[str, str]) -> str:
+        """In which mode unmet markers were enforced, and why: ``markers skip:
+        envguard_strict = ci and CI is unset`` (under tox, ``CI`` reaches the tests
+        only through ``pass_env``). A marker's own ``strict=`` wins over it."""
+        verb = "fail" if self.strict_now(environ) else "skip"
+        if self.strict_flag:
+            why = "--envguard-strict"
+        elif self.strict != "ci":
+            why = f"envguard_strict = {self.strict}"
+        else:
+            ci = environ.get("CI")
+            state = ("unset" if ci is None else f"set to {ci!r}, which counts as not CI"
+                     if not is_ci(ci) else f"set ({ci!r})")
+            why = f"envguard_strict = ci and CI is {state}"
+        return f"unmet markers {verb}: {why} (a marker's own strict= wins)"
 
 
 def is_ci(value: str | None) -> bool:
@@ -162,6 +179,7 @@ def resolve(
                                                        source("envguard_xdist_controller"))),
         tox_python=tox_python,
         show_env_values=_bool(value("envguard_show_env_values"), source("envguard_show_env_values")),
+        strict_flag=strict_flag,
     )
 
 
@@ -281,6 +299,21 @@ def read_config(path: Path) -> dict[str, object] | None:
     if name == "tox.ini":
         return _ini_section(path, "pytest")
     return dict(_ini_section(path, "pytest") or {})
+
+
+#: Where each config file holds pytest's options: what an explicit ``--config FILE``
+#: with no contract is told was looked for (any other name is read as an ini file).
+CONFIG_SECTIONS = {
+    "pytest.toml": "[pytest]",
+    ".pytest.toml": "[pytest]",
+    "pyproject.toml": "[tool.pytest.ini_options] (or pytest 9's [tool.pytest])",
+    "setup.cfg": "[tool:pytest]",
+}
+
+
+def config_sections(path: Path) -> str:
+    """The section(s) of ``path`` that :func:`read_config` reads."""
+    return CONFIG_SECTIONS.get(path.name, "[pytest]")
 
 
 def find_config(start: Path) -> tuple[Path, dict[str, object]] | None:

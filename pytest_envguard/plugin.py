@@ -5,19 +5,37 @@ options are resolved once at configure time, and the grammar, the checks and
 the probes are imported the first time a requirement needs them. pytest-xdist
 hooks live in :mod:`pytest_envguard.xdist`, CI reports in
 :mod:`pytest_envguard.ci_reports`.
+
+How a test's requirements are enforced, so that they behave like pytest's own
+skips: marker lines are parsed at collection (a bad one is a collection error
+naming the test); at set-up, before pytest's skipping plugin, an unmet marker
+becomes a ``skip`` mark on the item, which pytest's skipping raises with the
+test's location, and an author's ``skip``/``skipif``/``xfail(run=False)``
+wins; in strict mode the test fails after pytest's skipping had its say and
+before its fixtures are set up. What was skipped or failed because of a
+requirement is counted from the reports, not from the decision.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
-from pytest_envguard.options import EXIT_CONTRACT_UNMET, INI_OPTIONS, Options, resolve
+from pytest_envguard.options import (
+    EXIT_CONTRACT_UNMET,
+    EXIT_OK,
+    INI_OPTIONS,
+    OptionError,
+    Options,
+    find_config,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from pytest_envguard.checks import Evaluator
@@ -30,6 +48,13 @@ __all__ = ["EXIT_CONTRACT_UNMET", "STATE", "EnvguardFixture", "EnvguardState"]
 #: The source of marker requirements in verdicts; errors name the test instead.
 MARKER_SOURCE = "requires marker"
 
+#: The keywords of the marker and of ``envguard.require()`` that are not requirement keys.
+OWN_KEYWORDS = ("strict", "reason")
+
+#: The attribute a test report carries when a requirement skipped or failed it: the
+#: unmet line's skip reason. Plain data, so it crosses the xdist wire with the report.
+REPORT_ATTRIBUTE = "envguard_unmet"
+
 
 class MarkerRequirements(NamedTuple):
     """What one test's ``requires`` markers ask for."""
@@ -37,6 +62,43 @@ class MarkerRequirements(NamedTuple):
     requirements: tuple[Requirement, ...]
     strict: bool | None
     reason: str | None
+
+
+class Unmet(NamedTuple):
+    """A test's unmet requirement, as decided: the summary's group (the first unmet
+    line's skip reason), the message the test is skipped or failed with, whether it
+    fails, and whether pytest's skipping plugin was left to raise the skip."""
+
+    group: str
+    message: str
+    strict: bool
+    left_to_skipping: bool = False
+
+
+class Raised(NamedTuple):
+    """An exception :meth:`EnvguardFixture.require` (or the marker, after pytest's
+    skipping) raised, and what it stands for. A session-scoped fixture's exception is
+    raised again for every test that uses it: each of those tests is counted."""
+
+    error: BaseException
+    unmet: Unmet
+    verdicts: tuple[Verdict, ...]
+    recorded_for: str | None  # the test whose verdicts already hold ``verdicts``
+    from_hook: bool  # raised by a hook: the report takes the test's location
+
+
+class Stop(NamedTuple):
+    """Why this session runs no test (report only, or the contract is not met): the
+    one-line status that ends the output, and the exit status."""
+
+    status: str
+    exit_status: int
+    shown_by_pytest: bool = False  # the message of the exception that interrupted the run
+
+
+#: Per item: its parsed ``requires`` markers (set at collection) and its unmet decision.
+MARKS = pytest.StashKey[MarkerRequirements]()
+UNMET = pytest.StashKey[Unmet]()
 
 
 class EnvguardState:
@@ -48,10 +110,13 @@ class EnvguardState:
         self.cache_dir = cache_dir(config)
         self.contract_verdicts: list[Verdict] = []
         self.contract_left_to_workers = False  # envguard_xdist_controller = skip, on the controller
+        self.stop: Stop | None = None
         self.tests: dict[str, list[Verdict]] = {}
+        self.outcomes: dict[str, str] = {}
         self.groups: Counter[tuple[str, str]] = Counter()
         self.current_item: pytest.Item | None = None
         self.marker_cache: dict[object, MarkerRequirements] = {}
+        self.raised: dict[int, Raised] = {}  # by id() of the exception
         self._environment: Environment | None = None
         self._evaluator: Evaluator | None = None
 
@@ -83,6 +148,10 @@ class EnvguardState:
     def strict(self) -> bool:
         return self.options.strict_now(os.environ)
 
+    def stop_run(self, status: str, exit_status: int, *, shown_by_pytest: bool = False) -> None:
+        """No test runs (or, on the xdist controller, no more): end with ``status``."""
+        self.stop = Stop(status, exit_status, shown_by_pytest)
+
 
 STATE = pytest.StashKey[EnvguardState]()
 
@@ -113,6 +182,11 @@ def _ini_type(kind: str) -> Any:
     return "string"
 
 
+#: The command-line options that take a value: pytest may read that value as a test
+#: path while it looks for its configuration, when written as two words.
+VALUE_OPTIONS = ("--envguard-require", "--envguard-json")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("envguard", "environment requirements (pytest-envguard)")
     group.addoption(
@@ -129,13 +203,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--envguard-json", metavar="PATH", default=None,
-        help="write the environment, contract verdicts and per-test outcomes as JSON",
+        help="write the environment, contract verdicts and per-test outcomes as JSON "
+             "(write --envguard-json=PATH: pytest may take a PATH that exists for a test path)",
     )
     for option in INI_OPTIONS:
         parser.addini(option.name, option.help, type=_ini_type(option.kind), default=option.default)
 
 
 def _ini_source(config: pytest.Config, option: str) -> str:
+    """Where an ini option's value came from, for messages and the ``source`` of contract
+    lines: ``-o envguard`` when the command line overrode it, else the config file."""
+    overrides = config.getoption("override_ini", None) or []
+    if any(str(entry).split("=", 1)[0].strip() == option for entry in overrides):
+        return f"-o {option}"
     inipath = config.inipath
     return f"{inipath.name if inipath else 'ini'} [{option}]"
 
@@ -156,14 +236,68 @@ def _resolve_options(config: pytest.Config) -> Options:
         raise pytest.UsageError(f"envguard: {error}") from None
 
 
+def _values_taken_as_paths(config: pytest.Config) -> None:
+    """A usage error when ``--envguard-json PATH`` (two words, PATH existing) made pytest
+    miss the project's configuration, and with it the contract.
+
+    pytest looks for its config file before plugins add their options, so it reads
+    the value of an unknown option as a test path, and a path outside the project
+    leads it to no config file, or another one: the run would go on without the
+    contract. The config pytest used is compared with the one found from the real
+    test paths; ``--envguard-json=PATH`` is never misread.
+    """
+    invocation = config.invocation_params
+    args = [str(arg) for arg in invocation.args]
+    taken = [(flag, value) for flag, value in itertools.pairwise(args)
+             if flag in VALUE_OPTIONS and Path(invocation.dir, value).exists()]
+    if not taken or config.getoption("inifilename", None):  # -c FILE: no search was made
+        return
+    try:
+        expected = find_config(_common_test_directory(config))
+    except OptionError as error:  # pytest would have read it, and reported it
+        missed = f"the project's configuration ({str(error).splitlines()[0]})"
+    else:
+        if expected is None or (config.inipath is not None
+                                and expected[0].resolve() == config.inipath.resolve()):
+            return
+        holds = any(name == "envguard" or name.startswith("envguard_") for name in expected[1])
+        missed = f"{expected[0]}{', which holds the envguard settings,' if holds else ''}"
+    flag, value = taken[0]
+    used = f"{config.inipath} instead" if config.inipath else "no configuration file"
+    raise pytest.UsageError(
+        f"envguard: pytest took the value of '{flag} {value}' for a test path (the path exists) "
+        f"while looking for its configuration, and found {used}: {missed} would not apply. "
+        f"Write {flag}={value} (one word)."
+    )
+
+
+def _common_test_directory(config: pytest.Config) -> Path:
+    """The directory pytest starts its config search from, for the real test paths."""
+    base = config.invocation_params.dir
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        return base
+    directories = []
+    for arg in config.args:
+        path = Path(base, str(arg).split("::", 1)[0])
+        if path.exists():
+            directories.append(path if path.is_dir() else path.parent)
+    return Path(os.path.commonpath(directories)) if directories else base
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "requires(*lines, strict=None, reason=None, **keys): skip (or fail, when strict) the test "
         "unless the environment meets these pytest-envguard requirements",
     )
+    _values_taken_as_paths(config)
     options = _resolve_options(config)
     state = config.stash[STATE] = EnvguardState(config, options)
+    config.pluginmanager.register(PerTestHooks(state), "envguard-per-test")
+    if config.getoption("envguard_report"):
+        # Reporting runs no test: pytest-xdist (whose configure hook runs after this one)
+        # must not start workers for it.
+        config.pluginmanager.set_blocked("dsession")
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_envguard import xdist
 
@@ -197,11 +331,33 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         state.contract_left_to_workers = True
     elif state.contract or report:
         state.contract_verdicts = state.evaluator.evaluate(state.contract)
+        state.stop = _stop(state, report=bool(report))
     if not _is_xdist_worker(config) and (state.options.junit_properties
                                          or config.pluginmanager.hasplugin("metadata")):
         from pytest_envguard import ci_reports
 
         ci_reports.publish_snapshot(config, state)
+
+
+def _stop(state: EnvguardState, *, report: bool) -> Stop | None:
+    """Why no test runs here, if none does."""
+    verdicts = state.contract_verdicts
+    met = all(verdict.ok for verdict in verdicts)
+    if report:
+        from pytest_envguard import render
+
+        summary = render.contract_summary(verdicts) or "no requirements"
+        return Stop(f"envguard: report only — contract {'met' if met else 'NOT met'} ({summary})",
+                    EXIT_OK if met else EXIT_CONTRACT_UNMET)
+    if met:
+        return None
+    from pytest_envguard import render
+
+    unmet = [verdict for verdict in verdicts if not verdict.ok]
+    first = unmet[0]
+    return Stop(f"envguard: {len(unmet)} of {len(verdicts)} contract requirements not met on "
+                f"{render.host()} (first: {first.line} — found {first.found}); no tests were "
+                "collected", EXIT_CONTRACT_UNMET)
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
@@ -218,45 +374,68 @@ def _leaves_contract_to_workers(config: pytest.Config, options: Options) -> bool
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection(session: pytest.Session) -> None:
+def pytest_collection(session: pytest.Session) -> bool | None:
+    """When no test is to run, print the tables and collect nothing; the terminal summary
+    ends with the status line and :func:`pytest_sessionfinish` sets the exit status."""
     config = session.config
     state = config.stash[STATE]
-    report = bool(config.getoption("envguard_report"))
-    met = all(verdict.ok for verdict in state.contract_verdicts)
-    if not report and met:
-        return
+    if state.stop is None:
+        return None
     from pytest_envguard import render
     from pytest_envguard.render import write_section
 
-    if report:
+    if config.getoption("envguard_report"):
         state.environment.probe_cheap()
         write_section(config, "envguard environment", render.environment_lines(state.environment))
         write_section(config, "envguard contract", render.verdict_table(state.contract_verdicts))
-        pytest.exit(
-            f"envguard: report only — contract {'met' if met else 'NOT met'}",
-            returncode=0 if met else EXIT_CONTRACT_UNMET,
-        )
-    unmet = [verdict for verdict in state.contract_verdicts if not verdict.ok]
-    # An xdist worker leaves the table to the controller, which prints it once,
-    # naming the worker and its host.
-    if not _is_xdist_worker(config):
+    elif _is_xdist_worker(config):
+        # The controller prints the table once, naming this worker and its host, and ends
+        # the run; shouldstop would end it too if that failed.
+        session.shouldstop = (f"envguard: session contract not met on worker "
+                              f"{os.environ.get('PYTEST_XDIST_WORKER', '?')} (host {render.host()})")
+    else:
         write_section(config, f"envguard: session contract not met on {render.host()}",
                       render.verdict_table(state.contract_verdicts))
-    first = unmet[0]
-    pytest.exit(
-        f"envguard: {len(unmet)} of {len(state.contract_verdicts)} contract requirements not met "
-        f"on {render.host()} (first: {first.line} — found {first.found}); no tests were collected",
-        returncode=EXIT_CONTRACT_UNMET,
-    )
+    return True
 
 
-# -- per-test requirements -----------------------------------------------------------------
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    return True if session.config.stash[STATE].stop is not None else None
+
+
+# -- per-test requirements: parsed at collection ----------------------------------------------
+
+
+class MarkerError(ValueError):
+    """A ``requires`` marker that is not valid; the message names the test."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Parse every collected test's ``requires`` markers (before any deselection, so that a
+    typo in a GPU-only test shows in every job): a bad one is a collection error naming
+    the test, which is not run."""
+    state = config.stash[STATE]
+    bad: set[int] = set()
+    for item in items:
+        if item.get_closest_marker("requires") is None:
+            continue
+        try:
+            item.stash[MARKS] = _marker_requirements(item, state.marker_cache)
+        except MarkerError as error:
+            bad.add(id(item))
+            report = pytest.CollectReport(item.nodeid, "failed", str(error), [])
+            config.hook.pytest_collectreport(report=report)
+    if bad:
+        items[:] = [item for item in items if id(item) not in bad]
 
 
 def _marker_requirements(item: pytest.Item, cache: dict[object, MarkerRequirements]
                          ) -> MarkerRequirements:
     """The requirements of the item's ``requires`` markers, parsed once per distinct set of
-    marker arguments (parametrized and similar tests share them)."""
+    marker arguments (parametrized and similar tests share them). Raises :class:`MarkerError`."""
     marks = list(item.iter_markers("requires"))
     key: object = None
     try:
@@ -266,13 +445,20 @@ def _marker_requirements(item: pytest.Item, cache: dict[object, MarkerRequiremen
         key = None
     if key is not None and key in cache:
         return cache[key]
-    result = _parse_marks(item, marks)
+    from pytest_envguard.grammar import RequirementError
+
+    try:
+        result = _parse_marks(marks, f"requires marker of {item.nodeid}")
+    except RequirementError as error:
+        raise MarkerError(f"envguard: {error.with_source(f'requires marker of {item.nodeid}')}"
+                          ) from None
     if key is not None:
         cache[key] = result
     return result
 
 
-def _parse_marks(item: pytest.Item, marks: Sequence[pytest.Mark]) -> MarkerRequirements:
+def _parse_marks(marks: Sequence[pytest.Mark], where: str) -> MarkerRequirements:
+    """The closest marker's ``strict=`` and ``reason=`` win; requirements add up."""
     from pytest_envguard.grammar import from_keywords, parse_line
 
     requirements: list[Requirement] = []
@@ -280,65 +466,184 @@ def _parse_marks(item: pytest.Item, marks: Sequence[pytest.Mark]) -> MarkerRequi
     reason: str | None = None
     for marker in marks:
         keywords = dict(marker.kwargs)
-        if "strict" in keywords:
-            value = keywords.pop("strict")
-            if value is not None and not isinstance(value, bool):
-                _bad_marker(item, f"strict= must be True, False or None, not {value!r}")
-            strict = value if strict is None else strict
-        if "reason" in keywords:
-            value = keywords.pop("reason")
-            if value is not None and not isinstance(value, str):
-                _bad_marker(item, f"reason= must be a string, not {type(value).__name__}")
-            reason = value if reason is None else reason
+        own_strict, own_reason = keywords.pop("strict", None), keywords.pop("reason", None)
+        _check_own_keywords(keywords, own_strict, own_reason, where)
+        if strict is None and isinstance(own_strict, bool):
+            strict = own_strict
+        if reason is None and isinstance(own_reason, str):
+            reason = own_reason
         requirements.extend(parse_line(arg, MARKER_SOURCE) for arg in marker.args)
         requirements.extend(from_keywords(keywords, MARKER_SOURCE))
     return MarkerRequirements(tuple(requirements), strict, reason)
 
 
-def _bad_marker(item: pytest.Item, message: str) -> None:
-    pytest.fail(f"envguard: requires marker of {item.nodeid}: {message}", pytrace=False)
+def _check_own_keywords(keywords: dict[str, object], strict: object, reason: object,
+                        where: str) -> None:
+    """``strict=`` and ``reason=`` have the right types, and a keyword that is no
+    requirement key but nearly one of them (``stict=``) is named as such. Raises
+    :class:`MarkerError`."""
+    if strict is not None and not isinstance(strict, bool):
+        raise MarkerError(f"envguard: {where}: strict= must be True, False or None, not {strict!r}")
+    if reason is not None and not isinstance(reason, str):
+        raise MarkerError(f"envguard: {where}: reason= must be a string, not {type(reason).__name__}")
+    import difflib
+
+    from pytest_envguard.grammar import KEYS
+
+    for name in keywords:
+        if name.replace("_", "-").lower() in KEYS:
+            continue
+        near = difflib.get_close_matches(name, OWN_KEYWORDS, n=1, cutoff=0.6)
+        if near:
+            raise MarkerError(f"envguard: {where}: unknown keyword {name}= — did you mean "
+                              f"{near[0]}=?")
+
+
+# -- per-test requirements: decided at set-up ---------------------------------------------------
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before pytest's skipping plugin: evaluate the item's markers; an unmet one in lax
+    mode becomes a ``skip`` mark, which pytest's skipping raises with the test's location —
+    unless the author's own ``skip`` mark is there (it wins) or an ``xfail(run=False)``
+    mark may apply (then :class:`PerTestHooks` decides, once pytest's skipping let the
+    test through)."""
     state = item.config.stash[STATE]
     state.current_item = item
     if item.get_closest_marker("requires") is None:
         return
-    from pytest_envguard.grammar import RequirementError
-
-    try:
-        wanted = _marker_requirements(item, state.marker_cache)
-    except RequirementError as error:
-        message = f"envguard: {error.with_source(f'requires marker of {item.nodeid}')}"
-    else:
-        _enforce(state, item.nodeid, wanted.requirements, wanted.strict, wanted.reason)
+    wanted = item.stash.get(MARKS, None)
+    if wanted is None:  # an item added after collection: parsed now, failing here if bad
+        try:
+            wanted = item.stash[MARKS] = _marker_requirements(item, state.marker_cache)
+        except MarkerError as error:
+            pytest.fail(str(error), pytrace=False)
+    verdicts = state.evaluator.evaluate(wanted.requirements)
+    state.tests.setdefault(item.nodeid, []).extend(verdicts)
+    unmet = _unmet(state, verdicts, wanted.strict, wanted.reason)
+    if unmet is None:
         return
-    pytest.fail(message, pytrace=False)
+    to_skipping = (not unmet.strict and item.config.pluginmanager.hasplugin("skipping")
+                   and not _may_xfail_without_running(item))
+    if to_skipping and item.get_closest_marker("skip") is None:
+        item.add_marker(pytest.mark.skip(reason=unmet.message), append=True)
+    item.stash[UNMET] = unmet._replace(left_to_skipping=to_skipping)
 
 
-def _enforce(
-    state: EnvguardState,
-    nodeid: str | None,
-    requirements: Sequence[Requirement],
-    strict: bool | None,
-    reason: str | None,
-) -> list[Verdict]:
-    verdicts = state.evaluator.evaluate(requirements)
-    if nodeid is not None:
-        state.tests.setdefault(nodeid, []).extend(verdicts)
+def _may_xfail_without_running(item: pytest.Item) -> bool:
+    return any(mark.kwargs.get("run", True) is False for mark in item.iter_markers("xfail"))
+
+
+class PerTestHooks:
+    """Hooks that need the session's state and an order the module's hooks cannot have.
+
+    Registered at configure time, after pytest's own plugins: its set-up hook runs after
+    pytest's skipping plugin (``tryfirst``) and before the fixtures are set up (pytest's
+    runner, registered earlier, runs after it)."""
+
+    def __init__(self, state: EnvguardState) -> None:
+        self.state = state
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Fail a strict test, or skip one whose ``xfail(run=False)`` mark did not apply."""
+        unmet = item.stash.get(UNMET, None)
+        if unmet is None or unmet.left_to_skipping:
+            return
+        _raise_unmet(self.state, unmet, (), recorded_for=item.nodeid, from_hook=True)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Count requirement skips and failures, and record each test's outcome, from the
+        reports themselves (on the xdist controller, the workers' reports)."""
+        state = self.state
+        group = getattr(report, REPORT_ATTRIBUTE, None)
+        if isinstance(group, str):
+            if report.failed:
+                state.groups["failed", group] += 1
+            elif report.skipped and not hasattr(report, "wasxfail"):
+                state.groups["skipped", group] += 1
+        outcome = outcome_of(report)
+        if outcome is not None and (report.nodeid not in state.outcomes or outcome == "error"):
+            state.outcomes[report.nodeid] = outcome
+
+
+def _unmet(state: EnvguardState, verdicts: Sequence[Verdict], strict: bool | None,
+           reason: str | None) -> Unmet | None:
     failing = next((verdict for verdict in verdicts if not verdict.ok), None)
     if failing is None:
-        return verdicts
-    message = failing.skip_reason()
-    if reason:
-        message += f" ({reason})"
-    if state.strict() if strict is None else strict:
-        state.groups["failed", failing.skip_reason()] += 1
-        pytest.fail(message, pytrace=False)
-    state.groups["skipped", failing.skip_reason()] += 1
-    pytest.skip(message)
-    raise AssertionError("unreachable")  # pragma: no cover
+        return None
+    message = failing.skip_reason() + (f" ({reason})" if reason else "")
+    return Unmet(failing.skip_reason(), message, state.strict() if strict is None else strict)
+
+
+def _raise_unmet(state: EnvguardState, unmet: Unmet, verdicts: Sequence[Verdict], *,
+                 recorded_for: str | None, from_hook: bool = False) -> None:
+    """Skip (or fail, when strict) with pytest's own exceptions, remembered so that each
+    report they end up in is counted — once per test, even when a session-scoped
+    fixture's exception is raised again for every test that uses it."""
+    # A skip shows the line that called envguard.require(); a failure (pytrace=False) shows
+    # its message, which needs one visible frame.
+    __tracebackhide__ = not unmet.strict
+    error: BaseException = (pytest.fail.Exception(unmet.message, pytrace=False) if unmet.strict
+                            else pytest.skip.Exception(unmet.message))
+    state.raised[id(error)] = Raised(error, unmet, tuple(verdicts), recorded_for, from_hook)
+    raise error
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Any, None]:
+    """Mark a report whose skip or failure is a requirement's: :data:`REPORT_ATTRIBUTE`."""
+    outcome = yield
+    if call.excinfo is None:
+        return
+    state = item.config.stash.get(STATE, None)
+    if state is None:
+        return
+    behind = _requirement_behind(state, item, call.when, call.excinfo.value)
+    if behind is None:
+        return
+    unmet, from_hook = behind
+    report = outcome.get_result()
+    setattr(report, REPORT_ATTRIBUTE, unmet.group)
+    if from_hook and report.skipped and isinstance(report.longrepr, tuple):
+        # Raised by a hook, not by the test: shown at the test's location, as pytest's
+        # skipping shows its own.
+        path, line = item.reportinfo()[:2]
+        report.longrepr = (os.fspath(path), (line or 0) + 1, report.longrepr[2])
+
+
+def _requirement_behind(state: EnvguardState, item: pytest.Item, when: str, value: BaseException
+                        ) -> tuple[Unmet, bool] | None:
+    """The unmet requirement that raised ``value``, and whether a hook raised it; None
+    when it is no requirement's (an author's skip that won, a test's own failure)."""
+    raised = state.raised.get(id(value))
+    if raised is not None and raised.error is value:
+        if raised.verdicts and item.nodeid != raised.recorded_for and when == "setup":
+            # A session-scoped fixture's skip, raised again for another test.
+            state.tests.setdefault(item.nodeid, []).extend(raised.verdicts)
+        return raised.unmet, raised.from_hook
+    unmet = item.stash.get(UNMET, None)
+    if (unmet is not None and unmet.left_to_skipping and when == "setup"
+            and isinstance(value, pytest.skip.Exception) and value.msg == unmet.message):
+        return unmet, False  # the skip mark, raised by pytest's skipping
+    return None
+
+
+def outcome_of(report: pytest.TestReport) -> str | None:
+    """What one report says of its test, as pytest's summary counts it: ``passed``,
+    ``failed``, ``skipped``, ``xfailed``, ``xpassed`` or ``error`` (a failed set-up or
+    tear-down); None for a passing set-up or tear-down, which says nothing yet."""
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if xfail:
+            return "xfailed" if report.skipped else "xpassed"
+        return str(report.outcome)
+    if report.failed:
+        return "error"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return None
 
 
 class EnvguardFixture:
@@ -355,25 +660,30 @@ class EnvguardFixture:
                 **keys: object) -> list[Verdict]:
         """Skip (or fail, when strict) the running test unless every line is met;
         returns the verdicts when they are."""
+        __tracebackhide__ = True  # a skip shows the line that called require()
         from pytest_envguard.grammar import RequirementError, from_keywords, parse_line
 
-        item = self._state.current_item
+        state = self._state
+        item = state.current_item
         nodeid = item.nodeid if item is not None else None
         source = f"envguard.require() in {nodeid or 'session set-up'}"
-        # The same rules as the marker's (a typed signature does not stop a caller).
-        if strict is not None and not isinstance(strict, bool):
-            pytest.fail(f"envguard: {source}: strict= must be True, False or None, not {strict!r}",
-                        pytrace=False)
-        if reason is not None and not isinstance(reason, str):
-            pytest.fail(f"envguard: {source}: reason= must be a string, not {type(reason).__name__}",
-                        pytrace=False)
         try:
+            # The same rules as the marker's (a typed signature does not stop a caller).
+            _check_own_keywords(keys, strict, reason, source)
             requirements = [parse_line(line, source) for line in lines]
             requirements += from_keywords(keys, source)
+        except MarkerError as error:
+            message = str(error)
         except RequirementError as error:
             message = f"envguard: {error}"
         else:
-            return _enforce(self._state, nodeid, requirements, strict, reason)
+            verdicts = state.evaluator.evaluate(requirements)
+            if nodeid is not None:
+                state.tests.setdefault(nodeid, []).extend(verdicts)
+            unmet = _unmet(state, verdicts, strict, reason)
+            if unmet is None:
+                return verdicts
+            _raise_unmet(state, unmet, verdicts, recorded_for=nodeid)
         pytest.fail(message, pytrace=False)
 
 
@@ -388,30 +698,45 @@ def envguard(pytestconfig: pytest.Config) -> EnvguardFixture:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     state = terminalreporter.config.stash.get(STATE, None)
-    if state is None or not state.groups:
+    if state is None:
         return
-    from pytest_envguard import render
+    if state.groups:
+        from pytest_envguard import render
 
-    terminalreporter.write_sep("-", "envguard: requirements not met")
-    for line in render.skip_summary(state.groups):
-        terminalreporter.write_line(line)
+        terminalreporter.write_sep("-", "envguard: requirements not met")
+        for line in render.skip_summary(state.groups):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(state.options.strict_explanation(os.environ))
+    if state.stop is not None and not state.stop.shown_by_pytest:
+        terminalreporter.write_line(state.stop.status, bold=True,
+                                    red=state.stop.exit_status != EXIT_OK,
+                                    green=state.stop.exit_status == EXIT_OK)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    path = config.getoption("envguard_json")
     state = config.stash.get(STATE, None)
-    if state is not None and _is_xdist_worker(config):
+    if state is None:
+        return
+    if state.stop is not None:
+        # No test ran, by design: the status of DESIGN.md §3, not pytest's "no tests
+        # collected" (or "interrupted", when an xdist worker's contract stopped the run).
+        session.exitstatus = state.stop.exit_status
+    if _is_xdist_worker(config):
         from pytest_envguard import xdist
 
         xdist.send_to_controller(config, state)
         return
-    if not path or state is None:
-        return
+    path = config.getoption("envguard_json")
+    if path:
+        _write_json(config, state, path)
+
+
+def _write_json(config: pytest.Config, state: EnvguardState, path: str) -> None:
     from pytest_envguard import render, xdist
 
     document = render.json_document(state.environment_if_made, state.contract_verdicts,
-                                    state.tests)
+                                    state.tests, state.outcomes)
     workers = config.stash.get(xdist.WORKERS, None)
     if workers:
         document["workers"] = workers
@@ -425,3 +750,4 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         message = f"envguard: could not write {target}: {error}"
         if reporter is not None:
             reporter.write_line(message, red=True)
+

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from pytest_envguard.environment import Environment, override_name
 from pytest_envguard.verdicts import Status, Verdict
@@ -46,26 +46,41 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
+def _cell(text: str, width: int) -> list[str]:
+    """A table cell's lines: wrapped at spaces, never inside a word, so that a path or a
+    soname stays whole (a word wider than the column widens its row instead)."""
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def _wrapped(text: str, width: int, first: str) -> list[str]:
+    """A reason or hint under its row: wrapped at spaces, long paths kept whole."""
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=" " * 8,
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def verdict_table(verdicts: Sequence[Verdict], width: int = 100) -> list[str]:
-    """One row per requirement — status · requirement · found — then the reason and hint."""
+    """One row per requirement — status · requirement · found · source — then the reason
+    and hint of each one not met. Long cells wrap within their column; nothing is clipped."""
     if not verdicts:
         return ["(no requirements)"]
+    sources = [verdict.requirement.source or "-" for verdict in verdicts]
     line_w = min(40, max(len("requirement"), *(len(v.line) for v in verdicts)))
-    found_w = min(32, max(len("found"), *(len(v.found) for v in verdicts)))
+    source_w = max(len("source"), *(len(source) for source in sources))
+    room = max(32, width - 6 - line_w - 2 - 2 - source_w)
+    found_w = min(room, max(len("found"), *(len(v.found) for v in verdicts)))
     rows = [f"{'':4}  {'requirement':<{line_w}}  {'found':<{found_w}}  source"]
-    for verdict in verdicts:
-        source = verdict.requirement.source or "-"
-        rows.append(
-            f"{_MARKS[verdict.status]:<4}  {_clip(verdict.line, line_w):<{line_w}}  "
-            f"{_clip(verdict.found, found_w):<{found_w}}  {source}"
-        )
+    for verdict, source in zip(verdicts, sources, strict=True):
+        lines, found = _cell(verdict.line, line_w), _cell(verdict.found, found_w)
+        for index in range(max(len(lines), len(found))):
+            mark, where = (_MARKS[verdict.status], source) if index == 0 else ("", "")
+            line = lines[index] if index < len(lines) else ""
+            shown = found[index] if index < len(found) else ""
+            rows.append(f"{mark:<4}  {line:<{line_w}}  {shown:<{found_w}}  {where}".rstrip())
         if verdict.status is not Status.MET:
             # Wrapped, not clipped: an `extensions` reason lists every broken file.
-            rows.extend(textwrap.wrap(verdict.reason, width, initial_indent=" " * 6,
-                                      subsequent_indent=" " * 8, break_on_hyphens=False))
+            rows.extend(_wrapped(verdict.reason, width, " " * 6))
             if verdict.hint:
-                rows.extend(textwrap.wrap(verdict.hint, width, initial_indent=" " * 6 + "→ ",
-                                          subsequent_indent=" " * 8, break_on_hyphens=False))
+                rows.extend(_wrapped(verdict.hint, width, " " * 6 + "→ "))
     return rows
 
 
@@ -149,10 +164,13 @@ def environment_lines(env: Environment) -> list[str]:
     for key, value in env.probed().items():
         name = key if isinstance(key, str) else f"{key[0]} {' '.join(key[1:])}"
         data = value.to_dict() if hasattr(value, "to_dict") else value
-        if isinstance(data, Mapping):
+        describe = FACET_LINES.get(name)
+        if describe is not None and isinstance(data, Mapping):
+            shown = describe(data)
+        elif isinstance(data, Mapping):
             shown = ", ".join(
                 f"{field}={_shown_field(field, item)}" for field, item in data.items()
-                if item not in (None, "", [])
+                if item not in (None, "", [], {})
             )
         else:
             shown = _short(data)
@@ -171,30 +189,83 @@ def environment_lines(env: Environment) -> list[str]:
     return lines
 
 
+#: What an installer count's ``?`` stands for (``probes.distributions``: no INSTALLER file).
+UNKNOWN_INSTALLER = "?"
+
+
+def _installed_line(data: Mapping[str, Any]) -> str:
+    """``53 distributions; installers: pip 52, ? 1 (?: no INSTALLER file)``: the names and
+    versions are in the JSON document, not on the terminal."""
+    parts = [f"{data.get('count', 0)} distributions"]
+    installers = data.get("installers") or {}
+    if isinstance(installers, Mapping) and installers:
+        counts = ", ".join(f"{name} {count}" for name, count in installers.items())
+        if UNKNOWN_INSTALLER in installers:
+            counts += f" ({UNKNOWN_INSTALLER}: no INSTALLER file)"
+        parts.append(f"installers: {counts}")
+    shadowed = data.get("shadowed") or []
+    if isinstance(shadowed, list) and shadowed:
+        parts.append(f"{len(shadowed)} shadowed: {'; '.join(str(item) for item in shadowed[:3])}"
+                     + (f"; … (+{len(shadowed) - 3})" if len(shadowed) > 3 else ""))
+    if data.get("reason"):
+        parts.append(str(data["reason"]))
+    return "; ".join(parts)
+
+
+#: Facets whose report line is written for a reader, not as the facet's fields.
+FACET_LINES: dict[str, Callable[[Mapping[str, Any]], str]] = {"installed": _installed_line}
+
 #: Facet fields that hold a number of bytes: shown as sizes in the report.
 SIZE_FIELDS = frozenset({"total", "available", "memory_total", "memory_free"})
 
 
-def _shown_field(field: str, value: Any) -> str:
+def shown_value(field: str, value: Any, *, whole: bool = False) -> str:
+    """A facet field's value for a reader: sizes with units, durations in milliseconds,
+    records and mappings as ``key=value`` text — never a Python repr. The report clips
+    long values; ``whole`` keeps them entire (junit properties, which an archive keeps)."""
+    return _shown_field(field, value, None if whole else _LIMITS)
+
+
+class _Limits(NamedTuple):
+    items: int = 12  # list elements shown
+    text: int = 90  # characters of a value
+    field: int = 60  # characters of one field of a record
+
+
+_LIMITS = _Limits()
+
+
+def _shown_field(field: str, value: Any, limits: _Limits | None = _LIMITS) -> str:
     if field in SIZE_FIELDS and isinstance(value, int) and not isinstance(value, bool):
         from pytest_envguard.units import format_size
 
         return format_size(value)
     if field == "elapsed" and isinstance(value, float):
         return f"{value * 1000:.0f} ms"
-    if isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value):
-        return "[" + "; ".join(_compact(item) for item in value[:12]) + (
-            f"; … (+{len(value) - 12})]" if len(value) > 12 else "]")
-    return _short(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Mapping):
+        return _compact(value, limits)
+    if isinstance(value, list):
+        records = bool(value) and all(isinstance(item, Mapping) for item in value)
+        shown = value if limits is None else value[:limits.items]
+        text = ("; " if records else " ").join(
+            _compact(item, limits) if records else _shown_field("", item, limits) for item in shown)
+        if len(shown) < len(value):
+            text += f"{';' if records else ''} … (+{len(value) - len(shown)})"
+        return f"[{text}]"
+    return str(value) if limits is None else _clip(str(value), limits.text)
 
 
 def _gpu_ref(gpu: Mapping[str, Any]) -> str:
     return f"#{gpu.get('index')}" if gpu.get("parent") is None else str(gpu.get("uuid"))
 
 
-def _compact(item: Mapping[str, Any]) -> str:
-    """One element of a list of records, on one line: a GPU as ``#0 NVIDIA H100 80GB HBM3,
-    79.6 GiB, cc 9.0, GPU-…``; anything else as its non-empty ``key=value`` pairs."""
+def _compact(item: Mapping[str, Any], limits: _Limits | None = _LIMITS) -> str:
+    """One record on one line: a GPU as ``#0 NVIDIA H100 80GB HBM3, 79.6 GiB, cc 9.0,
+    GPU-…``; anything else as its non-empty ``key=value`` pairs."""
     if "uuid" in item and "name" in item:
         from pytest_envguard.units import format_size
 
@@ -209,17 +280,17 @@ def _compact(item: Mapping[str, Any]) -> str:
             parts.append(f"not usable: {item.get('note')}")
         parts.append(str(item["uuid"]))
         return ", ".join(parts)
-    return " ".join(f"{key}={_clip(str(value), 60)}" for key, value in item.items()
-                    if value is not None and value is not False and value not in ("", []))
+    pairs = []
+    for key, value in item.items():
+        if value is None or value is False or value in ("", [], {}):
+            continue
+        shown = _shown_field(str(key), value, limits)
+        pairs.append(f"{key}={shown if limits is None else _clip(shown, limits.field)}")
+    return " ".join(pairs)
 
 
-def _short(value: Any, limit: int = 90) -> str:
-    if isinstance(value, list):
-        text = " ".join(str(item) for item in value[:12])
-        if len(value) > 12:
-            text += f" … (+{len(value) - 12})"
-        return f"[{text}]"
-    return _clip(str(value), limit)
+def _short(value: Any) -> str:
+    return _shown_field("", value)
 
 
 def skip_summary(groups: Mapping[tuple[str, str], int]) -> list[str]:
@@ -235,13 +306,18 @@ def json_document(
     env: Environment | None,
     contract: Iterable[Verdict],
     tests: Mapping[str, Sequence[Verdict]],
+    outcomes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The document of DESIGN.md §3: ``tests`` holds each test's verdicts, ``outcomes``
+    each test's outcome (``passed``, ``failed``, ``skipped``, ``xfailed``, ``xpassed``,
+    ``error``), every test that ran, with requirements or not."""
     return {
         "schema": SCHEMA,
         "host": host(),
         "environment": (env if env is not None else Environment()).to_dict(),
         "contract": [verdict.to_dict() for verdict in contract],
         "tests": {nodeid: [v.to_dict() for v in verdicts] for nodeid, verdicts in tests.items()},
+        "outcomes": dict(outcomes or {}),
     }
 
 

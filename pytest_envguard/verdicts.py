@@ -111,6 +111,11 @@ def _optional_str(value: object) -> str | None:
 # -- builders ------------------------------------------------------------------------------
 
 
+#: The ``found`` of a requirement whose thing is absent (no such command, no library):
+#: the skip reason reads "needs command nvcc — found none: nvcc is not on PATH".
+NOTHING_FOUND = "none"
+
+
 def met(requirement: Requirement, found: str, reason: str, **kw: Any) -> Verdict:
     return Verdict(requirement, Status.MET, found, reason, **kw)
 

@@ -81,9 +81,10 @@ def split_gpus_among_workers(state: EnvguardState) -> None:
 
 
 def send_to_controller(config: pytest.Config, state: EnvguardState) -> None:
-    """On a worker: hand the contract verdicts, the per-test verdicts and the skip groups to
-    the controller through ``config.workeroutput`` (plain data, as it crosses execnet)."""
-    if not (state.contract_verdicts or state.tests or state.groups):
+    """On a worker: hand the contract verdicts and the per-test verdicts to the controller
+    through ``config.workeroutput`` (plain data, as it crosses execnet). The skip groups
+    and the outcomes the controller counts from the test reports it receives."""
+    if not (state.contract_verdicts or state.tests):
         return
     from pytest_envguard import render
 
@@ -93,7 +94,6 @@ def send_to_controller(config: pytest.Config, state: EnvguardState) -> None:
         "contract": [verdict.to_dict() for verdict in state.contract_verdicts],
         "tests": {nodeid: [verdict.to_dict() for verdict in verdicts]
                   for nodeid, verdicts in state.tests.items()},
-        "groups": [[outcome, reason, count] for (outcome, reason), count in state.groups.items()],
     }
 
 
@@ -127,21 +127,21 @@ class XdistHooks:
                                                         "contract": payload["contract"]}
         for nodeid, verdicts in payload["tests"].items():
             state.tests.setdefault(nodeid, []).extend(Verdict.from_dict(data) for data in verdicts)
-        for outcome, reason, count in payload["groups"]:
-            state.groups[outcome, reason] += count
         where = f"worker {worker} (host {payload['host']})"
         if state.options.junit_properties and contract:
             ci_reports.add_junit_property(config, f"envguard.worker.{worker}",
                                           f"{payload['host']}: contract "
                                           f"{render.contract_summary(contract)}")
         unmet = [verdict for verdict in contract if not verdict.ok]
-        if not unmet:
+        if not unmet or state.stop is not None:  # reported once: the first worker that missed it
             return
         render.write_section(config, f"envguard: session contract not met on {where}",
-                      render.verdict_table(contract))
+                             render.verdict_table(contract))
         first = unmet[0]
-        pytest.exit(
-            f"envguard: {len(unmet)} of {len(contract)} contract requirements not met on {where} "
-            f"(first: {first.line} — found {first.found}); no tests were run",
-            returncode=EXIT_CONTRACT_UNMET,
-        )
+        status = (f"envguard: {len(unmet)} of {len(contract)} contract requirements not met on "
+                  f"{where} (first: {first.line} — found {first.found}); no tests were run")
+        state.stop_run(status, EXIT_CONTRACT_UNMET, shown_by_pytest=True)
+        # Ends xdist's loop before it schedules a test on the other workers; pytest shows
+        # the status as it shows "Interrupted: 1 error during collection", and the plugin's
+        # sessionfinish sets the exit status.
+        raise pytest.Session.Interrupted(status)

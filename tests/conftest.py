@@ -8,6 +8,9 @@ from pytest_envguard import grammar
 
 # Fixtures of each area live in their own module (ELF builders, the fake NVML
 # library, virtual environments), loaded here so every test module sees them.
+# A project of its own, which tests/test_real_suite.py copies and runs.
+collect_ignore = ["real_suite"]
+
 pytest_plugins = [
     "tests.fixtures_native",
     "tests.fixtures_nvml",

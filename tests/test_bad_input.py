@@ -188,7 +188,8 @@ def test_marker_arguments_of_wrong_types(pytester: pytest.Pytester, bad_inputs: 
     tests += [f"def test_require_{index}(envguard):\n    envguard.require({args})\n"
               for index, args in enumerate(BAD_REQUIRE_CALLS)]
     pytester.makepyfile("import pytest\n\n" + "\n".join(tests) + "\ndef test_good():\n    pass\n")
-    result = pytester.runpytest("-p", "no:cacheprovider", "-rfE")
+    # Bad markers are collection errors; --continue-on-collection-errors runs the rest.
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rfE", "--continue-on-collection-errors")
     bad_inputs(len(BAD_MARKERS) + len(BAD_REQUIRE_CALLS))
     out = result.stdout.str()
     no_traceback(out, result.stderr.str())

@@ -79,7 +79,7 @@ CASES = [
     ("package torch", Status.UNMET, "not installed"),
     ("package weird>=1", Status.UNKNOWN, "weird not-a-version"),
     ("command gcc", Status.MET, "/usr/bin/gcc"),
-    ("command nvcc", Status.UNMET, "not found"),
+    ("command nvcc", Status.UNMET, "none"),
     ("env CI", Status.MET, "set"),
     ("env HOME", Status.UNMET, "unset"),
     ("env MODE=gpu", Status.MET, "set, matches"),

@@ -5,7 +5,7 @@ before (invisible in the built site):
 
 * ``<!-- file NAME: PATH -->`` — the block is the file PATH of example NAME;
 * ``<!-- run NAME: COMMAND → exit N -->`` — run COMMAND (``pytest …``,
-  ``python -m pytest_envguard …``, ``python FILE``, ``tox …``, optionally
+  ``python -m pytest_envguard …``, ``envguard …``, ``python FILE``, ``tox …``, optionally
   preceded by ``VAR=value``) in a fresh folder holding the example's files
   declared so far; it must exit with N (or ``any``) and print the block's
   lines, in order, after its first ``$ COMMAND`` line (``…`` stands for
@@ -172,6 +172,8 @@ def argv_of(words: list[str]) -> list[str]:
         return [sys.executable, "-m", "tox", *args]
     if program == "python":
         return [sys.executable, *args]
+    if program == "envguard":  # the console script, installed beside this interpreter
+        return [str(Path(sys.executable).parent / "envguard"), *args]
     raise AssertionError(f"the docs run an unsupported command: {program}")
 
 

@@ -117,7 +117,7 @@ def test_overrides_replace_the_probe_and_say_so() -> None:
         ENVGUARD_OVERRIDE_CUDA="12.4", ENVGUARD_OVERRIDE_DRIVER="550.54.14",
         ENVGUARD_OVERRIDE_GPUS="2", ENVGUARD_OVERRIDE_COMPUTE_CAPABILITY="9.0")
     assert summary([cuda, driver, gpus, capability]) == [
-        ("met", "12.4 (overridden)"), ("met", "550.54.14 (overridden)"), ("met", "2"),
+        ("met", "12.4 (overridden)"), ("met", "550.54.14 (overridden)"), ("met", "2 (overridden)"),
         ("met", "2× 9.0 (overridden)")]
     assert all(verdict.overridden for verdict in (cuda, driver, gpus, capability))
 
@@ -126,7 +126,7 @@ def test_empty_overrides_mean_absent() -> None:
     cuda, gpus = evaluate(["cuda >=12", "gpus >=1"], nvidia(card(0)),
                           ENVGUARD_OVERRIDE_CUDA="", ENVGUARD_OVERRIDE_GPUS="")
     assert (cuda.status, cuda.found) == (Status.UNMET, "absent (overridden)")
-    assert (gpus.status, gpus.found) == (Status.UNMET, "0")
+    assert (gpus.status, gpus.found) == (Status.UNMET, "0 (overridden)")
     assert gpus.overridden
     zero, = evaluate(["gpus ==0"], NO_NVML, ENVGUARD_OVERRIDE_GPUS="")
     assert zero.status is Status.MET
@@ -141,9 +141,9 @@ def test_override_of_gpus_keeps_the_real_ones_first() -> None:
     # GPU 0 is real (79.6 GiB); the second only exists by the override: its memory is unknown.
     assert memory.status is Status.UNKNOWN
     assert gpus.status is Status.UNKNOWN
-    assert gpus.found == "1 (+1 unknown)"
+    assert gpus.found == "1 (+1 unknown) (overridden)"
     fewer, = evaluate(["gpus >=2"], nvidia(card(0), card(1)), ENVGUARD_OVERRIDE_GPUS="1")
-    assert (fewer.status, fewer.found) == (Status.UNMET, "1")
+    assert (fewer.status, fewer.found) == (Status.UNMET, "1 (overridden)")
 
 
 def test_a_bad_override_is_unknown() -> None:
@@ -191,7 +191,7 @@ def test_property_lines_imply_at_least_one_gpu() -> None:
 def test_too_little_memory() -> None:
     memory, = evaluate(["gpu-memory >=24GiB"], nvidia(t4(0)))
     assert (memory.status, memory.found) == (Status.UNMET, "15.0 GiB")
-    assert memory.reason == "0 of 1 visible GPUs meet it; memory: GPU 0 (Tesla T4): 15.0 GiB"
+    assert memory.reason == "0 of 1 visible GPU meets it; memory: GPU 0 (Tesla T4): 15.0 GiB"
     assert memory.hint is not None
 
 
@@ -214,7 +214,7 @@ def test_at_least_n_gpus_each_meeting_every_line() -> None:
     lines = ["gpus >=2", "gpu-memory >=40GiB", "compute-capability >=8.0"]
     gpus, memory, capability = evaluate(lines, nvidia(card(0), t4(1)))
     assert (gpus.status, gpus.found) == (Status.UNMET, "1")
-    assert gpus.reason.startswith("1 of 2 visible GPUs meet gpu-memory >=40GiB, "
+    assert gpus.reason.startswith("1 of 2 visible GPUs meets gpu-memory >=40GiB, "
                                   "compute-capability >=8.0")
     assert memory.status is Status.UNMET
     assert capability.status is Status.UNMET
@@ -297,7 +297,7 @@ def test_cuda_runtime_missing_or_unversioned() -> None:
     missing, = evaluate(["cuda-runtime"], NO_NVML,
                         runtime=CudaRuntimeFacts(None, None, None, reason="no libcudart.so*",
                                                          failure=Failure.MISSING))
-    assert (missing.status, missing.found) == (Status.UNMET, "not found")
+    assert (missing.status, missing.found) == (Status.UNMET, "none")
     assert missing.hint is not None
     assert "nvidia-cuda-runtime-cu12 for CUDA 12" in missing.hint
     assert "nvidia-cuda-runtime for CUDA 13" in missing.hint  # unsuffixed from CUDA 13 on
@@ -352,7 +352,7 @@ def test_session_markers_skip_with_the_reason(pytester: pytest.Pytester, fake_nv
     pytester.makepyfile(test_gpu=CONFTEST_FREE_TESTS)
     result = pytester.runpytest_subprocess("-rs")
     result.assert_outcomes(passed=2, skipped=1)
-    result.stdout.fnmatch_lines(["*envguard: needs gpus >=2 — found 0: 0 of 1 visible GPU meet "
+    result.stdout.fnmatch_lines(["*envguard: needs gpus >=2 — found 0: 0 of 1 visible GPU meets "
                                  "gpu-memory >=40GiB*"])
 
 

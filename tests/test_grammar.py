@@ -156,6 +156,21 @@ def test_parse_lines_skips_blanks_and_comments() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("python >=3.10  # the oldest we test", Requirement("python", None, ">=3.10")),
+        ("cpus>=4 #four", Requirement("cpus", None, ">=4")),
+        ("env X=a#b", Requirement("env", "X=a#b", "")),  # no space before '#': a value
+        ("env 'X=a #b'  # quoted", Requirement("env", "X=a #b", "")),
+        ("python; sys_platform == '#' # odd", Requirement("python", None, "", 'sys_platform == "#"')),
+    ],
+)
+def test_parse_lines_takes_inline_comments(line: str, expected: Requirement) -> None:
+    """``#`` starts a comment in a config's line list, also after a line (as the docs say)."""
+    assert parse_lines([line]) == [expected]
+
+
 def test_keyword_form() -> None:
     assert from_keywords({"gpus": ">=2", "gpu_memory": ">=16GiB", "isolated": True, "package": "numpy"}) == [
         Requirement("gpus", None, ">=2"),

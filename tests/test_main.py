@@ -188,3 +188,93 @@ def test_the_working_directory_gone(tmp_path: Path) -> None:
             assert result.returncode == 4, (interpreter, args, result.stdout, result.stderr)
             assert result.stderr.startswith("envguard: the working directory is gone"), result.stderr
             assert "Traceback" not in result.stdout + result.stderr
+
+
+# -- --config FILE and lines; an explicit file with no contract --------------------------------
+
+
+def test_config_file_and_lines_combine(tmp_path: Path) -> None:
+    config = tmp_path / "contract.ini"
+    config.write_text(f"[pytest]\nenvguard =\n    python >={PY}\n")
+    result = run("--config", str(config), "cpus >=1", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok    python >={PY}" in result.stdout
+    assert "ok    cpus >=1" in result.stdout
+    assert "contract met: 2 met" in result.stdout
+    unmet = run("--config", str(config), "python >=3.999", "-q", cwd=tmp_path)
+    assert unmet.returncode == 6
+    assert "contract NOT met: 1 met, 1 unmet" in unmet.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "sections"),
+    [
+        ("pytest.ini", "[pytset]\nenvguard = python >=3.999\n", "[pytest]"),  # a typo
+        ("pytest.ini", "[pytest]\naddopts = -ra\n", "[pytest]"),
+        ("pytest.ini", "[pytest]\nenvguard =\n", "[pytest]"),
+        ("setup.cfg", "[pytest]\nenvguard = python >=3.999\n", "[tool:pytest]"),
+        ("pyproject.toml", '[tool.envguard]\nenvguard = ["python >=3.999"]\n',
+         "[tool.pytest.ini_options] (or pytest 9's [tool.pytest])"),
+        ("pytest.toml", '[tool.pytest]\nenvguard = ["python >=3.999"]\n', "[pytest]"),
+    ],
+)
+def test_an_explicit_config_with_no_contract_is_an_error(tmp_path: Path, name: str, text: str,
+                                                         sections: str) -> None:
+    """A Dockerfile ``RUN envguard --config setup.cfg`` must not pass with a typo."""
+    config = tmp_path / name
+    config.write_text(text)
+    for extra in ((), ("cpus >=1",)):
+        result = run("--config", str(config), *extra, cwd=tmp_path)
+        assert result.returncode == 4, result.stdout
+        assert result.stderr == (f"envguard: {config}: no 'envguard' setting in {sections} — the "
+                                 "contract --config names must not be empty\n")
+        assert "Traceback" not in result.stderr
+
+
+def test_nothing_to_check_says_why(tmp_path: Path) -> None:
+    result = run(cwd=tmp_path)
+    assert result.returncode == 0
+    assert f"no requirements to check: no LINE given, and no pytest config in {tmp_path} or above" \
+        in result.stdout
+    assert "contract met: empty" not in result.stdout
+    (tmp_path / "tox.ini").write_text("[pytest]\naddopts = -ra\n")
+    result = run(cwd=tmp_path)
+    assert (f"no requirements to check: no LINE given, and no 'envguard' setting in "
+            f"{tmp_path / 'tox.ini'}") in result.stdout
+
+
+# -- the console script and python -m: one behaviour ----------------------------------------
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "envguard"
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CONSOLE_SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_a_flat_layout_checkout_does_not_shadow_what_is_installed(tmp_path: Path) -> None:
+    """``python -m`` puts the working directory first on ``sys.path``: a checkout's
+    ``packaging/`` (say, without its compiled parts) would hide the installed one from
+    the report, while pytest's test process and the ``envguard`` command see it."""
+    (tmp_path / "packaging").mkdir()
+    (tmp_path / "packaging" / "__init__.py").write_text("")
+    line = "import packaging.version"
+    for result in (run("-q", line, cwd=tmp_path), run_script("-q", line, cwd=tmp_path)):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok    import packaging.version" in result.stdout
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_help_names_the_program_and_lists_the_exit_statuses(tmp_path: Path, how: str) -> None:
+    invoke = run_script if how == "script" else run
+    program = "envguard" if how == "script" else "python -m pytest_envguard"
+    result = invoke("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: {program} ")
+    for status in ("0  the contract is met", "4  a requirement line", "6  the contract is not met"):
+        assert status in result.stdout
+    from pytest_envguard import __version__
+
+    version = invoke("--version", cwd=tmp_path)
+    assert (version.returncode, version.stdout) == (0, f"{program} {__version__}\n")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
 from pytest_envguard.plugin import EXIT_CONTRACT_UNMET
+from tests.fixtures_nvml import H100, FakeNvml
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 MET = f"python >={PY}"
@@ -240,7 +242,8 @@ def test_bad_strict_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
         ('"python; __import__(\'os\').system(\'touch pwned\')"', "*invalid environment marker*"),
     ],
 )
-def test_bad_marker_is_an_error_naming_the_test(pytester: pytest.Pytester, marker: str, message: str) -> None:
+def test_bad_marker_is_a_collection_error_naming_the_test(pytester: pytest.Pytester, marker: str,
+                                                         message: str) -> None:
     pytester.makepyfile(f"""
         import pytest
         @pytest.mark.requires({marker})
@@ -250,10 +253,14 @@ def test_bad_marker_is_an_error_naming_the_test(pytester: pytest.Pytester, marke
             pass
     """)
     result = pytester.runpytest()
-    result.assert_outcomes(passed=1, errors=1)
+    # As pytest's own collection errors: reported, and no test runs.
+    result.assert_outcomes(errors=1)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines([
-        "*ERROR at setup of test_bad*",
-        "envguard: requires marker of test_bad_marker_is_an_error_naming_the_test.py::test_bad: " + message,
+        "*ERROR collecting*",
+        "envguard: requires marker of test_bad_marker_is_a_collection_error_naming_the_test.py::test_bad: "
+        + message,
+        "*Interrupted: 1 error during collection*",
     ])
     assert "Traceback" not in result.stdout.str()
     assert "INTERNALERROR" not in result.stdout.str()
@@ -543,3 +550,303 @@ def test_json_replaces_whatever_is_at_its_path(suite: pytest.Pytester, kind: str
                                         timeout=120)
     result.assert_outcomes(passed=1)
     assert_written(target, elsewhere, kind)
+
+
+# -- --envguard-json PATH: the contract cannot silently vanish ----------------------------------
+
+
+@pytest.fixture
+def project_and_artifacts(pytester: pytest.Pytester) -> tuple[pytest.Pytester, Path]:
+    """A project whose pyproject.toml holds an unmet contract, and a JSON document left
+    outside it by a previous CI run."""
+    pytester.makepyprojecttoml(f'[tool.pytest.ini_options]\nenvguard = ["{UNMET}"]\n')
+    pytester.makepyfile(test_sentinel=SENTINEL_MODULE)
+    artifacts = pytester.path.parent / f"{pytester.path.name}-artifacts"
+    artifacts.mkdir()
+    previous = artifacts / "envguard.json"
+    previous.write_text("{}\n")
+    return pytester, previous
+
+
+def test_json_path_read_as_a_test_path_is_a_usage_error_not_a_lost_contract(
+        project_and_artifacts: tuple[pytest.Pytester, Path]) -> None:
+    """pytest reads ``--envguard-json PATH`` (two words, PATH existing) as a test path while
+    looking for its config: outside the project it finds none, and the run used to go
+    green with ``"contract": []``."""
+    pytester, previous = project_and_artifacts
+    result = pytester.runpytest("--envguard-json", str(previous))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"ERROR: envguard: pytest took the value of '--envguard-json {previous}' for a test path "
+        "(the path exists) while looking for its configuration, and found no configuration file: "
+        f"{pytester.path / 'pyproject.toml'}, which holds the envguard settings, would not apply. "
+        f"Write --envguard-json={previous} (one word).",
+    ])
+    assert not (pytester.path / "collected.txt").exists()
+    assert previous.read_text() == "{}\n"
+
+
+def test_json_path_in_one_word_keeps_the_contract(
+        project_and_artifacts: tuple[pytest.Pytester, Path]) -> None:
+    pytester, previous = project_and_artifacts
+    result = pytester.runpytest(f"--envguard-json={previous}")
+    assert result.ret == EXIT_CONTRACT_UNMET
+    assert json.loads(previous.read_text())["contract"][0]["line"] == UNMET
+
+
+@pytest.mark.parametrize("where", ["inside", "not-yet-written", "with-test-paths"])
+def test_json_path_in_two_words_is_fine_where_pytest_still_finds_its_config(
+        project_and_artifacts: tuple[pytest.Pytester, Path], where: str) -> None:
+    pytester, previous = project_and_artifacts
+    args = {"inside": ["--envguard-json", "envguard.json"],
+            "not-yet-written": ["--envguard-json", str(previous.with_name("new.json"))],
+            "with-test-paths": ["--envguard-json", str(previous), "test_sentinel.py"]}[where]
+    (pytester.path / "envguard.json").write_text("{}\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == EXIT_CONTRACT_UNMET  # the contract applied
+
+
+# -- runs that run no test end with the table and one status line --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "last"),
+    [
+        (("--envguard-report",), 0, "envguard: report only — contract met (no requirements)"),
+        (("--envguard-report", "--envguard-require", MET), 0,
+         "envguard: report only — contract met (1 met)"),
+        (("--envguard-report", "--envguard-require", UNMET), 6,
+         "envguard: report only — contract NOT met (1 unmet)"),
+        (("--envguard-require", UNMET), 6,
+         "envguard: 1 of 1 contract requirements not met on * (first: python >=3.999 — found *); "
+         "no tests were collected"),
+        (("--envguard-require", UNMET, "--co"), 6, "envguard: 1 of 1 contract requirements not met*"),
+    ],
+    ids=["report-empty", "report-met", "report-unmet", "contract-unmet", "contract-unmet-co"],
+)
+def test_runs_that_run_no_test_end_with_a_status_line_not_an_exit_banner(
+        suite: pytest.Pytester, args: tuple[str, ...], status: int, last: str) -> None:
+    result = suite.runpytest(*args)
+    assert result.ret == status
+    output = result.stdout.str() + result.stderr.str()
+    assert "_pytest.outcomes.Exit" not in output
+    assert "!!!" not in output
+    lines = [line for line in result.stdout.lines if line.strip()]
+    assert pytest.LineMatcher(lines[-2:]).fnmatch_lines([last, "*no tests * in *"]) is None
+    assert not (suite.path / "collected.txt").exists()
+
+
+def test_the_report_under_xdist_starts_no_worker(suite: pytest.Pytester) -> None:
+    result = suite.runpytest_subprocess("--envguard-report", "-n", "2", "--envguard-require", MET,
+                                        timeout=120)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*envguard contract*", f"ok    {MET}*",
+                                 "envguard: report only — contract met (1 met)"])
+    assert "workers" not in result.stdout.str()
+    assert "bringing up nodes" not in result.stdout.str() + result.stderr.str()
+
+
+# -- the snapshot is always recorded -------------------------------------------------------------
+
+CHEAP_FACETS = {"python", "platform", "libc", "cpu", "cpus", "memory", "isolation", "installed"}
+
+
+def test_the_snapshot_holds_the_cheap_facets_without_a_contract(pytester: pytest.Pytester) -> None:
+    """What a CI archive keeps: the cheap facets always, and which expensive ones were not
+    probed (``to_dict()`` in a fixture, and ``--envguard-json`` with no contract)."""
+    pytester.makepyfile("""
+        import json
+        import pytest
+
+        @pytest.fixture
+        def snapshot(envguard):
+            return envguard.environment.to_dict()
+
+        def test_snapshot(snapshot):
+            with open("fixture.json", "w") as stream:
+                json.dump(snapshot, stream)
+    """)
+    result = pytester.runpytest("--envguard-json", "out.json")
+    result.assert_outcomes(passed=1)
+    from_fixture = json.loads((pytester.path / "fixture.json").read_text())
+    document = json.loads((pytester.path / "out.json").read_text())
+    for environment in (from_fixture, document["environment"]):
+        assert set(environment) >= CHEAP_FACETS
+        assert environment["python"]["version"].startswith(PY)
+        assert environment["installed"]["count"] > 0
+        assert set(environment["not_probed"]) == {"nvidia", "extensions:*"}
+    assert document["contract"] == []
+
+
+def test_the_json_snapshot_without_a_contract_or_fixture(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--envguard-json", "out.json")
+    result.assert_outcomes(passed=1)
+    document = json.loads((suite.path / "out.json").read_text())
+    assert set(document["environment"]) >= CHEAP_FACETS
+    assert document["outcomes"] == {"test_sentinel.py::test_one": "passed"}
+
+
+# -- pytest 9's native TOML tables take numbers ---------------------------------------------------
+
+NATIVE_TOML = """
+envguard = ["python >=3.10", "cpus >=1"]
+envguard_gpu_timeout = 5
+envguard_import_timeout = 30.5
+envguard_xdist_gpus = 2
+envguard_junit_properties = true
+envguard_strict = "ci"
+"""
+
+
+@pytest.mark.skipif(pytest.version_tuple < (9,), reason="pytest 9 added native TOML tables")
+@pytest.mark.parametrize("where", ["pyproject.toml", "pytest.toml"])
+def test_numbers_in_pytest_9_native_toml_tables(pytester: pytest.Pytester, where: str) -> None:
+    if where == "pyproject.toml":
+        pytester.makepyprojecttoml("[tool.pytest]" + NATIVE_TOML)
+    else:
+        (pytester.path / "pytest.toml").write_text("[pytest]" + NATIVE_TOML)
+    pytester.makepyfile("""
+        from pytest_envguard.plugin import STATE
+
+        def test_options(pytestconfig):
+            options = pytestconfig.stash[STATE].options
+            assert (options.gpu_timeout, options.import_timeout) == (5.0, 30.5)
+            assert options.xdist_gpus == 2
+            assert options.junit_properties is True
+            assert options.strict == "ci"
+            assert [str(line) for line in options.contract] == ["python >=3.10", "cpus >=1"]
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["envguard: *contract: 2 met*", f"configfile: {where}"])
+
+
+# -- the probes import no third-party module into the test process -------------------------------
+
+NATIVE_CONTRACT = ("[pytest]\nenvguard =\n    extensions psutil\n    library libc.so.6\n"
+                   "    gpus >=0\n    memory >=1MiB\n    cpus >=1\n")
+
+
+def imported_in_the_test_process(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                 fake_nvml: FakeNvml, names: list[str]) -> pytest.RunResult:
+    """A session whose contract probes native libraries, GPUs (the real pynvml, against
+    the fake driver), memory and CPUs; its one test fails if any of ``names`` is in the
+    test process's ``sys.modules`` (where a suite of psutil, pyelftools or pynvml must
+    import its own checkout, not ours)."""
+    fake_nvml.setenv(monkeypatch, H100)
+    pytester.makeini(NATIVE_CONTRACT)
+    pytester.makepyfile(f"""
+        import sys
+
+        def test_nothing_third_party_was_imported():
+            assert [name for name in {names!r} if name in sys.modules] == []
+    """)
+    return pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:metadata",
+                                         "-p", "no:hypothesispytest", "-p", "no:randomly",
+                                         timeout=180)
+
+
+def test_native_and_gpu_probes_import_neither_psutil_nor_pynvml(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, fake_nvml: FakeNvml) -> None:
+    result = imported_in_the_test_process(pytester, monkeypatch, fake_nvml, ["psutil", "pynvml"])
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["envguard: *NVIDIA H100 80GB HBM3*contract: 5 met"])
+
+
+@pytest.mark.xfail(strict=True, reason="probes/elf.py still parses the ELF header with pyelftools")
+def test_native_probes_import_no_pyelftools(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, fake_nvml: FakeNvml) -> None:
+    result = imported_in_the_test_process(pytester, monkeypatch, fake_nvml, ["elftools"])
+    result.assert_outcomes(passed=1)
+
+
+# -- wording ------------------------------------------------------------------------------------
+
+
+def test_lines_set_with_dash_o_are_attributed_to_the_override(suite: pytest.Pytester) -> None:
+    suite.makepyprojecttoml('[tool.pytest.ini_options]\nenvguard = ["python >=3.0"]\n')
+    result = suite.runpytest("-o", f"envguard={UNMET}")
+    assert result.ret == 6
+    result.stdout.fnmatch_lines([f"FAIL  {UNMET}  *  -o envguard"])
+    assert "pyproject.toml [envguard]" not in result.stdout.str()
+    bad = suite.runpytest("-o", "envguard_gpu_timeout=soon")
+    bad.stderr.fnmatch_lines(["*-o envguard_gpu_timeout: 'soon' is not a positive number of seconds"])
+
+
+def test_an_overridden_gpu_count_is_marked_in_the_table(suite: pytest.Pytester,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVGUARD_OVERRIDE_GPUS", "2")
+    result = suite.runpytest("--envguard-report", "--envguard-require", "gpus >=4")
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["FAIL  gpus >=4 * 2 (overridden)  command line --envguard-require"])
+
+
+def test_an_absent_thing_is_found_none_not_found_not_found(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.requires("command surely-no-such-command-xyz")
+        def test_x():
+            pass
+    """)
+    result = pytester.runpytest("-rs")
+    result.stdout.fnmatch_lines(["SKIPPED * envguard: needs command surely-no-such-command-xyz — "
+                                 "found none: surely-no-such-command-xyz is not on PATH"])
+    assert "found not found" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("ini", "ci", "says"),
+    [
+        ("ci", None, "unmet markers skip: envguard_strict = ci and CI is unset"),
+        ("ci", "0", "unmet markers skip: envguard_strict = ci and CI is set to '0', which counts "
+                    "as not CI"),
+        ("ci", "true", "unmet markers fail: envguard_strict = ci and CI is set ('true')"),
+        ("false", "true", "unmet markers skip: envguard_strict = false"),
+        ("true", None, "unmet markers fail: envguard_strict = true"),
+    ],
+)
+def test_the_summary_says_in_which_mode_markers_were_enforced_and_why(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ini: str, ci: str | None,
+        says: str) -> None:
+    """Under tox, CI reaches the tests only with pass_env: the summary shows why a CI run
+    skipped what it should have failed."""
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    pytester.makeini(f"[pytest]\nenvguard_strict = {ini}\n")
+    pytester.makepyfile(f"""
+        import pytest
+
+        @pytest.mark.requires("{UNMET}")
+        def test_x():
+            pass
+    """)
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["*envguard: requirements not met*", "1 test *",
+                                 says + " (a marker's own strict= wins)"])
+    flag = pytester.runpytest("--envguard-strict")
+    flag.stdout.fnmatch_lines(["unmet markers fail: --envguard-strict*"])
+
+
+def test_inline_comments_in_the_contract(pytester: pytest.Pytester) -> None:
+    pytester.makeini(f"[pytest]\nenvguard =\n    {MET}  # the oldest we test\n    cpus >=1 # any\n")
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["envguard: *contract: 2 met*"])
+
+
+def test_a_broken_config_above_does_not_turn_the_check_into_a_crash(
+        project_and_artifacts: tuple[pytest.Pytester, Path]) -> None:
+    """The check reads configs the way pytest finds them; one that does not parse is
+    pytest's to report, never an INTERNALERROR of the plugin's."""
+    pytester, previous = project_and_artifacts
+    (pytester.path / "pytest.ini").write_text("this is not an ini file\n")
+    result = pytester.runpytest_subprocess("--envguard-json", str(previous))
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output and "Traceback" not in output
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: envguard: pytest took the value of '--envguard-json *' "
+                                 "*the project's configuration (*pytest.ini*) would not apply*"])

@@ -14,7 +14,12 @@ from typing import Any
 import jsonschema
 import pytest
 
+# Imported before any in-process pytester run, which would otherwise drop the modules it
+# imported first, leaving two Status classes apart.
+from pytest_envguard import render
 from pytest_envguard.ci_reports import snapshot_properties
+from pytest_envguard.grammar import parse_line
+from pytest_envguard.verdicts import Status, Verdict
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -161,6 +166,9 @@ def test_session_documents_validate(pytester: pytest.Pytester, schema: dict[str,
     jsonschema.validate(document, schema)
     assert [verdict["status"] for verdict in document["contract"]] == ["met", "n/a"]
     assert len(document["tests"]) == 3
+    assert document["outcomes"] == {"test_suite.py::test_future": "skipped",
+                                    "test_suite.py::test_now": "passed",
+                                    "test_suite.py::test_fixture": "passed"}
 
 
 def test_xdist_documents_validate(pytester: pytest.Pytester, schema: dict[str, Any]) -> None:
@@ -196,6 +204,8 @@ def test_python_m_documents_validate(tmp_path: Path, schema: dict[str, Any]) -> 
         (lambda d: d["contract"][0].pop("hint"), "'hint' is a required property"),
         (lambda d: d["tests"].update({"t::x": [{"line": "python"}]}), "is a required property"),
         (lambda d: d["environment"]["python"].update(version=3.11), "3.11 is not of type 'string'"),
+        (lambda d: d.update(outcomes={"t::x": "ok"}), "'ok' is not one of"),
+        (lambda d: d.update(outcomes={"t::x": ["passed"]}), "is not one of"),
     ],
 )
 def test_the_schema_rejects_renamed_removed_or_retyped_keys(
@@ -260,3 +270,80 @@ def test_environment_lines_show_gpus_one_per_record() -> None:
     assert not_probed.startswith("extensions     not probed")
     records = render._shown_field("leaks", [{"variable": "X", "count": 0, "flag": False, "note": None}])
     assert records == "[variable=X count=0]"  # a zero is a value; False and None are not
+
+
+# -- output a CI log reader trusts ---------------------------------------------------------------
+
+
+def test_the_installed_facet_reads_as_a_sentence_and_says_what_a_question_mark_is() -> None:
+    from pytest_envguard import render
+    from pytest_envguard.environment import Environment
+
+    env = Environment(facts={"installed": {
+        "count": 12, "installers": {"pip": 11, "?": 1},
+        "distributions": {"numpy": "2.1.0", "torch": "2.4.0"},
+        "shadowed": ["numpy 1.26.4 in /usr/lib/python3/dist-packages"], "reason": None}})
+    line = render.environment_lines(env)[0]
+    assert line == ("installed      12 distributions; installers: pip 11, ? 1 (?: no INSTALLER "
+                    "file); 1 shadowed: numpy 1.26.4 in /usr/lib/python3/dist-packages")
+
+
+def test_no_python_repr_in_the_report_lines() -> None:
+    from pytest_envguard import render
+    from pytest_envguard.environment import Environment
+
+    env = Environment(facts={"odd": {"table": {"a": {"b": [1, 2]}, "c": 0.30000000000000004},
+                                     "flag": True, "records": [{"x": {"y": "z"}}]}})
+    line = render.environment_lines(env)[0]
+    assert line == "odd            table=a=b=[1 2] c=0.3, flag=true, records=[x=y=z]"
+
+
+def verdict(line: str, found: str, reason: str, status: str = "unmet") -> Verdict:
+    return Verdict(parse_line(line, "pytest.ini [envguard]"), Status(status), found, reason)
+
+
+def test_the_found_column_wraps_and_long_paths_stay_whole() -> None:
+    """A library's found value (its path) is never clipped; a long path in a reason is
+    never broken, so it can be copied."""
+    path = "/opt/conda/envs/training-env-2024/lib/python3.11/site-packages/nvidia/cudnn/lib/libcudnn.so.9"
+    rows = render.verdict_table([
+        verdict("library cudnn >=9", f"{path} (9.1.0)", f"{path} is version 9.1.0", "met"),
+        verdict("library libssl.so.3", "/usr/lib/x86_64-linux-gnu/libssl.so.3 (3.0.2) and "
+                "two more candidates", "the loader found a libssl.so.3 whose version is 3.0.2, not "
+                f"the one at {path}"),
+    ])
+    text = "\n".join(rows)
+    assert "…" not in text
+    assert any(path in row for row in rows)  # whole, on one row
+    assert sum(path in row for row in rows) == 2  # in the found column and in the reason
+    first, wrapped = rows[3], rows[4]
+    assert first.startswith("FAIL  library libssl.so.3  /usr/lib/x86_64-linux-gnu/libssl.so.3 ")
+    assert first.endswith("pytest.ini [envguard]")
+    assert wrapped.strip() and wrapped.index(wrapped.strip()) == first.index("/usr/lib")
+    assert all(len(row) <= 100 for row in rows if path not in row)
+
+
+def test_junit_properties_hold_no_python_repr_and_no_raw_float() -> None:
+    from pytest_envguard.environment import Environment
+    from pytest_envguard.probes import Failure
+    from pytest_envguard.probes.nvml import GpuFacts, NvidiaFacts
+
+    h100 = GpuFacts(0, "NVIDIA H100 80GB HBM3", "GPU-f72ff167-dae6-8146-4d64-2836ab7a7734",
+                    81559 << 20, 81003 << 20, "9.0", mig=False)
+    env = Environment(facts={
+        "nvidia": NvidiaFacts("580.159.04", "13.0", (h100,), elapsed=0.131096448),
+        "memory-ish": {"total": 24 * 2**30, "ratio": 0.30000000000000004, "nested": {"k": [1]}},
+        "broken": NvidiaFacts(None, None, (), Failure.MISSING, reason="no NVML"),
+    })
+    pairs = dict(snapshot_properties(env, [], "h"))
+    assert pairs["envguard.nvidia.elapsed"] == "131 ms"
+    assert pairs["envguard.nvidia.devices"].startswith("[#0 NVIDIA H100 80GB HBM3, 79.6 GiB, cc 9.0")
+    assert pairs["envguard.memory-ish.total"] == "24.0 GiB"
+    assert pairs["envguard.memory-ish.ratio"] == "0.3"
+    assert pairs["envguard.memory-ish.nested"] == "k=[1]"
+    for name, value in pairs.items():
+        assert "{" not in value and "': " not in value and "['" not in value, (name, value)
+        assert not __import__("re").search(r"\d\.\d{5,}", value), (name, value)
+    # Lists are kept whole, unlike the report's: an archive keeps every item.
+    many = Environment(facts={"cpu-ish": {"flags": [f"f{i}" for i in range(40)]}})
+    assert dict(snapshot_properties(many, [], "h"))["envguard.cpu-ish.flags"].count("f") == 40

@@ -8,7 +8,7 @@ from pytest_envguard import units, versions
 from pytest_envguard.environment import Environment, override_name
 from pytest_envguard.grammar import Requirement
 from pytest_envguard.probes import Failure
-from pytest_envguard.verdicts import Verdict, met, unknown, unmet
+from pytest_envguard.verdicts import NOTHING_FOUND, Verdict, met, unknown, unmet
 
 
 def compare_version(
@@ -201,7 +201,7 @@ def check_command(requirement: Requirement, env: Environment) -> Verdict:
     facts = env.command(requirement.argument or "")
     if facts.path:
         return met(requirement, facts.path, f"{facts.name} is on PATH")
-    return unmet(requirement, "not found", f"{facts.name} is not on PATH",
+    return unmet(requirement, NOTHING_FOUND, f"{facts.name} is not on PATH",
                  hint=f"install {facts.name} or add its directory to PATH")
 
 

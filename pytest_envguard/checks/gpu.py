@@ -12,7 +12,7 @@ from pytest_envguard.checks.basic import compare_version, satisfies
 from pytest_envguard.environment import Environment, override_name
 from pytest_envguard.grammar import Requirement
 from pytest_envguard.probes import Failure
-from pytest_envguard.verdicts import Status, Verdict, listing, met, unknown, unmet
+from pytest_envguard.verdicts import NOTHING_FOUND, Status, Verdict, listing, met, plural, unknown, unmet
 
 if TYPE_CHECKING:
     from pytest_envguard.probes.nvml import GpuFacts, NvidiaFacts
@@ -103,7 +103,7 @@ def check_cuda_runtime(requirement: Requirement, env: Environment) -> Verdict:
     if facts.path is None:
         if facts.failure is not Failure.MISSING:
             return unknown(requirement, facts.reason or "the CUDA runtime could not be looked for")
-        return unmet(requirement, "not found", facts.reason or "no libcudart.so found",
+        return unmet(requirement, NOTHING_FOUND, facts.reason or "no libcudart.so found",
                      hint=hints.library_hint("libcudart"))
     if facts.version is None:
         return unknown(requirement, facts.reason or f"the version of {facts.path} is unknown")
@@ -308,9 +308,10 @@ def check_gpu_group(requirements: Sequence[Requirement], env: Environment) -> li
         if requirement.key == "gpus":
             own = status([requirement.constraints])
             found = str(yes) + (f" (+{maybe} unknown)" if maybe else "")
-            counted_gpus = f"{len(gpus)} visible GPU{'s' if len(gpus) != 1 else ''}"
-            reason = (f"{yes} of {counted_gpus} meet {lines}" if property_lines
-                      else counted_gpus) + f" ({pool.visibility})"
+            if pool.count_overridden:
+                found += " (overridden)"
+            reason = (f"{_of_visible(yes, len(gpus))} {lines}" if property_lines
+                      else plural(len(gpus), "visible GPU")) + f" ({pool.visibility})"
             hint = None
             if own is Status.UNMET:
                 hint = ("CUDA_VISIBLE_DEVICES hides GPUs: unset it or name more devices"
@@ -330,8 +331,8 @@ def check_gpu_group(requirements: Sequence[Requirement], env: Environment) -> li
         failing = [f"{gpu.label}: {_gpu_value(requirement, gpu)}"
                    for gpu, ok in zip(gpus, row, strict=True) if ok is False]
         if group is Status.MET:
-            verdicts.append(met(requirement, found, f"{len(fitting)} visible GPU"
-                                f"{'s' if len(fitting) != 1 else ''} meet it: "
+            verdicts.append(met(requirement, found, f"{plural(len(fitting), 'visible GPU')} "
+                                f"{'meets' if len(fitting) == 1 else 'meet'} it: "
                                 f"{listing(fitting)}", overridden=overridden))
         elif not gpus:
             verdicts.append(unmet(requirement, found, f"no visible GPU ({pool.visibility})",
@@ -347,10 +348,16 @@ def check_gpu_group(requirements: Sequence[Requirement], env: Environment) -> li
             together = (" — but not with the other GPU lines on the same GPUs"
                         if len(property_lines) > 1 and counted(len(fitting), count_lines) else "")
             verdicts.append(unmet(requirement, found,
-                                  f"{len(fitting)} of {len(gpus)} visible GPUs meet it"
+                                  f"{_of_visible(len(fitting), len(gpus))} it"
                                   f"{together}; {what}: {listing(failing) or found}",
                                   hint=_GPU_HINTS[requirement.key], overridden=overridden))
     return verdicts
+
+
+def _of_visible(count: int, total: int) -> str:
+    """``0 of 1 visible GPU meets``, ``1 of 2 visible GPUs meets``, ``0 of 2 visible GPUs meet``."""
+    verb = "meets" if 1 in (count, total) else "meet"
+    return f"{count} of {plural(total, 'visible GPU')} {verb}"
 
 
 def _one_gpu_line(requirement: Requirement, env: Environment) -> Verdict:

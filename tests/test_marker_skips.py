@@ -1,0 +1,398 @@
+"""Requirement skips behave like pytest's own (DESIGN.md §3): they go through pytest's
+skipping, so ``-rs`` shows the test's location; an author's ``skip``/``skipif``/
+``xfail(run=False)`` wins in every mode; marker lines are validated at collection;
+what a requirement skipped is counted from the reports, once per test, also through a
+session-scoped fixture; the JSON document records each test's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+UNMET = "python >=3.999"
+NEEDS = f"envguard: needs python >=3.999 — found {PY}.*"
+
+AUTHORS_MARKS = f"""
+import pytest
+
+@pytest.mark.skip(reason="author: skip")
+@pytest.mark.requires("{UNMET}")
+def test_skip():
+    pass
+
+@pytest.mark.skipif(True, reason="author: skipif")
+@pytest.mark.requires("{UNMET}")
+def test_skipif():
+    pass
+
+@pytest.mark.xfail(run=False, reason="author: not run")
+@pytest.mark.requires("{UNMET}")
+def test_xfail_not_run():
+    pass
+
+@pytest.mark.skip(reason="author: class skip")
+class TestSkipped:
+    @pytest.mark.requires("{UNMET}")
+    def test_in_class(self):
+        pass
+
+@pytest.mark.skipif(False, reason="author: not now")
+@pytest.mark.requires("{UNMET}")
+def test_skipif_false():
+    pass
+
+@pytest.mark.xfail(False, run=False, reason="author: not here")
+@pytest.mark.requires("{UNMET}")
+def test_xfail_condition_false():
+    pass
+"""
+
+MODES = {
+    # mode: (ini, CI, whether unmet requirements fail)
+    "lax": ("false", None, False),
+    "strict": ("true", None, True),
+    "ci-on-ci": ("ci", "true", True),
+    "ci-on-a-laptop": ("ci", None, False),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_an_authors_skip_skipif_and_xfail_run_false_win_in_every_mode(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    ini, ci, strict = MODES[mode]
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    pytester.makeini(f"[pytest]\nenvguard_strict = {ini}\n")
+    pytester.makepyfile(test_authors=AUTHORS_MARKS)
+    result = pytester.runpytest("-rsxE", "--envguard-json", "out.json")
+    # The author's four win: their skips, with their own reasons, and the xfail stays one.
+    # The two whose condition is false leave the decision to the requirement.
+    if strict:
+        result.assert_outcomes(skipped=3, xfailed=1, errors=2)
+    else:
+        result.assert_outcomes(skipped=5, xfailed=1)
+    result.stdout.fnmatch_lines_random([
+        "SKIPPED [[]1[]] test_authors.py:3: author: skip",
+        "SKIPPED [[]1[]] test_authors.py:8: author: skipif",
+        "SKIPPED [[]1[]] test_authors.py:20: author: class skip",
+        "XFAIL *test_authors.py::test_xfail_not_run - *[[]NOTRUN[]] author: not run",
+    ])
+    outcome = "error" if strict else "skipped"
+    document = json.loads((pytester.path / "out.json").read_text())
+    assert document["outcomes"] == {
+        "test_authors.py::test_skip": "skipped",
+        "test_authors.py::test_skipif": "skipped",
+        "test_authors.py::test_xfail_not_run": "xfailed",
+        "test_authors.py::TestSkipped::test_in_class": "skipped",
+        "test_authors.py::test_skipif_false": outcome,
+        "test_authors.py::test_xfail_condition_false": outcome,
+    }
+    # Only what the requirement decided is counted as the requirement's.
+    result.stdout.fnmatch_lines([
+        "*envguard: requirements not met*",
+        f"2 tests {'failed' if strict else 'skipped'}: needs python >=3.999 — found *",
+        f"unmet markers {'fail' if strict else 'skip'}: envguard_strict = {ini}*",
+    ])
+    if not strict:
+        result.stdout.fnmatch_lines_random([
+            f"SKIPPED [[]1[]] test_authors.py:24: {NEEDS}",
+            f"SKIPPED [[]1[]] test_authors.py:29: {NEEDS}",
+        ])
+    assert "plugin.py" not in result.stdout.str()
+
+
+def test_a_module_level_skip_wins_too(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        import pytest
+        pytestmark = pytest.mark.skip(reason="author: whole module")
+
+        @pytest.mark.requires("{UNMET}", strict=True)
+        def test_x():
+            pass
+    """)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *: author: whole module"])
+    assert "envguard: requirements not met" not in result.stdout.str()
+
+
+LOCATIONS = f"""
+import pytest
+
+
+@pytest.fixture
+def needs_the_future(envguard):
+    envguard.require("{UNMET}", reason="from a fixture")
+
+
+@pytest.mark.requires("{UNMET}", reason="marker")
+def test_marker():
+    pass
+
+
+def test_require_in_the_test(envguard):
+    envguard.require("{UNMET}", reason="in the test")
+
+
+def test_require_in_a_fixture(needs_the_future):
+    pass
+
+
+class TestInAClass:
+    @pytest.mark.requires("{UNMET}", reason="in a class")
+    def test_method(self):
+        pass
+"""
+
+
+def test_requirement_skips_show_where_the_test_is_not_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_where=LOCATIONS)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=4)
+    # Where pytest's own skips point: a mark at its test, pytest.skip() in a test at its
+    # line, pytest.skip() in a fixture at the test that uses it.
+    result.stdout.fnmatch_lines_random([
+        f"SKIPPED [[]1[]] test_where.py:9: {NEEDS} (marker)",
+        f"SKIPPED [[]1[]] test_where.py:15: {NEEDS} (in the test)",
+        f"SKIPPED [[]1[]] test_where.py:18: {NEEDS} (from a fixture)",
+        f"SKIPPED [[]1[]] test_where.py:23: {NEEDS} (in a class)",
+    ])
+    assert "plugin.py" not in result.stdout.str()
+
+
+def test_strict_failures_happen_before_the_fixtures_are_set_up(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(f"""
+        import pathlib
+        import pytest
+
+        @pytest.fixture
+        def hardware():
+            pathlib.Path("fixture-ran").touch()
+
+        @pytest.mark.requires("{UNMET}", strict=True)
+        def test_x(hardware):
+            pass
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_x*", NEEDS])
+    assert not (pytester.path / "fixture-ran").exists()
+
+
+def test_an_unmet_requirement_under_a_running_xfail_is_a_skip_as_with_pytests_own(
+        pytester: pytest.Pytester) -> None:
+    """``skip`` and ``xfail`` on one test give a skip in pytest; the requirement's skip too."""
+    pytester.makepyfile(f"""
+        import pytest
+
+        @pytest.mark.xfail(reason="known bug")
+        @pytest.mark.requires("{UNMET}")
+        def test_x():
+            assert 0
+
+        @pytest.mark.xfail(reason="known bug")
+        @pytest.mark.skip(reason="author")
+        def test_y():
+            assert 0
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(skipped=2)
+
+
+# -- collection ----------------------------------------------------------------------------------
+
+
+BAD_MARKERS = """
+import pytest
+
+@pytest.mark.gpu
+@pytest.mark.requires("cdua >= 12")
+def test_typo():
+    pass
+
+@pytest.mark.requires("python", stict=True)
+def test_stict():
+    pass
+
+@pytest.mark.requires("python", reasn="why")
+def test_reasn():
+    pass
+
+def test_good():
+    pass
+"""
+
+
+@pytest.mark.parametrize("args", [("--co",), (), ("-m", "not gpu"), ("-k", "test_good")],
+                         ids=["collect-only", "run", "deselected-by-mark", "deselected-by-k"])
+def test_bad_marker_lines_are_collection_errors_naming_the_test(pytester: pytest.Pytester,
+                                                                args: tuple[str, ...]) -> None:
+    """A typo in a GPU-only test shows in the CPU job, and in ``pytest --co``."""
+    pytester.makeini("[pytest]\nmarkers =\n    gpu: needs a GPU\n")
+    pytester.makepyfile(test_bad=BAD_MARKERS)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines_random([
+        "envguard: requires marker of test_bad.py::test_typo: unknown key 'cdua' — did you mean 'cuda'?",
+        "envguard: requires marker of test_bad.py::test_stict: unknown keyword stict= — did you mean strict=?",
+        "envguard: requires marker of test_bad.py::test_reasn: unknown keyword reasn= — did you mean reason=?",
+        "*Interrupted: 3 errors during collection*",
+    ])
+    assert "passed" not in result.stdout.str()
+
+
+def test_bad_marker_lines_under_xdist_are_collection_errors(pytester: pytest.Pytester) -> None:
+    """As pytest's own collection errors under xdist: reported, and the run fails (xdist
+    runs the tests that did collect)."""
+    pytester.makepyfile(test_bad=BAD_MARKERS.replace("@pytest.mark.gpu\n", ""))
+    result = pytester.runpytest_subprocess("-n", "2", timeout=120)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, errors=3)
+    result.stdout.fnmatch_lines(["*requires marker of test_bad.py::test_typo: unknown key 'cdua'*"])
+
+
+def test_near_keywords_of_require_are_named_too(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        def test_x(envguard):
+            envguard.require("python", stict=True)
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*envguard: envguard.require() in test_near_keywords_of_require_are"
+                                 "_named_too.py::test_x: unknown keyword stict= — did you mean strict=?"])
+
+
+# -- a session-scoped fixture's skip counts for every test it skips -----------------------------
+
+
+def test_require_in_a_session_fixture_counts_every_test_it_skips(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(f"""
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def device(envguard):
+            envguard.require("{UNMET}")
+            return "cuda:0"
+    """)
+    pytester.makepyfile(test_a="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_on_device(device, n):
+            pass
+    """, test_b="""
+        def test_one(device):
+            pass
+
+        def test_without():
+            pass
+
+        def test_two(device):
+            pass
+    """)
+    result = pytester.runpytest("-rs", "--envguard-json", "out.json")
+    result.assert_outcomes(passed=1, skipped=5)
+    result.stdout.fnmatch_lines([
+        "*envguard: requirements not met*",
+        "5 tests skipped: needs python >=3.999 — found *",
+    ])
+    document = json.loads((pytester.path / "out.json").read_text())
+    skipped = sorted(nodeid for nodeid, outcome in document["outcomes"].items() if outcome == "skipped")
+    assert skipped == ["test_a.py::test_on_device[0]", "test_a.py::test_on_device[1]",
+                       "test_a.py::test_on_device[2]", "test_b.py::test_one", "test_b.py::test_two"]
+    assert sorted(document["tests"]) == skipped
+    assert {verdicts[0]["status"] for verdicts in document["tests"].values()} == {"unmet"}
+
+
+def test_require_in_a_session_fixture_under_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(f"""
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def device(envguard):
+            envguard.require("{UNMET}")
+    """)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_on_device(device, n):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-n", "2", "--envguard-json", "out.json", timeout=120)
+    result.assert_outcomes(skipped=6)
+    result.stdout.fnmatch_lines(["6 tests skipped: needs python >=3.999 — found *"])
+    document = json.loads((pytester.path / "out.json").read_text())
+    assert len(document["tests"]) == 6
+    assert set(document["outcomes"].values()) == {"skipped"}
+
+
+# -- each test's outcome in the JSON document ---------------------------------------------------
+
+OUTCOMES = f"""
+import pytest
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("set-up fails")
+
+@pytest.fixture
+def breaks_on_teardown():
+    yield
+    raise RuntimeError("tear-down fails")
+
+def test_passed():
+    pass
+
+def test_failed():
+    assert 0
+
+@pytest.mark.skip(reason="plain")
+def test_skipped():
+    pass
+
+@pytest.mark.xfail(reason="known")
+def test_xfailed():
+    assert 0
+
+@pytest.mark.xfail(reason="known")
+def test_xpassed():
+    pass
+
+def test_error(broken):
+    pass
+
+def test_teardown_error(breaks_on_teardown):
+    pass
+
+@pytest.mark.requires("{UNMET}", strict=True)
+def test_strict():
+    pass
+
+@pytest.mark.requires("{UNMET}")
+def test_lax():
+    pass
+"""
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["alone", "xdist"])
+def test_json_records_each_tests_outcome(pytester: pytest.Pytester, xdist: bool) -> None:
+    pytester.makepyfile(test_outcomes=OUTCOMES)
+    result = pytester.runpytest_subprocess(*(("-n", "2") if xdist else ()),
+                                           "--envguard-json", "out.json", timeout=120)
+    result.assert_outcomes(passed=2, failed=1, skipped=2, xfailed=1, xpassed=1, errors=3)
+    document = json.loads((pytester.path / "out.json").read_text())
+    assert document["outcomes"] == {
+        f"test_outcomes.py::test_{name}": outcome for name, outcome in [
+            ("passed", "passed"), ("failed", "failed"), ("skipped", "skipped"),
+            ("xfailed", "xfailed"), ("xpassed", "xpassed"), ("error", "error"),
+            ("teardown_error", "error"), ("strict", "error"), ("lax", "skipped")]
+    }
+    # `tests` keeps its type: the verdicts of the tests that have requirements.
+    assert sorted(document["tests"]) == ["test_outcomes.py::test_lax", "test_outcomes.py::test_strict"]
