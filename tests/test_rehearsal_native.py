@@ -111,6 +111,27 @@ class Rehearsal:
     venv: Venv
     wheels: dict[str, Path]  # distribution → wheel file
     house: Path
+    outside: Path  # a wheel whose module loads a library found through LD_LIBRARY_PATH
+    outside_dir: Path  # where that library is
+
+
+def build_outside(build: Path, house: Path) -> tuple[Path, Path]:
+    """A wheel whose module needs ``libenvguard_outside.so``, a library of "the system"
+    (a directory on ``LD_LIBRARY_PATH``) that no manylinux policy leaves to the machine."""
+    libdir = build / "system-lib"
+    (build / "outside_lib.c").write_text("int envguard_outside(void) { return 1; }\n",
+                                         encoding="utf-8")
+    library = compile_shared(libdir / "libenvguard_outside.so", build / "outside_lib.c",
+                             "-Wl,-soname,libenvguard_outside.so")
+    (build / "_outside.c").write_text("extern int envguard_outside(void);\n"
+                                      "void *PyInit__outside(void) "
+                                      "{ return (void *)&envguard_outside; }\n", encoding="utf-8")
+    module = compile_shared(build / "outside" / f"_outside{SUFFIX}", build / "_outside.c",
+                            str(library))
+    wheel = write_wheel(house, "outside", "1.0", {"outside/__init__.py": b"",
+                                                  f"outside/_outside{SUFFIX}": module.read_bytes()},
+                        f"{PY}-{PY}-manylinux_2_5_x86_64.manylinux1_x86_64")
+    return wheel, libdir
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +144,15 @@ def rehearsal(make_venv: MakeVenv, tmp_path_factory: pytest.TempPathFactory) -> 
     house = tmp_path_factory.mktemp("rehearsal-wheels")
     wheels = {spec.distribution: build_wheel(spec, build, house) for spec in WHEELS}
     wheels["numpy"] = repack_installed(house, "numpy")
+    outside, outside_dir = build_outside(build, house)
     venv = make_venv("rehearsal")
-    venv.pip("install", "--no-index", "--no-deps", *map(str, wheels.values()))
+    venv.pip("install", "--no-index", "--no-deps", *map(str, wheels.values()), str(outside))
     import elftools  # the ELF reader the scan uses, for the venv's interpreter too
 
     shim = tmp_path_factory.mktemp("rehearsal-elftools")
     (shim / "elftools").symlink_to(Path(elftools.__file__).parent)
     (venv.site / "elftools-shim.pth").write_text(f"{shim}\n", encoding="utf-8")
-    return Rehearsal(venv, wheels, house)
+    return Rehearsal(venv, wheels, house, outside, outside_dir)
 
 
 def envguard_json(venv: Venv, *args: str) -> dict[str, Any]:
@@ -143,10 +165,10 @@ def envguard_json(venv: Venv, *args: str) -> dict[str, Any]:
 # -- the oracles ------------------------------------------------------------------------------
 
 
-def auditwheel_show(wheel: Path) -> dict[str, Any]:
+def auditwheel_show(wheel: Path, **environ: str) -> dict[str, Any]:
     result = subprocess.run([sys.executable, "-m", "auditwheel", "show", "--json", str(wheel)],
                             capture_output=True, text=True, check=False, timeout=300,
-                            env=clean_environ())
+                            env=clean_environ(**environ))
     assert result.returncode == 0, result.stderr
     shown: dict[str, Any] = json.loads(result.stdout)
     return shown
@@ -327,8 +349,11 @@ def test_the_real_machine_meets_them_all(rehearsal: Rehearsal) -> None:
 
 def test_a_musl_target_takes_no_glibc_module(rehearsal: Rehearsal) -> None:
     document = envguard_json(rehearsal.venv, "--target", "musllinux_1_2", "extensions old-only",
-                             "wheels", "glibc", "musl >=1.2")
-    extensions, wheels, glibc, musl = document["contract"]
+                             "wheels", "glibc", "musl >=1.2", "consistent")
+    extensions, wheels, glibc, musl, consistent = document["contract"]
+    # pip check's unsupported wheels, judged for musl too: said so.
+    assert (consistent["status"], consistent["overridden"]) == ("unmet", True)
+    assert consistent["found"].endswith("(overridden)")
     assert extensions["status"] == "unmet"
     assert "the rehearsed machine has no glibc (target musllinux_1_2)" in extensions["reason"]
     assert wheels["status"] == "unmet"  # every wheel here is manylinux: uv agrees
@@ -350,3 +375,23 @@ def test_the_override_variable_alone_does_the_same(rehearsal: Rehearsal) -> None
     assert (above["status"], at["status"]) == ("unmet", "met")
     assert "needs GLIBC_2.18 from libc.so.6, above glibc 2.17 (ENVGUARD_OVERRIDE_GLIBC)" in \
         above["reason"]
+
+
+def test_a_system_library_the_policy_does_not_allow_is_unknown_as_auditwheel_says(
+        rehearsal: Rehearsal) -> None:
+    """A module loading a library of this machine's that the manylinux2014 policy does not
+    leave to the machine (auditwheel would have to vendor it): the target may lack it, so
+    ``extensions`` is ``unknown`` there — met here, where the loader finds it."""
+    environ = clean_environ(LD_LIBRARY_PATH=str(rehearsal.outside_dir))
+    shown = auditwheel_show(rehearsal.outside, LD_LIBRARY_PATH=str(rehearsal.outside_dir))
+    assert list(shown["external_libs"]) == ["libenvguard_outside.so"]
+    assert auditwheel_show(rehearsal.wheels["at-2014"])["external_libs"] == {}
+    result = rehearsal.venv.envguard("--json", "-", "--target", "manylinux2014",
+                                     "extensions outside", "extensions at-2014", env=environ)
+    outside, at = json.loads(result.stdout)["contract"]
+    assert (outside["status"], at["status"]) == ("unknown", "met")
+    assert [problem["kind"] for problem in outside["problems"]] == ["outside-target"]
+    assert "loads libenvguard_outside.so from this machine" in outside["reason"]
+    assert "target manylinux2014 is not known to provide it" in outside["reason"]
+    here = rehearsal.venv.envguard("--json", "-", "extensions outside", env=environ)
+    assert json.loads(here.stdout)["contract"][0]["status"] == "met"

@@ -132,7 +132,9 @@ def check_cuda_runtime(requirement: Requirement, env: Environment) -> Verdict:
         if runtime[0] == driver[0] and len(runtime) > 1 and runtime > driver:
             reason += (f"; newer than CUDA {driver_cuda} of {source}: it runs through minor "
                        "version compatibility, but PTX newer than the driver cannot be JIT-compiled")
-    return replace(verdict, reason=reason)
+    # Judged against an overridden driver: said so.
+    return replace(verdict, reason=reason,
+                   overridden=verdict.overridden or (overridden and bool(runtime and driver)))
 
 
 @dataclass(frozen=True)
