@@ -15,7 +15,9 @@ pytest's test process do.
 ``--suggest`` prints a contract derived from the installed binaries;
 ``--migrate PATH…`` reports (and with ``--write`` rewrites) the skip
 conditions of a test suite that a ``requires`` line expresses (see
-:mod:`pytest_envguard.adopt`).
+:mod:`pytest_envguard.adopt`). ``--target NAME`` judges as on a described
+machine (:mod:`pytest_envguard.targets`); ``--merge A.json B.json…`` prints one
+table of requirements × runs (:mod:`pytest_envguard.merge`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only the verdict table, not the environment")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    rehearse = parser.add_argument_group("rehearsing other machines")
+    rehearse.add_argument("--target", metavar="NAME",
+                          help="judge as on a described machine: a built-in target "
+                               "(manylinux2014, manylinux_2_28, musllinux_1_2, cuda-11.8-t4x2, "
+                               "…), a profile of the config's envguard_targets file, or "
+                               "FILE.toml:NAME; nothing is asked of the hardware")
+    rehearse.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                          help="one table of requirements × runs from the JSON documents of "
+                               "several runs (tox envs, workers, targets); with --json, also "
+                               "the merged document")
     adopt = parser.add_argument_group("adopting envguard in an existing suite")
     adopt.add_argument("--suggest", action="store_true",
                        help="print a contract derived from the installed binaries; every line "
@@ -96,8 +108,9 @@ def _adopt(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     if args.suggest and args.migrate:
         parser.error("--suggest and --migrate are separate commands")
-    if args.lines or args.config or args.json or args.quiet:
-        parser.error("--suggest and --migrate take no LINE, --config, --json or --quiet")
+    if args.lines or args.config or args.json or args.quiet or args.target or args.merge:
+        parser.error("--suggest and --migrate take no LINE, --config, --json, --quiet, "
+                     "--target or --merge")
     if args.migrate:
         # `--migrate a.py --write b.py`: argparse reads b.py as --write's value.
         paths = [*args.migrate, *([Path(args.write)] if args.write else [])]
@@ -121,6 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _adopt(parser, args)
     if args.format or args.write is not None:
         parser.error("--format and --write go with --suggest or --migrate")
+    if args.merge:
+        if args.lines or args.config or args.quiet or args.target:
+            parser.error("--merge takes JSON documents and --json only (no LINE, --config, "
+                         "--quiet or --target)")
+        from pytest_envguard.merge import run_merge
+
+        return run_merge(args.merge, args.json)
     from pytest_envguard import render
     from pytest_envguard.checks import Evaluator
     from pytest_envguard.environment import Environment
@@ -132,12 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"envguard: the working directory is gone: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        options, origin = _options(args.config, args.lines, cwd)
+        options, origin = _options(args.config, args.lines, cwd, args.target)
     except (OptionError, RequirementError) as error:
         print(f"envguard: {error}", file=sys.stderr)
         return EXIT_USAGE
 
-    env = Environment(settings=options.settings(cache_dir=None, rootdir=cwd))
+    env = Environment(settings=options.settings(cache_dir=None, rootdir=cwd),
+                      target=options.target)
     verdicts = Evaluator(env).evaluate(options.contract)
     met = all(verdict.ok for verdict in verdicts)
     if args.json == "-":
@@ -145,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK if met else EXIT_CONTRACT_UNMET
     if not args.quiet:
         env.probe_cheap()
-        print(f"== envguard environment on {render.host()} ==")
+        on = f" as on target {options.target.name}" if options.target else ""
+        print(f"== envguard environment on {render.host()}{on} ==")
         print("\n".join(render.environment_lines(env)))
     print("== envguard contract ==")
     print("\n".join(render.verdict_table(verdicts)))
@@ -162,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK if met else EXIT_CONTRACT_UNMET
 
 
-def _options(config: Path | None, lines: Sequence[str], cwd: Path) -> tuple[Options, str]:
+def _options(config: Path | None, lines: Sequence[str], cwd: Path,
+             target: str | None = None) -> tuple[Options, str]:
     """The options and contract of this run, and where an empty contract comes from.
 
     ``--config FILE`` is read, and must hold a contract (a section name with a typo
@@ -172,7 +195,9 @@ def _options(config: Path | None, lines: Sequence[str], cwd: Path) -> tuple[Opti
     values: dict[str, object] = {}
     source = "command line"
     origin = "no LINE given"
+    config_dir = cwd
     if config is not None:
+        config_dir = config.parent if config.is_absolute() else (cwd / config).parent
         if not config.is_file():
             raise OptionError(f"{config}: no such file")
         values = read_config(config) or {}
@@ -186,9 +211,11 @@ def _options(config: Path | None, lines: Sequence[str], cwd: Path) -> tuple[Opti
             origin = f"no LINE given, and no pytest config in {cwd} or above"
         else:
             values, source = found[1], found[0].name
+            config_dir = found[0].parent
             origin = f"no LINE given, and no 'envguard' setting in {found[0]}"
     options = resolve(values, source=lambda name: f"{source} [{name}]", require=lines,
-                      require_source="command line", environ={})
+                      require_source="command line", environ={}, target=target,
+                      target_source="--target", config_dir=config_dir, cwd=cwd)
     return options, origin
 
 

@@ -41,11 +41,17 @@ if TYPE_CHECKING:
     from pytest_envguard.probes.locks import LockFacts
     from pytest_envguard.probes.nvml import NvidiaFacts
     from pytest_envguard.probes.system import CpusFacts, LibcFacts, MemoryFacts, PlatformFacts
+    from pytest_envguard.targets import Target
 
 T = TypeVar("T")
 
-#: Keys whose probed value ``ENVGUARD_OVERRIDE_<KEY>`` may replace (DESIGN.md §3).
-OVERRIDABLE = ("cuda", "driver", "gpus", "compute-capability", "glibc")
+#: Keys whose probed value ``ENVGUARD_OVERRIDE_<KEY>`` may replace (DESIGN.md §3); ``musl``
+#: as ``glibc``, for rehearsing a musllinux machine.
+OVERRIDABLE = ("cuda", "driver", "gpus", "compute-capability", "glibc", "musl")
+
+#: The overrides that describe the machine's GPUs: with one of them NVML is not asked
+#: about what they answer.
+GPU_OVERRIDES = ("gpus", "compute-capability")
 
 FactKey = str | tuple[str, ...]
 LockExtras = Literal["report", "ignore", "fail"]
@@ -99,6 +105,12 @@ class Environment:
     ``environ`` is a snapshot of the process environment taken when the
     environment is made, so a test that changes ``os.environ`` later does not
     change what the session contract saw.
+
+    ``target`` (``--envguard-target``) describes another machine: its values act
+    as overrides, under the ``ENVGUARD_OVERRIDE_<KEY>`` variables (a variable
+    wins over the target's value of its key, so one value can be tried on top of
+    a profile). Nothing is written anywhere: the hardware is never asked what an
+    override answers.
     """
 
     def __init__(
@@ -107,15 +119,22 @@ class Environment:
         *,
         environ: Mapping[str, str] | None = None,
         settings: Settings | None = None,
+        target: Target | None = None,
     ) -> None:
         self._facts: dict[FactKey, Any] = dict(facts or {})
         self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
         self.settings = settings or Settings()
+        self.target = target
+        from_target = dict(target.overrides) if target is not None else {}
+        from_environ = {key: self.environ[override_name(key)] for key in OVERRIDABLE
+                        if override_name(key) in self.environ}
         self.overrides: dict[str, str] = {
-            key: self.environ[override_name(key)]
-            for key in OVERRIDABLE
-            if override_name(key) in self.environ
-        }
+            key: from_environ.get(key, from_target.get(key, "")) for key in OVERRIDABLE
+            if key in from_environ or key in from_target}
+        #: Where each override comes from: the variable's name, or ``target NAME``.
+        self.override_sources: dict[str, str] = {
+            key: override_name(key) if key in from_environ or target is None
+            else f"target {target.name}" for key in self.overrides}
 
     # -- the mechanism -------------------------------------------------------
 
@@ -134,6 +153,29 @@ class Environment:
         """The override of ``key``: ``None`` if not overridden, ``""`` for "absent"."""
         return self.overrides.get(key)
 
+    def override_source(self, key: str) -> str:
+        """What overrides ``key``: ``ENVGUARD_OVERRIDE_GLIBC`` or ``target manylinux2014``."""
+        return self.override_sources.get(key, override_name(key))
+
+    def rehearsed_libc(self) -> dict[str, str | None] | None:
+        """The C libraries of the rehearsed machine, when ``glibc`` or ``musl`` is
+        overridden: ``{"glibc": "2.17", "musl": None}`` (None: it has none; a libc
+        that is not overridden is this machine's, unless the other one is overridden
+        to a version: a machine has one C library). None when neither is overridden."""
+        glibc, musl = self.override("glibc"), self.override("musl")
+        if glibc is None and musl is None:
+            return None
+        real = self.libc
+
+        def one(name: str, value: str | None, other: str | None) -> str | None:
+            if value is not None:
+                return value or None
+            if other:
+                return None
+            return real.version if real.name == name else None
+
+        return {"glibc": one("glibc", glibc, musl), "musl": one("musl", musl, glibc)}
+
     def probe_cheap(self) -> None:
         """Probe every cheap facet: what the JSON document and the report always hold."""
         for name in CHEAP_FACETS:
@@ -142,7 +184,13 @@ class Environment:
     def not_probed(self) -> dict[str, str]:
         """The expensive facets not probed in this run, and why not."""
         probed = {facet_name(key) for key in self._facts}
-        return {name: why for name, why in EXPENSIVE_FACETS.items() if name not in probed}
+        skipped = {name: why for name, why in EXPENSIVE_FACETS.items() if name not in probed}
+        rehearsed = [self.override_source(key) for key in ("gpus", "cuda", "driver")
+                     if key in self.overrides]
+        if "nvidia" in skipped and rehearsed:
+            skipped["nvidia"] = (f"the GPUs are rehearsed ({', '.join(dict.fromkeys(rehearsed))}): "
+                                 "NVML was not asked what they answer")
+        return skipped
 
     def to_dict(self) -> dict[str, Any]:
         """The cheap facets and every other probed one, the overrides in force, and
@@ -170,6 +218,8 @@ class Environment:
             document["overrides"] = {
                 override_name(key): value for key, value in self.overrides.items()
             }
+        if self.target is not None:
+            document["target"] = self.target.to_dict()
         skipped = self.not_probed()
         if skipped:
             document["not_probed"] = skipped
@@ -243,6 +293,14 @@ class Environment:
 
     @property
     def supported_tags(self) -> SupportedTags:
+        """The wheel tags this interpreter accepts; with ``glibc`` or ``musl`` overridden,
+        those it would accept on this machine with the rehearsed C library."""
+        libc = self.rehearsed_libc()
+        if libc is not None:
+            from pytest_envguard.probes import wheel_tags
+
+            return self.fact("supported-tags", lambda: wheel_tags.probe_supported_tags_for(
+                libc["glibc"], libc["musl"]))
         from pytest_envguard.probes import distributions
 
         return self.fact("supported-tags", distributions.probe_supported_tags)

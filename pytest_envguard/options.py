@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 if TYPE_CHECKING:
     from pytest_envguard.environment import LockExtras, Settings
     from pytest_envguard.grammar import Requirement
+    from pytest_envguard.targets import Target
 
 #: Exit statuses (DESIGN.md §3), the same in pytest and in ``python -m pytest_envguard``.
 EXIT_OK = 0
@@ -40,7 +41,8 @@ class IniOption:
 
     __slots__ = ("choices", "default", "help", "kind", "name")
 
-    def __init__(self, name: str, kind: Literal["lines", "choice", "seconds", "bool", "gpus"],
+    def __init__(self, name: str,
+                 kind: Literal["lines", "choice", "seconds", "bool", "gpus", "path"],
                  default: object, help: str, choices: tuple[str, ...] = ()) -> None:
         self.name = name
         self.kind = kind
@@ -74,6 +76,9 @@ INI_OPTIONS: tuple[IniOption, ...] = (
     IniOption("envguard_show_env_values", "bool", False,
               "show the values of variables in 'env NAME=value' verdicts (default false: only "
               "whether each is set and matches, since a value may be a secret)"),
+    IniOption("envguard_targets", "path", "",
+              "a TOML file of [profile.NAME] tables that --envguard-target NAME may name "
+              "(relative to the config file)"),
 )
 INI_NAMES = frozenset(option.name for option in INI_OPTIONS)
 
@@ -96,6 +101,7 @@ class Options(NamedTuple):
     tox_python: bool = False
     show_env_values: bool = False
     strict_flag: bool = False  # --envguard-strict was given (it wins over envguard_strict)
+    target: Target | None = None  # --envguard-target: judge as on this machine
 
     def settings(self, *, cache_dir: Path | None, rootdir: Path | None) -> Settings:
         from pytest_envguard.environment import Settings
@@ -138,11 +144,17 @@ def resolve(
     require_source: str = "command line --envguard-require",
     strict_flag: bool = False,
     environ: Mapping[str, str] | None = None,
+    target: str | None = None,
+    target_source: str = "--envguard-target",
+    config_dir: Path | None = None,
+    cwd: Path | None = None,
 ) -> Options:
     """Validate the raw ini ``values`` (by option name; absent ones take their
-    default) and the command line's ``require`` lines and ``--envguard-strict``.
-    ``source(name)`` says where an option came from, for messages. Raises
-    :class:`OptionError`, or ``RequirementError`` for a contract line."""
+    default) and the command line's ``require`` lines, ``--envguard-strict`` and
+    ``--envguard-target`` (``target``: a name, or ``FILE.toml:NAME``; ``FILE`` is
+    taken from ``cwd``, ``envguard_targets`` from ``config_dir``). ``source(name)``
+    says where an option came from, for messages. Raises :class:`OptionError`, or
+    ``RequirementError`` for a contract line."""
     environ = os.environ if environ is None else environ
 
     def value(name: str) -> object:
@@ -180,7 +192,51 @@ def resolve(
         tox_python=tox_python,
         show_env_values=_bool(value("envguard_show_env_values"), source("envguard_show_env_values")),
         strict_flag=strict_flag,
+        target=resolve_target(target, str(value("envguard_targets") or ""),
+                              name_source=target_source, file_source=source("envguard_targets"),
+                              cwd=cwd or Path.cwd(), config_dir=config_dir or cwd or Path.cwd()
+                              ) if target else None,
     )
+
+
+# -- --envguard-target -------------------------------------------------------------------------
+
+#: The largest profile file read.
+MAX_PROFILES_BYTES = 1 << 20
+
+
+def resolve_target(name: str, profiles: str, *, name_source: str, file_source: str, cwd: Path,
+                   config_dir: Path) -> Target:
+    """The target ``name`` names: ``FILE.toml:NAME`` (a profile of that file, from ``cwd``),
+    else a profile of the ``envguard_targets`` file (from ``config_dir``), else a built-in
+    target. Raises :class:`OptionError` naming where the bad part came from."""
+    from pytest_envguard.targets import TargetError, find_target
+
+    text = name.strip()
+    file, colon, profile = text.rpartition(":")
+    try:
+        if colon and file.endswith(".toml"):
+            return find_target(profile, _profiles(cwd / file, f"{name_source} {text}"))
+        user = _profiles(config_dir / profiles, file_source) if profiles.strip() else {}
+        return find_target(text, user)
+    except TargetError as error:
+        raise OptionError(f"{name_source} {text}: {error}") from None
+
+
+def _profiles(path: Path, where: str) -> dict[str, Target]:
+    from pytest_envguard.probes._io import TomlError, TooLarge, load_toml
+    from pytest_envguard.targets import TargetError, user_targets
+
+    try:
+        document = load_toml(str(path), MAX_PROFILES_BYTES)
+    except FileNotFoundError:
+        raise OptionError(f"{where}: no such file: {path}") from None
+    except (OSError, TooLarge, UnicodeDecodeError, TomlError) as error:
+        raise OptionError(f"{where}: {path}: {error}") from None
+    try:
+        return user_targets(document, str(path))
+    except TargetError as error:
+        raise OptionError(f"{where}: {error}") from None
 
 
 # -- validators ------------------------------------------------------------------------------

@@ -130,7 +130,8 @@ class EnvguardState:
             from pytest_envguard.environment import Environment
 
             self._environment = Environment(settings=self.options.settings(
-                cache_dir=self.cache_dir, rootdir=self.config.rootpath))
+                cache_dir=self.cache_dir, rootdir=self.config.rootpath),
+                target=self.options.target)
         return self._environment
 
     @property
@@ -184,7 +185,7 @@ def _ini_type(kind: str) -> Any:
 
 #: The command-line options that take a value: pytest may read that value as a test
 #: path while it looks for its configuration, when written as two words.
-VALUE_OPTIONS = ("--envguard-require", "--envguard-json")
+VALUE_OPTIONS = ("--envguard-require", "--envguard-json", "--envguard-target")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -205,6 +206,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--envguard-json", metavar="PATH", default=None,
         help="write the environment, contract verdicts and per-test outcomes as JSON "
              "(write --envguard-json=PATH: pytest may take a PATH that exists for a test path)",
+    )
+    group.addoption(
+        "--envguard-target", metavar="NAME", default=None,
+        help="judge the contract and the markers as on a described machine: a built-in target "
+             "(manylinux2014, manylinux_2_28, musllinux_1_2, cuda-11.8-t4x2, …), a profile of "
+             "the envguard_targets file, or FILE.toml:NAME; nothing is asked of the hardware",
     )
     for option in INI_OPTIONS:
         parser.addini(option.name, option.help, type=_ini_type(option.kind), default=option.default)
@@ -229,9 +236,13 @@ def _resolve_options(config: pytest.Config) -> Options:
         except (ValueError, TypeError) as error:  # pytest < 9 raises these for a bad bool
             raise pytest.UsageError(f"{_ini_source(config, option.name)}: {error}") from None
     try:
+        inipath = config.inipath
         return resolve(values, source=lambda name: _ini_source(config, name),
                        require=config.getoption("envguard_require") or [],
-                       strict_flag=bool(config.getoption("envguard_strict")))
+                       strict_flag=bool(config.getoption("envguard_strict")),
+                       target=config.getoption("envguard_target"),
+                       config_dir=inipath.parent if inipath else config.rootpath,
+                       cwd=config.invocation_params.dir)
     except ValueError as error:  # an OptionError, or a RequirementError from a contract line
         raise pytest.UsageError(f"envguard: {error}") from None
 
@@ -309,14 +320,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     state = config.stash.get(STATE, None)
-    if state is None or (not state.contract and state.environment_if_made is None):
+    if state is None or (not state.contract and state.environment_if_made is None
+                         and state.options.target is None):
         return None
     if state.contract_left_to_workers:
         count = len(state.contract)
         return f"envguard: contract ({count} line{'s' * (count != 1)}) left to the xdist workers"
     from pytest_envguard import render
 
-    return render.header_line(state.environment_if_made, state.contract_verdicts)
+    environment = state.environment if state.options.target else state.environment_if_made
+    return render.header_line(environment, state.contract_verdicts)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -388,6 +401,8 @@ def pytest_collection(session: pytest.Session) -> bool | None:
         state.environment.probe_cheap()
         write_section(config, "envguard environment", render.environment_lines(state.environment))
         write_section(config, "envguard contract", render.verdict_table(state.contract_verdicts))
+        if state.options.target is not None:
+            return None  # collected for the pre-flight of the markers; no test runs
     elif _is_xdist_worker(config):
         # The controller prints the table once, naming this worker and its host, and ends
         # the run; shouldstop would end it too if that failed.
@@ -401,7 +416,40 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
-    return True if session.config.stash[STATE].stop is not None else None
+    state = session.config.stash[STATE]
+    if state.stop is not None and state.options.target is not None and session.testsfailed:
+        return None  # a pre-flight whose collection failed: pytest says so (and runs nothing)
+    return True if state.stop is not None else None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """``--envguard-report --envguard-target NAME``: every collected test's ``requires``
+    markers judged as on the target, without running anything — which tests would be
+    skipped or fail there, grouped by the first unmet line."""
+    config = session.config
+    state = config.stash.get(STATE, None)
+    if state is None or state.options.target is None or not config.getoption("envguard_report"):
+        return
+    from pytest_envguard import render
+
+    would: Counter[tuple[str, str]] = Counter()
+    ready = 0
+    for item in session.items:
+        wanted = item.stash.get(MARKS, None)
+        if wanted is None:
+            ready += 1
+            continue
+        verdicts = state.evaluator.evaluate(wanted.requirements)
+        state.tests[item.nodeid] = list(verdicts)
+        unmet = _unmet(state, verdicts, wanted.strict, wanted.reason)
+        if unmet is None:
+            ready += 1
+        else:
+            would["would fail" if unmet.strict else "would be skipped", unmet.group] += 1
+    target = state.options.target
+    render.write_section(config, f"envguard: the tests on target {target.name}",
+                         [*render.preflight_lines(would, ready, len(session.items)),
+                          state.options.strict_explanation(os.environ)])
 
 
 # -- per-test requirements: parsed at collection ----------------------------------------------
@@ -718,9 +766,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash.get(STATE, None)
     if state is None:
         return
-    if state.stop is not None:
+    preflight_broken = state.options.target is not None and session.testsfailed > 0
+    if state.stop is not None and not preflight_broken:
         # No test ran, by design: the status of DESIGN.md §3, not pytest's "no tests
         # collected" (or "interrupted", when an xdist worker's contract stopped the run).
+        # (A pre-flight whose collection failed keeps pytest's status.)
         session.exitstatus = state.stop.exit_status
     if _is_xdist_worker(config):
         from pytest_envguard import xdist

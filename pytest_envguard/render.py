@@ -117,10 +117,34 @@ def facet_summaries(env: Environment) -> list[str]:
             text = summary()
             if text:
                 parts.append(str(text))
-    if env.overrides:
+    if env.target is not None:
+        parts.append(f"target {env.target.summary()}")
+    if "nvidia" not in facts and env.override_source("gpus") == override_name("gpus") and \
+            env.override("gpus") is not None:  # (a target's GPUs are in its summary)
+        parts.append(rehearsed_gpu_summary(env))
+    own = {key: value for key, value in env.overrides.items()
+           if env.override_source(key) == override_name(key)}
+    if own:
         parts.append("overridden: " + ", ".join(
-            f"{key}={value or 'absent'}" for key, value in env.overrides.items()))
+            f"{key}={value or 'absent'}" for key, value in own.items()))
     return parts
+
+
+def rehearsed_gpu_summary(env: Environment) -> str:
+    """The header's part for rehearsed GPUs: ``2× Tesla T4 (overridden)``."""
+    from pytest_envguard.checks.gpu import visible_gpus
+
+    view = visible_gpus(env)
+    if not view.known:
+        return f"GPUs unknown: {view.reason}"
+    if view.rehearsed is None or not view.rehearsed:
+        return "no GPU visible (overridden)"
+    names = [gpu.name or "GPU" for gpu in view.rehearsed]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return " + ".join(f"{count}× {name}" if count > 1 else name
+                      for name, count in counts.items()) + " (overridden)"
 
 
 def describe_gpus(gpus: Sequence[Any]) -> str:
@@ -184,8 +208,16 @@ def environment_lines(env: Environment) -> list[str]:
             lines.append(f"{'visible GPUs':<14} {_short(refs)} ({view.explanation})")
     for name, why in env.not_probed().items():
         lines.append(f"{name.removesuffix(':*'):<14} not probed ({why})")
+    if env.target is not None:
+        target = env.target
+        lines.append(f"{'target':<14} {target.summary()}; source: {target.source}")
+        if target.libraries is not None:
+            lines.append(f"{'target libs':<14} {len(target.libraries)} system libraries: "
+                         f"{_short(list(target.libraries))}")
     for key, value in env.overrides.items():
-        lines.append(f"{'override':<14} {override_name(key)}={value!r}")
+        source = env.override_source(key)
+        lines.append(f"{'override':<14} {override_name(key)}={value!r}"
+                     + (f" ({source})" if source != override_name(key) else ""))
     return lines
 
 
@@ -299,6 +331,17 @@ def skip_summary(groups: Mapping[tuple[str, str], int]) -> list[str]:
     for (outcome, reason), count in sorted(groups.items(), key=lambda item: (-item[1], item[0])):
         noun = "test" if count == 1 else "tests"
         lines.append(f"{count} {noun} {outcome}: {reason.removeprefix('envguard: ')}")
+    return lines
+
+
+def preflight_lines(would: Mapping[tuple[str, str], int], ready: int, total: int) -> list[str]:
+    """The pre-flight of ``--envguard-report --envguard-target``: ``12 tests would be
+    skipped: needs gpus >=2 — found 1 (overridden): …``, most frequent first, then how
+    many would run."""
+    lines = skip_summary(would)
+    lines.append(f"{ready} of {total} test{'s' * (total != 1)} would run: their markers are met "
+                 "there, or they have none (an author's skip or skipif still wins, and "
+                 "envguard.require() in a fixture is seen only when it runs)")
     return lines
 
 

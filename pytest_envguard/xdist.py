@@ -49,7 +49,8 @@ def leaves_contract_to_workers(config: pytest.Config, options: Options) -> bool:
 
 def split_gpus_among_workers(state: EnvguardState) -> None:
     """``envguard_xdist_gpus``: on an xdist worker, narrow ``CUDA_VISIBLE_DEVICES`` to the
-    worker's share of what is visible (an outer setting is split, never the physical GPUs).
+    worker's share of what is visible (an outer setting is split, never the physical GPUs;
+    rehearsed GPUs as the real ones would be, so each worker then sees its share of them).
 
     This is the one place the plugin changes the process environment, and only when asked:
     it runs at configure time, before anything could initialise CUDA and before the
@@ -67,12 +68,11 @@ def split_gpus_among_workers(state: EnvguardState) -> None:
     except ValueError:
         return
     outer = environ.get("CUDA_VISIBLE_DEVICES")
-    env = Environment(settings=state.options.settings(cache_dir=state.cache_dir, rootdir=None))
-    count_override = env.override("gpus")
-    if count_override is not None and count_override.strip().isdigit():
-        entries = cuda_visibility.visible_entries(outer, int(count_override))
-    else:
-        entries = visible_gpus(env).entries
+    # Rehearsed GPUs (ENVGUARD_OVERRIDE_GPUS, a target) are split as real ones would be.
+    env = Environment(settings=state.options.settings(cache_dir=state.cache_dir, rootdir=None),
+                      target=state.options.target)
+    view = visible_gpus(env)
+    entries = view.entries if view.known else None
     share = cuda_visibility.split_for_worker(environ.get("PYTEST_XDIST_WORKER", ""), workers,
                                              entries, outer,
                                              setting if isinstance(setting, int) else None)

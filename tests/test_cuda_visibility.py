@@ -190,3 +190,63 @@ def test_bad_xdist_gpus_value_is_a_usage_error(pytester: pytest.Pytester, value:
     result = pytester.runpytest()
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*envguard_xdist_gpus*invalid value*off, auto, or a number*"])
+
+
+# -- rehearsed GPUs are split as real ones ------------------------------------------------------
+
+SPLIT_MODULE = """
+import os
+import pathlib
+import pytest
+
+@pytest.mark.parametrize("n", range(8))
+def test_sees_its_gpus(n):
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    pathlib.Path(f"seen-{worker}").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+"""
+
+A100_LIST = ";".join(["NVIDIA A100-SXM4-80GB:81920:8.0"] * 4)
+
+
+@pytest.mark.parametrize("outer", [None, "3,1,2,0"])
+def test_overridden_gpus_are_split_as_four_real_ones(
+        pytester: pytest.Pytester, fake_nvml: FakeNvml, no_nvml_dir: object,
+        monkeypatch: pytest.MonkeyPatch, outer: str | None) -> None:
+    """``-n 2`` with ``envguard_xdist_gpus = auto``: the fake driver's 4 GPUs, a list of 4
+    in ``ENVGUARD_OVERRIDE_GPUS``, a count of 4, and a target of 4 (with no driver at all)
+    give each worker the same ``CUDA_VISIBLE_DEVICES``, and each worker's contract counts
+    its own share."""
+    pytester.makeini("[pytest]\nenvguard_xdist_gpus = auto\nenvguard = gpus >=2\n")
+    pytester.makepyfile(test_split=SPLIT_MODULE)
+    visible = {} if outer is None else {"cuda_visible_devices": outer}
+
+    def run(*args: str, **variables: str) -> tuple[dict[str, str], dict[str, str]]:
+        for seen in pytester.path.glob("seen-*"):
+            seen.unlink()
+        result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist", "-p", "no:randomly",
+                                               "--envguard-json=r.json", *args, timeout=180)
+        result.assert_outcomes(passed=8)
+        shares = {path.name[5:]: path.read_text() for path in pytester.path.glob("seen-*")}
+        document = json.loads((pytester.path / "r.json").read_text())
+        found = {worker: data["contract"][0]["found"] for worker, data in document["workers"].items()}
+        return shares, found
+
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    fake_nvml.setenv(monkeypatch, ";".join([H100] * 4), **visible)
+    real, real_found = run()
+    assert set(real) == {"gw0", "gw1"} and real_found == {"gw0": "2", "gw1": "2"}
+    assert real == ({"gw0": "0,1", "gw1": "2,3"} if outer is None else {"gw0": "3,1", "gw1": "2,0"})
+    for override in (A100_LIST, "4") if outer is None else (A100_LIST,):
+        fake_nvml.setenv(monkeypatch, None, ENVGUARD_OVERRIDE_GPUS=override, **visible)
+        monkeypatch.setenv("LD_LIBRARY_PATH", str(no_nvml_dir))  # no driver here
+        shares, found = run()
+        assert shares == real, override
+        assert found == {"gw0": "2 (overridden)", "gw1": "2 (overridden)"}
+    if outer is not None:
+        return
+    fake_nvml.setenv(monkeypatch, None)
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(no_nvml_dir))
+    shares, found = run("--envguard-target", "cuda-12.4-a100-80gbx4")
+    assert shares == real
+    assert found == {"gw0": "2 (overridden)", "gw1": "2 (overridden)"}

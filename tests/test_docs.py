@@ -40,7 +40,8 @@ from pytest_envguard.verdicts import Status
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 OWN_PAGES = ("index.md", "tutorial.md", "keys.md", "recipes.md", "json-schema.md", "comparison.md",
-             "native.md", "gpu.md", "hygiene.md", "reliability.md", "adopting.md", "conda.md")
+             "native.md", "gpu.md", "hygiene.md", "reliability.md", "adopting.md", "conda.md",
+             "rehearse.md")
 
 DIRECTIVE = re.compile(r"<!--\s*(file|run|expect-file|lines|not executed)\b\s*(.*?)\s*-->")
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")

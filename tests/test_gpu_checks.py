@@ -135,15 +135,27 @@ def test_empty_overrides_mean_absent() -> None:
     assert (capability.status, capability.found) == (Status.UNMET, "absent (overridden)")
 
 
-def test_override_of_gpus_keeps_the_real_ones_first() -> None:
+def test_overridden_gpus_are_the_rehearsed_machines_the_real_ones_are_not_asked() -> None:
+    """A count says how many GPUs the rehearsed machine has, nothing of them: a property
+    line is unknown (never unmet), and names the override that would answer it; the
+    real GPUs (here one H100) are not mixed in."""
     memory, gpus = evaluate(["gpu-memory >=16GiB", "gpus >=2"], nvidia(card(0)),
                             ENVGUARD_OVERRIDE_GPUS="2")
-    # GPU 0 is real (79.6 GiB); the second only exists by the override: its memory is unknown.
     assert memory.status is Status.UNKNOWN
-    assert gpus.status is Status.UNKNOWN
-    assert gpus.found == "1 (+1 unknown) (overridden)"
+    assert "ENVGUARD_OVERRIDE_GPUS gives only a count; a list name:MiB:cc;…" in memory.reason
+    assert (gpus.status, gpus.found) == (Status.UNKNOWN, "0 (+2 unknown) (overridden)")
     fewer, = evaluate(["gpus >=2"], nvidia(card(0), card(1)), ENVGUARD_OVERRIDE_GPUS="1")
     assert (fewer.status, fewer.found) == (Status.UNMET, "1 (overridden)")
+
+
+def test_a_count_with_property_lines_is_never_an_unmet_no_gpu_caused() -> None:
+    """The issue's case: ``gpus >=3`` with two GPUs of unknown memory is unmet by the
+    count alone; the memory line is unknown, not unmet."""
+    memory, gpus = evaluate(["gpu-memory >=16GiB", "gpus >=3"], NO_NVML,
+                            ENVGUARD_OVERRIDE_GPUS="2")
+    assert (gpus.status, gpus.found) == (Status.UNMET, "0 (+2 unknown) (overridden)")
+    assert (memory.status, memory.found) == (Status.UNKNOWN, "2× unknown (overridden)")
+    assert memory.overridden and gpus.overridden
 
 
 def test_a_bad_override_is_unknown() -> None:
@@ -152,6 +164,95 @@ def test_a_bad_override_is_unknown() -> None:
     assert "ENVGUARD_OVERRIDE_GPUS='two'" in verdict.reason
     bad, = evaluate(["cuda >=12"], NO_NVML, ENVGUARD_OVERRIDE_CUDA="twelve")
     assert bad.status is Status.UNKNOWN
+
+
+# -- rehearsed GPUs: a list in ENVGUARD_OVERRIDE_GPUS, a target ------------------------------
+
+A100S = "A100 80GB:81920:8.0;A100 80GB:81920:8.0"
+
+
+def rehearsed(lines: list[str], target: str | None = None, **environ: str
+              ) -> tuple[list[Verdict], Environment]:
+    """The verdicts with no NVML fact given: a probe of NVML would show in ``probed()``."""
+    from pytest_envguard.targets import find_target
+
+    env = Environment({}, environ=environ, target=find_target(target) if target else None)
+    return checks.evaluate(grammar.parse_lines(lines), env), env
+
+
+def test_a_gpu_list_answers_every_gpu_line_and_nvml_is_not_asked() -> None:
+    verdicts, env = rehearsed(["gpus >=2", "gpu-memory >=40GiB", "compute-capability >=8.0",
+                               "gpu '*A100*'"], ENVGUARD_OVERRIDE_GPUS=A100S)
+    assert summary(verdicts) == [("met", "2 (overridden)"), ("met", "2× 80.0 GiB (overridden)"),
+                                 ("met", "2× 8.0 (overridden)"),
+                                 ("met", "2× A100 80GB (overridden)")]
+    assert all(verdict.overridden for verdict in verdicts)
+    assert "nvidia" not in env.probed()
+    too_big, _ = rehearsed(["gpu-memory >=100GiB"], ENVGUARD_OVERRIDE_GPUS=A100S)
+    assert too_big[0].status is Status.UNMET
+    assert too_big[0].reason == ("0 of 2 visible GPUs meet it; memory: GPU 0 (A100 80GB): "
+                                 "80.0 GiB; GPU 1 (A100 80GB): 80.0 GiB")
+
+
+def test_a_mixed_list_is_judged_gpu_by_gpu() -> None:
+    mixed = "Tesla T4:15360:7.5;A100 80GB:81920:8.0"
+    one, _ = rehearsed(["gpus >=1", "gpu-memory >=40GiB"], ENVGUARD_OVERRIDE_GPUS=mixed)
+    assert [v.status for v in one] == [Status.MET, Status.MET]
+    two, _ = rehearsed(["gpus >=2", "gpu-memory >=40GiB"], ENVGUARD_OVERRIDE_GPUS=mixed)
+    assert [(v.status, v.found) for v in two] == [
+        (Status.UNMET, "1 (overridden)"), (Status.UNMET, "15.0 GiB, 80.0 GiB (overridden)")]
+    assert "GPU 0 (Tesla T4): 15.0 GiB" in two[1].reason
+
+
+def test_cuda_visible_devices_selects_among_rehearsed_gpus_as_among_real_ones() -> None:
+    mixed = "Tesla T4:15360:7.5;A100 80GB:81920:8.0;A100 80GB:81920:8.0"
+    for setting, expected in (("1", "A100 80GB (overridden)"), ("2,0", "A100 80GB, Tesla T4 "
+                              "(overridden)"), ("", "no GPU (overridden)"),
+                              ("0,0", "no GPU (overridden)"), ("1,7,0", "A100 80GB (overridden)")):
+        (name,), _ = rehearsed(["gpu '*'"], ENVGUARD_OVERRIDE_GPUS=mixed,
+                               CUDA_VISIBLE_DEVICES=setting)
+        assert name.found == expected, setting
+    # UUIDs name real GPUs; rehearsed ones have none: the entries count as the first GPUs.
+    (gpus,), _ = rehearsed(["gpus ==2"], ENVGUARD_OVERRIDE_GPUS=mixed,
+                           CUDA_VISIBLE_DEVICES="GPU-aaaa,GPU-bbbb")
+    assert gpus.status is Status.MET
+    assert "names GPUs by UUID, taken as the first 2" in gpus.reason
+
+
+def test_the_capability_override_applies_to_the_list() -> None:
+    (capability,), _ = rehearsed(["compute-capability >=9.0"], ENVGUARD_OVERRIDE_GPUS=A100S,
+                                 ENVGUARD_OVERRIDE_COMPUTE_CAPABILITY="9.0")
+    assert (capability.status, capability.found) == (Status.MET, "2× 9.0 (overridden)")
+
+
+@pytest.mark.parametrize("value", ["A100:80GB:8.0", "two", "A100:81920", "-1"])
+def test_a_bad_gpu_value_makes_every_gpu_line_unknown(value: str) -> None:
+    verdicts, env = rehearsed(["gpus >=1", "gpu-memory >=1GiB"], ENVGUARD_OVERRIDE_GPUS=value)
+    assert [v.status for v in verdicts] == [Status.UNKNOWN, Status.UNKNOWN]
+    assert all(f"ENVGUARD_OVERRIDE_GPUS={value!r}" in v.reason for v in verdicts)
+    assert all(v.overridden for v in verdicts)
+    assert "nvidia" not in env.probed()
+
+
+def test_a_cuda_worker_target_rehearses_driver_cuda_and_gpus() -> None:
+    verdicts, env = rehearsed(["cuda >=12.1", "driver >=520", "gpus >=2", "gpu-memory >=16GiB",
+                               "gpu '*T4*'"], target="cuda-11.8-t4x2")
+    cuda, driver, gpus, memory, name = verdicts
+    assert (cuda.status, cuda.found) == (Status.UNMET, "11.8 (overridden)")
+    assert (driver.status, driver.found) == (Status.MET, "520.61.05 (overridden)")
+    assert (gpus.status, gpus.found) == (Status.UNMET, "0 (overridden)")
+    assert "target cuda-11.8-t4x2 (2 GPUs)" in gpus.reason
+    assert (memory.status, memory.found) == (Status.UNMET, "2× 15.0 GiB (overridden)")
+    assert name.status is Status.MET
+    assert "nvidia" not in env.probed()
+    # A count from a user profile names the profile as what gives only a count.
+    from pytest_envguard.targets import user_targets
+
+    profile = user_targets({"profile": {"two": {"gpus": 2}}}, "t.toml")["two"]
+    env = Environment({}, environ={}, target=profile)
+    memory_line, = checks.evaluate(grammar.parse_lines(["gpu-memory >=1GiB"]), env)
+    assert memory_line.status is Status.UNKNOWN
+    assert "target two gives only a count" in memory_line.reason
 
 
 # -- the GPU lines together ------------------------------------------------------------------

@@ -128,7 +128,27 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
                 ["cuda >=12", "driver >=400", "gpus >=1", "gpu-memory >=1GiB",
                  "compute-capability >=7.0", "gpu '*H100*'", "cuda-runtime >=11"])
 
+    def rehearsed_libc(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:
+        # A rehearsed glibc older than what the modules need: above-target problems, wheel
+        # tags judged for it, the other libc absent.
+        environ = without_loader_vars(PYTHONPATH=str(native.site), ENVGUARD_OVERRIDE_GLIBC="2.3")
+        return (environ, Settings(cache_dir=tmp),
+                ["extensions nativebad", "extensions nativegood", "extensions", "wheels",
+                 "consistent", "glibc >=2.17", "musl"])
+
+    def rehearsed_gpus(tmp: Path, gpus: str) -> tuple[dict[str, str], Settings, list[str]]:
+        # Rehearsed GPUs: a count (property lines unknown), or a list that does not parse;
+        # the driver is this machine's, and it has none.
+        return ({**without_loader_vars(), "ENVGUARD_OVERRIDE_GPUS": gpus,
+                 "LD_LIBRARY_PATH": str(no_nvml)},
+                Settings(cache_dir=tmp, gpu_timeout=2.0),
+                ["gpus >=3", "gpu-memory >=1GiB", "gpu '*A100*'", "compute-capability >=7.0",
+                 "driver >=500"])
+
     return {
+        "rehearsed-libc": rehearsed_libc,
+        "rehearsed-gpus": lambda tmp: rehearsed_gpus(tmp, "2"),
+        "rehearsed-bad-gpus": lambda tmp: rehearsed_gpus(tmp, "A100:80GB:8.0"),
         "files": files,
         "native": native_lines,
         "native-leak": native_leak,
@@ -144,7 +164,7 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
     }
 
 
-NAMES = ["files", "native", "native-leak", "native-stops", "nvml-missing", "nvml-mismatch",
+NAMES = ["rehearsed-libc", "rehearsed-gpus", "rehearsed-bad-gpus", "files", "native", "native-leak", "native-stops", "nvml-missing", "nvml-mismatch",
          "nvml-hangs", "nvml-answers", "hidden-gpus", "conda", "conda-no-rattler"]
 
 

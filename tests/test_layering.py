@@ -21,13 +21,13 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 LAYERS: list[set[str]] = [
     # "" and "__version__": the package itself, which holds only its version and the
     # lazily imported public names.
-    {"units", "versions", "grammar", "verdicts", "cuda_visibility", "hints", "native_versions", "",
-     "__version__"},
+    {"units", "versions", "grammar", "verdicts", "cuda_visibility", "hints", "native_versions",
+     "targets", "", "__version__"},
     {"probes"},
     {"environment"},
     {"checks"},
     {"render"},
-    {"options", "plugin", "xdist", "ci_reports", "adopt", "__main__"},
+    {"options", "plugin", "xdist", "ci_reports", "adopt", "merge", "__main__"},
 ]
 
 

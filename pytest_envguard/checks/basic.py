@@ -112,13 +112,28 @@ def libc_hint(requirement: Requirement) -> Callable[[], str]:
     return hint
 
 
+def _libc_absent(env: Environment, key: str) -> str:
+    """Why a rehearsed machine has no ``key`` (glibc or musl), or "" when it may have it."""
+    other = "musl" if key == "glibc" else "glibc"
+    source = env.override_source(key)
+    if env.override(key) == "":
+        return (f"{source} is empty: no {key}" if source == override_name(key)
+                else f"{source} has no {key}")
+    if env.override(key) is None and env.override(other):
+        return (f"{env.override_source(other)} rehearses {other} {env.override(other)}: a "
+                f"machine with it has no {key}")
+    return ""
+
+
 def check_libc(requirement: Requirement, env: Environment) -> Verdict:
-    override = env.override("glibc") if requirement.key == "glibc" else None
+    key = requirement.key
+    absent = _libc_absent(env, key)
+    if absent:
+        return unmet(requirement, "absent (overridden)", absent, overridden=True,
+                     hint=libc_hint(requirement)())
+    override = env.override(key)
     if override is not None:
-        if not override:
-            return unmet(requirement, "absent (overridden)",
-                         f"{override_name('glibc')} is empty: no glibc", overridden=True)
-        return compare_version(requirement, override, what="glibc", overridden=True,
+        return compare_version(requirement, override, what=key, overridden=True,
                                hint=libc_hint(requirement))
     facts = env.libc
     if facts.name is None:

@@ -16,6 +16,7 @@ from pytest_envguard.verdicts import NOTHING_FOUND, Status, Verdict, listing, me
 
 if TYPE_CHECKING:
     from pytest_envguard.probes.nvml import GpuFacts, NvidiaFacts
+    from pytest_envguard.targets import RehearsedGpu
 
 
 def _nvml_hint(facts: NvidiaFacts) -> str | None:
@@ -44,8 +45,10 @@ def _overridden_version(requirement: Requirement, env: Environment, key: str,
     if value is None:
         return None
     if not value:
-        return unmet(requirement, "absent (overridden)", f"{override_name(key)} is empty: no {what}",
-                     hint=hint(), overridden=True)
+        source = env.override_source(key)
+        absent = (f"{source} is empty: no {what}" if source == override_name(key)
+                  else f"{source} has no {what}")
+        return unmet(requirement, "absent (overridden)", absent, hint=hint(), overridden=True)
     return compare_version(requirement, value, what=what, hint=hint, overridden=True)
 
 
@@ -119,7 +122,7 @@ def check_cuda_runtime(requirement: Requirement, env: Environment) -> Verdict:
         driver_cuda, overridden = (nvidia.cuda if nvidia.failure is None else None), False
     runtime, driver = _major_minor(facts.version), _major_minor(driver_cuda or "")
     if runtime and driver:
-        source = override_name("cuda") if overridden else "the driver"
+        source = env.override_source("cuda") if overridden else "the driver"
         if runtime[0] > driver[0]:
             return unmet(requirement, verdict.found,
                          f"{reason}; but {source} supports only CUDA {driver_cuda}: CUDA programs "
@@ -129,7 +132,9 @@ def check_cuda_runtime(requirement: Requirement, env: Environment) -> Verdict:
         if runtime[0] == driver[0] and len(runtime) > 1 and runtime > driver:
             reason += (f"; newer than CUDA {driver_cuda} of {source}: it runs through minor "
                        "version compatibility, but PTX newer than the driver cannot be JIT-compiled")
-    return replace(verdict, reason=reason)
+    # Judged against an overridden driver: said so.
+    return replace(verdict, reason=reason,
+                   overridden=verdict.overridden or (overridden and bool(runtime and driver)))
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,9 @@ class _Pool:
     hidden: bool = False  # CUDA_VISIBLE_DEVICES hides GPUs NVML lists
     reason: str | None = None  # why the GPUs are unknown
     hint: str | None = None
-    count_overridden: bool = False
+    count_overridden: bool = False  # the GPUs are rehearsed (ENVGUARD_OVERRIDE_GPUS, a target)
     capability_overridden: bool = False
+    count_only: str | None = None  # what rehearses them, when it gives only a count
 
 
 @dataclass(frozen=True)
@@ -164,14 +170,71 @@ class GpuView:
     entries: tuple[str, ...] | None  # the CUDA_VISIBLE_DEVICES entries naming them (None: unknown)
     known: bool  # False: NVML did not answer and the setting alone does not tell
     hides: bool = False  # CUDA_VISIBLE_DEVICES hides GPUs NVML lists (or may)
-    reason: str | None = None  # why NVML did not answer
+    reason: str | None = None  # why NVML did not answer (or the override cannot be read)
+    rehearsed: tuple[RehearsedGpu, ...] | None = None  # per device, when the GPUs are rehearsed
+
+
+def rehearsed_gpus(env: Environment) -> tuple[RehearsedGpu, ...] | None:
+    """The GPUs ``ENVGUARD_OVERRIDE_GPUS`` (or the target) describes, in NVML's order;
+    None when the GPUs are not rehearsed. Raises ``TargetError`` for a value that does
+    not parse."""
+    value = env.override("gpus")
+    if value is None:
+        return None
+    from pytest_envguard.targets import parse_gpus
+
+    return parse_gpus(value)
+
+
+def _rehearsed_device(index: int, gpu: RehearsedGpu) -> GpuFacts:
+    from pytest_envguard.probes.nvml import GpuFacts
+
+    return GpuFacts(index, gpu.name or "overridden", f"GPU-rehearsed-{index:04d}", gpu.memory,
+                    None, gpu.capability)
+
+
+def _rehearsed_view(env: Environment, gpus: tuple[RehearsedGpu, ...]) -> GpuView:
+    """What CUDA_VISIBLE_DEVICES leaves visible of the rehearsed GPUs, as CUDA would apply
+    it to that many real ones (so each xdist worker's share is what it would be there)."""
+    from pytest_envguard import cuda_visibility
+
+    setting = env.environ.get("CUDA_VISIBLE_DEVICES")
+    source = env.override_source("gpus")
+    devices = [_rehearsed_device(index, gpu) for index, gpu in enumerate(gpus)]
+    if setting is not None and setting.strip() and \
+            cuda_visibility.split_setting(setting)[0].startswith(("GPU-", "MIG-")):
+        # UUIDs name real GPUs; the rehearsed ones have none: the entries count as
+        # the first GPUs.
+        entries = cuda_visibility.visible_entries(setting, len(devices)) or ()
+        named = devices[:len(entries)]
+        return GpuView(tuple(named), f"{source} ({len(devices)} GPUs); CUDA_VISIBLE_DEVICES="
+                       f"{setting} names GPUs by UUID, taken as the first {len(named)}",
+                       tuple(entries), True, hides=len(named) < len(devices),
+                       rehearsed=tuple(gpus[device.index] for device in named))
+    selection = cuda_visibility.select(devices, setting, env.environ.get("CUDA_DEVICE_ORDER"))
+    chosen = cast("tuple[GpuFacts, ...]", selection.devices)
+    explanation = selection.explanation.replace(
+        f"all {len(devices)} GPU{'' if len(devices) == 1 else 's'} NVML lists",
+        f"all {len(devices)}")
+    return GpuView(chosen, f"{source} ({len(devices)} GPUs); {explanation}", selection.entries,
+                   True, hides=selection.hides,
+                   rehearsed=tuple(gpus[device.index] for device in chosen))
 
 
 def visible_gpus(env: Environment) -> GpuView:
     """What ``CUDA_VISIBLE_DEVICES`` (and ``CUDA_DEVICE_ORDER``) leave visible of the
-    devices NVML lists, as CUDA applies them."""
+    devices NVML lists, as CUDA applies them — or of the rehearsed GPUs, when
+    ``ENVGUARD_OVERRIDE_GPUS`` (or a target) describes them: NVML is then not asked."""
     from pytest_envguard import cuda_visibility
+    from pytest_envguard.targets import TargetError
 
+    try:
+        rehearsed = rehearsed_gpus(env)
+    except TargetError as error:
+        return GpuView((), "", None, known=False,
+                       reason=f"{env.override_source('gpus')}={env.override('gpus')!r}: {error}")
+    if rehearsed is not None:
+        return _rehearsed_view(env, rehearsed)
     facts = env.nvidia
     setting = env.environ.get("CUDA_VISIBLE_DEVICES")
     if facts.failure is not None:
@@ -183,34 +246,27 @@ def visible_gpus(env: Environment) -> GpuView:
     return GpuView(devices, selection.explanation, selection.entries, True, hides=selection.hides)
 
 
-def _gpu_pool(env: Environment, need_properties: bool) -> _Pool:
-    count_override = env.override("gpus")
+def _gpu_pool(env: Environment) -> _Pool:
     capability_override = env.override("compute-capability")
-    real: list[_Gpu] | None = None
-    visibility, hidden = "", False
-    if count_override is None or need_properties:
-        view = visible_gpus(env)
-        if view.known:
-            real = [_Gpu(gpu.label, gpu.name, gpu.memory_total, gpu.capability)
-                    for gpu in view.devices]
-            visibility, hidden = view.explanation, view.hides
-        elif count_override is None:
-            return _Pool((), "", reason=view.reason, hint=_nvml_hint(env.nvidia))
-    gpus = list(real or [])
-    if count_override is not None:
-        try:
-            count = units.parse_count(count_override) if count_override else 0
-        except units.UnitError as error:
-            return _Pool((), "", reason=f"{override_name('gpus')}={count_override!r}: {error}",
-                         count_overridden=True)
-        gpus = gpus[:count] + [_Gpu(f"GPU {index} (overridden)", None, None, None)
-                               for index in range(len(gpus), count)]
-        visibility = f"{override_name('gpus')}={count_override!r}" + (
-            f"; real: {visibility}" if real is not None else "")
+    view = visible_gpus(env)
+    overridden = env.override("gpus") is not None
+    if not view.known:
+        return _Pool((), "", reason=view.reason, count_overridden=overridden,
+                     hint=None if overridden else _nvml_hint(env.nvidia))
+    if view.rehearsed is not None:
+        gpus = [_Gpu(device.label if gpu.name else f"GPU {device.index} (overridden)",
+                     gpu.name, gpu.memory, gpu.capability)
+                for device, gpu in zip(view.devices, view.rehearsed, strict=True)]
+    else:
+        gpus = [_Gpu(gpu.label, gpu.name, gpu.memory_total, gpu.capability)
+                for gpu in view.devices]
     if capability_override is not None:
         gpus = [replace(gpu, capability=capability_override) for gpu in gpus]
-    return _Pool(tuple(gpus), visibility, hidden, count_overridden=count_override is not None,
-                 capability_overridden=capability_override is not None)
+    count_only = None
+    if view.rehearsed is not None and any(gpu.name is None for gpu in view.rehearsed):
+        count_only = env.override_source("gpus")
+    return _Pool(tuple(gpus), view.explanation, view.hides, count_overridden=overridden,
+                 capability_overridden=capability_override is not None, count_only=count_only)
 
 
 def _gpu_meets(requirement: Requirement, gpu: _Gpu) -> bool | None:
@@ -278,7 +334,7 @@ def check_gpu_group(requirements: Sequence[Requirement], env: Environment) -> li
     """
     property_lines = [r for r in requirements if r.key != "gpus"]
     count_lines = [r.constraints for r in requirements if r.key == "gpus"] or [((">=", "1"),)]
-    pool = _gpu_pool(env, bool(property_lines))
+    pool = _gpu_pool(env)
     if pool.reason is not None:
         return [unknown(r, pool.reason, hint=pool.hint, overridden=pool.count_overridden)
                 for r in requirements]
@@ -315,8 +371,10 @@ def check_gpu_group(requirements: Sequence[Requirement], env: Environment) -> li
             hint = None
             if own is Status.UNMET:
                 hint = ("CUDA_VISIBLE_DEVICES hides GPUs: unset it or name more devices"
-                        if pool.hidden else "run on a worker with (more) NVIDIA GPUs, or set "
-                        "ENVGUARD_OVERRIDE_GPUS to exercise the suite's GPU gating")
+                        if pool.hidden else "too few of the rehearsed machine's GPUs meet "
+                        "it: describe another one (ENVGUARD_OVERRIDE_GPUS, --envguard-target)"
+                        if pool.count_overridden else "run on a worker with (more) NVIDIA "
+                        "GPUs, or set ENVGUARD_OVERRIDE_GPUS to exercise the suite's GPU gating")
             verdicts.append(Verdict(requirement, own, found, reason, hint,
                                     overridden=pool.count_overridden))
             continue
@@ -340,9 +398,10 @@ def check_gpu_group(requirements: Sequence[Requirement], env: Environment) -> li
         elif not failing and None not in row:
             verdicts.append(met(requirement, found, f"every visible GPU meets it ({what}: {found})",
                                 overridden=overridden))
-        elif None in row and group is Status.UNKNOWN:
-            unknowns = [gpu.label for gpu, ok in zip(gpus, row, strict=True) if ok is None]
-            verdicts.append(unknown(requirement, f"the {what} of {listing(unknowns)} is unknown",
+        elif None in row and (group is Status.UNKNOWN or (pool.count_only and not failing)):
+            # Rehearsed GPUs of which only the count is known: none fails the line, and
+            # their values are unknown by construction, so it is never unmet.
+            verdicts.append(unknown(requirement, _unknown_values(what, gpus, row, pool),
                                     found=found, overridden=overridden))
         else:
             together = (" — but not with the other GPU lines on the same GPUs"
@@ -352,6 +411,17 @@ def check_gpu_group(requirements: Sequence[Requirement], env: Environment) -> li
                                   f"{together}; {what}: {listing(failing) or found}",
                                   hint=_GPU_HINTS[requirement.key], overridden=overridden))
     return verdicts
+
+
+def _unknown_values(what: str, gpus: Sequence[_Gpu], row: Sequence[bool | None],
+                    pool: _Pool) -> str:
+    """Whose value is unknown, and which override would tell it."""
+    unknowns = [gpu.label for gpu, ok in zip(gpus, row, strict=True) if ok is None]
+    reason = f"the {what} of {listing(unknowns)} is unknown"
+    if pool.count_only:
+        reason += (f": {pool.count_only} gives only a count; a list name:MiB:cc;… "
+                   "(e.g. 'A100 80GB:81920:8.0') would answer it")
+    return reason
 
 
 def _of_visible(count: int, total: int) -> str:

@@ -550,6 +550,16 @@ def _problem_hint(problem: Problem, env: Environment) -> str:
 
 
 def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
+    verdict = _consistent(requirement, env)
+    if env.rehearsed_libc() is None:
+        return verdict
+    # The unsupported-wheel part is judged for the rehearsed C library: said so.
+    from dataclasses import replace
+
+    return replace(verdict, overridden=True, found=f"{verdict.found} (overridden)")
+
+
+def _consistent(requirement: Requirement, env: Environment) -> Verdict:
     installed = env.installed
     if installed.failure is not None:
         return unknown(requirement, installed.reason or "the installed distributions are unknown")
@@ -600,20 +610,46 @@ def check_consistent(requirement: Requirement, env: Environment) -> Verdict:
                  + tuple(problem.problem() for problem in conda_found))
 
 
+def rehearsed_libc_text(env: Environment) -> str | None:
+    """``glibc 2.17 (target manylinux2014)``: the C library a rehearsal judges wheel tags
+    with; None when neither glibc nor musl is overridden."""
+    libc = env.rehearsed_libc()
+    if libc is None:
+        return None
+    shown = [f"{name} {version}" for name, version in libc.items() if version] or ["no C library"]
+    sources = [env.override_source(name) for name in libc if env.override(name) is not None]
+    return f"{' and '.join(shown)} ({', '.join(dict.fromkeys(sources))})"
+
+
 def check_wheels(requirement: Requirement, env: Environment) -> Verdict:
     installed, supported = env.installed, env.supported_tags
+    rehearsal = rehearsed_libc_text(env)
+    overridden = rehearsal is not None
     if installed.failure is not None or not supported.tags:
-        return unknown(requirement, installed.reason or supported.reason or "no supported tags")
+        return unknown(requirement, installed.reason or supported.reason or "no supported tags",
+                       overridden=overridden)
     wheels = sum(1 for dist in installed.active().values() if dist.wheel_tags)
     mismatches = unsupported_wheels(installed, supported.tags)
+    mark = " (overridden)" if overridden else ""
+    where = f"this interpreter with {rehearsal}" if rehearsal else "this interpreter"
     if not mismatches:
-        return met(requirement, f"{wheels} wheels",
-                   f"every installed wheel has a tag this interpreter supports ({supported.tags[0]}, …)")
+        return met(requirement, f"{wheels} wheels{mark}",
+                   f"every installed wheel has a tag {where} supports ({supported.tags[0]}, …)",
+                   overridden=overridden)
     first = mismatches[0].distribution.split()[0]
-    return unmet(requirement, f"{len(mismatches)} unsupported",
-                 listing([mismatch.describe() for mismatch in mismatches]),
-                 hint=f"reinstall for this interpreter ({supported.tags[0]}): "
-                      f"pip install --force-reinstall --no-deps {first}",
+    hint = (f"reinstall for this interpreter ({supported.tags[0]}): "
+            f"pip install --force-reinstall --no-deps {first}")
+    if rehearsal:
+        platform = next((tag.split("-")[2] for tag in supported.tags
+                         if tag.split("-")[2].startswith(("manylinux", "musllinux"))), None)
+        hint = (f"on that machine pip takes wheels tagged {platform} or older: install builds "
+                f"of {first} made for it (pip download --only-binary=:all: --platform "
+                f"{platform} {first})" if platform else
+                f"that machine takes no manylinux or musllinux wheel: build {first} there")
+    listed = listing([mismatch.describe() for mismatch in mismatches])
+    return unmet(requirement, f"{len(mismatches)} unsupported{mark}",
+                 f"{where}: {listed}" if rehearsal else listed,
+                 hint=hint, overridden=overridden,
                  problems=tuple(Problem_("unsupported-wheel", mismatch.describe())
                                 for mismatch in mismatches))
 

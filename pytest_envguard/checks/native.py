@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_envguard.environment import Environment
@@ -12,7 +14,7 @@ from pytest_envguard.probes import Failure
 from pytest_envguard.verdicts import Problem, Verdict, listing, met, plural, unknown, unmet
 
 if TYPE_CHECKING:
-    from pytest_envguard.probes.extensions import NativeProblem
+    from pytest_envguard.probes.extensions import ExtensionsFacts, NativeProblem
     from pytest_envguard.probes.loader import Candidate, LibraryFacts
 
 
@@ -188,6 +190,8 @@ def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
                      hint=f"pip install {requirement.argument}")
     if facts.failure is not None:
         return unknown(requirement, facts.reason or "the extension modules could not be checked")
+    if env.rehearsed_libc() is not None:
+        return _rehearsed_extensions(requirement, env, facts)
     unscanned = (f"; not scanned (no RECORD): {', '.join(facts.unscanned[:5])}"
                  if facts.unscanned else "")
     own = (f", {facts.interpreter_modules} of them the interpreter's own"
@@ -221,6 +225,216 @@ def _most_telling(problems: tuple[NativeProblem, ...]) -> NativeProblem:
     breaks the others), then the first."""
     return next((problem for problem in problems if problem.source == "LD_LIBRARY_PATH"),
                 next((problem for problem in problems if problem.startup), problems[0]))
+
+
+# -- extensions on a rehearsed machine (glibc or musl overridden, a target) --------------------
+
+#: The problem kinds a rehearsal adds (``Problem.kind`` in the JSON document).
+ABOVE_TARGET = "above-target"  # a symbol version the rehearsed machine's library lacks
+OUTSIDE_TARGET = "outside-target"  # a system library the target is not known to provide
+
+#: Libraries every machine that runs the module has: the dynamic loader and the interpreter.
+_ALWAYS_THERE = re.compile(r"(ld-linux[\w.-]*|ld64)\.so(\.\d+)*$|libpython\d")
+
+#: Directories of the system's own libraries: a site directory is never one of them, so
+#: a sys.path entry holding one ("/", a cwd of "/usr") does not make them the environment's.
+_SYSTEM_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib")
+
+
+@dataclass(frozen=True)
+class _Rehearsal:
+    """What the rehearsed machine's system libraries define, and where the environment's
+    own files (which travel with it) live."""
+
+    ceilings: dict[str, tuple[int, ...] | None]  # family → highest version there; None: none
+    shown: dict[str, str]  # family → "glibc 2.17 (target manylinux2014)"
+    libraries: frozenset[str] | None  # the system libraries the target provides (None: any)
+    libraries_source: str
+    own_dirs: tuple[str, ...]
+
+    def travels(self, path: str | None) -> bool:
+        """Whether ``path`` is the environment's own file (vendored in site-packages, in a
+        conda prefix), which the rehearsed machine would load as it is."""
+        if path is None:
+            return False
+        real = os.path.realpath(path)
+        return any(real == directory or real.startswith(directory + os.sep)
+                   for directory in self.own_dirs)
+
+    def above(self, version: str) -> tuple[str, str] | None:
+        """(family, what the machine has) when it lacks ``version``; None when it has
+        it or the version is not one it describes."""
+        from pytest_envguard.probes.extensions import version_family
+        from pytest_envguard.targets import NAMED_VERSIONS, version_tuple
+
+        named = NAMED_VERSIONS.get(version)
+        if named is not None:
+            family, number = named[0], version_tuple(named[1])
+        else:
+            parsed = version_family(version)
+            if parsed is None:
+                return None
+            family, number = parsed
+        if family not in self.ceilings:
+            return None
+        ceiling = self.ceilings[family]
+        if ceiling is not None and number is not None and number <= ceiling:
+            return None
+        return family, self.shown[family]
+
+
+def _rehearsal(env: Environment) -> _Rehearsal | str:
+    """The rehearsed machine's libraries, or why the override cannot be read."""
+    from pytest_envguard.targets import version_tuple
+
+    libc = env.rehearsed_libc() or {}
+    ceilings: dict[str, tuple[int, ...] | None] = {}
+    shown: dict[str, str] = {}
+    glibc = libc.get("glibc")
+    glibc_source = env.override_source("glibc" if env.override("glibc") is not None else "musl")
+    if glibc is None:
+        ceilings["GLIBC"] = None
+        shown["GLIBC"] = f"no glibc ({glibc_source})"
+    else:
+        number = version_tuple(glibc)
+        if number is None:
+            return (f"{glibc_source}={glibc!r} is not a glibc version (e.g. 2.17): the "
+                    "extension modules cannot be judged against it")
+        ceilings["GLIBC"] = number
+        shown["GLIBC"] = f"glibc {glibc} ({glibc_source})"
+    target = env.target
+    libraries = None
+    if target is not None:
+        if target.ceiling_machine == env.platform.machine:
+            for family, version in target.ceilings:
+                ceilings[family] = version_tuple(version)
+                shown[family] = f"{family}_{version} (target {target.name})"
+        if target.libraries is not None:
+            libraries = frozenset(target.libraries)
+    return _Rehearsal(ceilings, shown, libraries, f"target {target.name}" if target else "",
+                      _own_dirs(env))
+
+
+def _own_dirs(env: Environment) -> tuple[str, ...]:
+    """Where the environment's own files live: its site directories, and a conda prefix's
+    ``lib`` (conda's libstdc++ comes with the environment)."""
+    directories = list(env.installed.paths)
+    if env.in_conda_prefix():
+        directories.append(os.path.join(env.python.prefix, "lib"))
+    own = []
+    for directory in directories:
+        real = os.path.realpath(directory).rstrip(os.sep)
+        if real and not any(system == real or system.startswith(real + os.sep)
+                            for system in _SYSTEM_DIRS):
+            own.append(real)
+    return tuple(dict.fromkeys(own))
+
+
+def _rehearsal_judges(problem: NativeProblem, rehearsal: _Rehearsal) -> bool:
+    """A missing version the rehearsal judges instead (against the rehearsed library)."""
+    from pytest_envguard.probes import extensions as kinds
+
+    return (problem.kind == kinds.MISSING_VERSION and problem.version is not None
+            and not rehearsal.travels(problem.library_path)
+            and _family_of(problem.version) in rehearsal.ceilings)
+
+
+def _family_of(version: str) -> str | None:
+    from pytest_envguard.probes.extensions import version_family
+    from pytest_envguard.targets import NAMED_VERSIONS
+
+    if version in NAMED_VERSIONS:
+        return NAMED_VERSIONS[version][0]
+    parsed = version_family(version)
+    return parsed[0] if parsed else None
+
+
+def _rehearsed_extensions(requirement: Requirement, env: Environment,
+                          facts: ExtensionsFacts) -> Verdict:
+    """``extensions`` as on the rehearsed machine: every version a module needs of a system
+    library is judged against what that machine's library defines (glibc's against the
+    rehearsed glibc; a target's other families against its policy), and, for a target
+    that lists its system libraries, every system library a module loads must be one."""
+    rehearsal = _rehearsal(env)
+    if isinstance(rehearsal, str):
+        return unknown(requirement, rehearsal, overridden=True)
+    # (display, file, kind, cause) of what breaks a module there, and of what may.
+    breaks: list[tuple[str, str, str, str]] = [
+        (problem.display, problem.file, problem.kind, _native_cause(problem))
+        for problem in facts.problems if not _rehearsal_judges(problem, rehearsal)]
+    doubts: list[tuple[str, str, str, str]] = []
+    for module in facts.needs:
+        # Only what travels with the environment (the module, vendored libraries) keeps
+        # its needs there: the machine's own libraries are its own builds.
+        for need in module.versions:
+            if rehearsal.travels(need.library_path) or (
+                    need.needed_by is not None and not rehearsal.travels(need.needed_by)):
+                continue
+            lacking = rehearsal.above(need.version)
+            if lacking is not None:
+                via = f" (via {os.path.basename(need.needed_by)})" if need.needed_by else ""
+                machine = (f"above {lacking[1]}" if rehearsal.ceilings[lacking[0]] is not None
+                           else f"but the rehearsed machine has {lacking[1]}")
+                breaks.append((module.display, module.file, ABOVE_TARGET,
+                               f"needs {need.version} from {need.library}{via}, {machine}"))
+        if rehearsal.libraries is None:
+            continue
+        for name, path, needer in module.libraries:
+            if path is None or rehearsal.travels(path) or name in rehearsal.libraries \
+                    or _ALWAYS_THERE.search(name) or (
+                        needer is not None and not rehearsal.travels(needer)):
+                continue
+            doubts.append((module.display, module.file, OUTSIDE_TARGET,
+                           f"loads {name} from this machine ({path}); "
+                           f"{rehearsal.libraries_source} is not known to provide it"))
+    where = " and ".join(dict.fromkeys(rehearsal.shown.values()))
+    own = (f", {facts.interpreter_modules} of them the interpreter's own (not judged against "
+           "the rehearsed libraries: that machine brings its own Python)"
+           if facts.interpreter_modules else "")
+    modules = plural(facts.modules, "module")
+    if not breaks and not doubts:
+        return met(requirement, f"{modules} (overridden)",
+                   f"{plural(facts.modules, 'extension module')}{own} find every library and "
+                   f"symbol version they need on a machine with {where}", overridden=True)
+    found_in = breaks or doubts
+    parts = _grouped(found_in)
+    count = len({file for _, file, _, _ in found_in})
+    problems = tuple(Problem(kind, f"{display}: {cause}")
+                     for display, _, kind, cause in breaks + doubts)
+    if not breaks:
+        return unknown(requirement, listing(parts) + f" (judged on a machine with {where})",
+                       found=f"{count} of {modules} unknown (overridden)", overridden=True,
+                       hint="vendor the library into the wheel (auditwheel repair does), or "
+                            "make sure the worker has it installed", problems=problems)
+    return unmet(requirement, f"{count} of {modules} broken (overridden)", listing(parts),
+                 hint=_rehearsal_hint(breaks, rehearsal, env), overridden=True, problems=problems)
+
+
+def _grouped(findings: list[tuple[str, str, str, str]]) -> list[str]:
+    """One part per cause, naming the first module it breaks and how many more."""
+    causes: dict[str, list[str]] = {}
+    for display, _, _, cause in findings:
+        causes.setdefault(cause, []).append(display)
+    return [f"{files[0]}{f' (+{len(files) - 1} more)' if len(files) > 1 else ''}: {cause}"
+            for cause, files in causes.items()]
+
+
+def _rehearsal_hint(breaks: list[tuple[str, str, str, str]], rehearsal: _Rehearsal,
+                    env: Environment) -> str:
+    from pytest_envguard import hints
+
+    if not any(kind == ABOVE_TARGET for _, _, kind, _ in breaks):
+        return "fix what breaks the modules on this machine first"
+    glibc = rehearsal.ceilings.get("GLIBC")
+    machine = env.platform.machine
+    if glibc is None:
+        return ("the rehearsed machine has no glibc: install musllinux wheels, or build the "
+                "modules there")
+    if len(glibc) >= 2:
+        tag = hints.manylinux_tag(glibc[0], glibc[1], machine)
+        return (f"install wheels built for {tag} or older (pip picks them there), or build the "
+                "modules on such an image")
+    return "install wheels built for the rehearsed machine, or build the modules there"
 
 
 # -- import ----------------------------------------------------------------------------------

@@ -76,6 +76,31 @@ class NativeProblem(Facts):
 
 
 @dataclass(frozen=True)
+class NeededVersion(Facts):
+    """A symbol version one extension module's closure needs (a rehearsal judges these
+    against another machine's libraries)."""
+
+    version: str  # "GLIBC_2.27"
+    library: str  # the name it is needed from: "libm.so.6"
+    library_path: str | None  # the file the loader would pick here
+    needed_by: str | None = None  # the object that needs it, when not the module itself
+
+
+@dataclass(frozen=True)
+class ModuleNeeds(Facts):
+    """What one extension module (not one of the interpreter's own) needs of the machine:
+    the highest version of each family each object of its closure asks of each library,
+    and every name each object needs, with the file the loader would pick here (and the
+    object, when not the module itself). Recorded for every module, problem or not."""
+
+    file: str
+    display: str
+    distribution: str | None
+    versions: tuple[NeededVersion, ...] = ()
+    libraries: tuple[tuple[str, str | None, str | None], ...] = ()  # (name, file, needed by)
+
+
+@dataclass(frozen=True)
 class ExtensionsFacts(Facts):
     """The extension modules of one distribution (or all) and what stops them loading."""
 
@@ -88,6 +113,14 @@ class ExtensionsFacts(Facts):
     reason: str | None = None  # why nothing could be checked
     failure: Failure | None = None  # MISSING: the distribution is not installed
     interpreter_modules: int = 0  # of `modules`, the interpreter's own (lib-dynload)
+    needs: tuple[ModuleNeeds, ...] = ()  # what each module needs (the interpreter's aside)
+
+    def to_dict(self) -> dict[str, object]:
+        # The per-module needs are what a rehearsal judges with; the document lists
+        # the problems (thousands of needs would swamp it).
+        document = super().to_dict()
+        document.pop("needs", None)
+        return document
 
 
 #: Bounds on a file list a distribution ships (``RECORD``): torch's is about 2 MB and
@@ -444,7 +477,8 @@ def probe_extensions(
     cache.save()
     return ExtensionsFacts(distribution, len(modules) + len(foreign) + len(own_modules),
                            len(checker.seen), tuple(problems), tuple(unscanned),
-                           parsed=cache.misses, interpreter_modules=len(own_modules))
+                           parsed=cache.misses, interpreter_modules=len(own_modules),
+                           needs=tuple(checker.needs))
 
 
 def _display(path: str, location: str) -> str:
@@ -508,6 +542,7 @@ class ExtensionChecker:
                                  main=self.executable)
         self.preloaded: dict[str, str] = {}
         self.base: set[str] = set()
+        self.needs: list[ModuleNeeds] = []  # what each checked module needs (not the interpreter's)
         self._interpreter: _Closure | None = None
         if not self.executable.ok:
             self.reason = f"cannot read the interpreter: {self.executable.reason}"
@@ -608,7 +643,36 @@ class ExtensionChecker:
                 detail=f"built for {module.describe_abi()}, the interpreter is "
                        f"{self.executable.describe_abi()}", interpreter=interpreter)]
         closure = self._closure(module, (), distribution=distribution)
+        if not interpreter:
+            self.needs.append(self._needs(closure, path, display, distribution))
         return self._problems(closure, path, display, distribution, interpreter=interpreter)
+
+    def _needs(self, closure: _Closure, path: str, display: str,
+               distribution: str | None) -> ModuleNeeds:
+        """The highest version of each family each object of the module's closure asks
+        of each library (the interpreter's own objects aside: their needs are met), and
+        every name each object needs with its file."""
+        highest: dict[tuple[str, str, str], tuple[tuple[int, ...], NeededVersion]] = {}
+        libraries: dict[tuple[str, str], str | None] = {}
+        for object_path, needer in closure.objects.items():
+            if object_path in self.base:
+                continue
+            for name in needer.needed:
+                libraries.setdefault((name, object_path), closure.loaded.get(name))
+            for need in needer.version_needs:
+                if need.weak:
+                    continue
+                family = version_family(need.version)
+                key = (family[0] if family else need.version, need.file, object_path)
+                number = family[1] if family else ()
+                if key not in highest or number > highest[key][0]:
+                    highest[key] = (number, NeededVersion(
+                        need.version, need.file, closure.loaded.get(need.file),
+                        object_path if object_path != path else None))
+        return ModuleNeeds(path, display, distribution,
+                           tuple(entry for _, entry in highest.values()),
+                           tuple((name, found, needer if needer != path else None)
+                                 for (name, needer), found in libraries.items()))
 
     def _problems(self, closure: _Closure, path: str, display: str, distribution: str | None, *,
                   interpreter: bool, skip_base: bool = True) -> list[NativeProblem]:
