@@ -5,7 +5,7 @@
 
 The check runs in this interpreter, pointed at the target interpreter's
 site-packages and executable (it never imports anything from there). "cold"
-is an empty ELF cache in a fresh process state (pyelftools not yet imported);
+is an empty ELF cache in a fresh process state;
 "warm" is a second session: the cache file exists and nothing changed. `ldd`
 runs once per extension module, as a shell loop over the same files would.
 The targets (numpy + scipy, 137 ELF files): warm <= 30 ms, cold <= 1/3 of `ldd`
