@@ -12,6 +12,7 @@ turn ``unmet`` into ``unknown``, ``unknown`` into ``met``, or "not installed" in
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,8 @@ import pytest
 from pytest_envguard.checks import evaluate
 from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.grammar import parse_lines
-from pytest_envguard.probes import Facts
+from pytest_envguard.probes import Facts, extensions
+from pytest_envguard.probes.distributions import scan_distributions
 from pytest_envguard.verdicts import Status
 from tests.fixtures_conda import MakePrefix, prefix_environment
 from tests.fixtures_native import NativeBuild, without_loader_vars
@@ -123,6 +125,19 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
                 ["extensions", "library libenvguard_ver.so.1", "library envguard_ver",
                  "library libcrypto.so.3"])
 
+    def native_unlisted(tmp: Path) -> tuple[dict[str, str], Settings, list[str], dict[str, Any]]:
+        # Distributions whose file lists are missing, not a file, over the bound.
+        site = tmp / "site"
+        shutil.copytree(native.site, site, symlinks=True)
+        (site / "nativebad-1.0.dist-info" / "RECORD").unlink()
+        (site / "nativebad-1.0.dist-info" / "RECORD").mkdir()
+        (site / "nativegood-1.0.dist-info" / "RECORD").unlink()
+        (site / "nativegood-1.0.dist-info" / "RECORD").write_bytes(
+            b"x.py,,\n" * (extensions.MAX_RECORD_BYTES // 7 + 1))
+        return (without_loader_vars(), Settings(cache_dir=tmp),
+                ["extensions nativebad", "extensions nativegood", "extensions"],
+                {"installed": scan_distributions([str(site)])})
+
     def gpu_lines(tmp: Path, environ: dict[str, str]) -> tuple[dict[str, str], Settings, list[str]]:
         return (environ, Settings(cache_dir=tmp, gpu_timeout=2.0),
                 ["cuda >=12", "driver >=400", "gpus >=1", "gpu-memory >=1GiB",
@@ -133,6 +148,7 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
         "native": native_lines,
         "native-leak": native_leak,
         "native-stops": native_stops,
+        "native-unlisted": native_unlisted,
         "nvml-missing": lambda tmp: gpu_lines(tmp, {**without_loader_vars(),
                                                     "LD_LIBRARY_PATH": str(no_nvml)}),
         "nvml-mismatch": lambda tmp: gpu_lines(tmp, nvml.environ(init_error="18")),
@@ -144,7 +160,7 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
     }
 
 
-NAMES = ["files", "native", "native-leak", "native-stops", "nvml-missing", "nvml-mismatch",
+NAMES = ["files", "native", "native-leak", "native-stops", "native-unlisted", "nvml-missing", "nvml-mismatch",
          "nvml-hangs", "nvml-answers", "hidden-gpus", "conda", "conda-no-rattler"]
 
 

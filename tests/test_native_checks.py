@@ -20,7 +20,7 @@ from pytest_envguard.environment import Environment
 from pytest_envguard.probes import Failure
 from pytest_envguard.probes.elf import read_elf
 from pytest_envguard.probes.loader import Candidate, LibraryFacts, VersionSource
-from pytest_envguard.verdicts import Status, Verdict
+from pytest_envguard.verdicts import NOTHING_FOUND, Status, Verdict
 from tests.fixtures_native import NativeBuild, real_loader, same_file, without_loader_vars
 
 VER = "libenvguard_ver.so.1"
@@ -151,12 +151,13 @@ def test_library_not_found_with_a_package_hint() -> None:
     absent = LibraryFacts("cudnn", None, None, None, None, reason="no libcudnn.so* in …",
                           failure=Failure.MISSING)
     result = verdict("library cudnn", Environment(facts={("library", "cudnn"): absent}))
-    assert (result.status, result.found) == (Status.UNMET, "not found")
+    # issue 15 wording: the skip reason reads "needs library cudnn — found none: …"
+    assert (result.status, result.found) == (Status.UNMET, NOTHING_FOUND) == (Status.UNMET, "none")
     assert result.hint is not None and "nvidia-cudnn-cu12" in result.hint
     assert "-cu13 for CUDA 13" in result.hint
     env = library_env()
     result = verdict("library libenvguard_nothing.so.3", env)
-    assert (result.status, result.found) == (Status.UNMET, "not found")
+    assert (result.status, result.found) == (Status.UNMET, NOTHING_FOUND)
     assert result.hint is not None and "LD_LIBRARY_PATH" in result.hint
     assert not real_loader("libenvguard_nothing.so.3", env.environ).loaded
 

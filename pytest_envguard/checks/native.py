@@ -9,10 +9,19 @@ from typing import TYPE_CHECKING
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import Requirement
 from pytest_envguard.probes import Failure
-from pytest_envguard.verdicts import Problem, Verdict, listing, met, plural, unknown, unmet
+from pytest_envguard.verdicts import (
+    NOTHING_FOUND,
+    Problem,
+    Verdict,
+    listing,
+    met,
+    plural,
+    unknown,
+    unmet,
+)
 
 if TYPE_CHECKING:
-    from pytest_envguard.probes.extensions import NativeProblem
+    from pytest_envguard.probes.extensions import NativeProblem, NotScanned
     from pytest_envguard.probes.loader import Candidate, LibraryFacts
 
 
@@ -36,7 +45,7 @@ def check_library(requirement: Requirement, env: Environment) -> Verdict:
                          hint=hints.broken_file_hint(dlopen.stopped_at, dlopen.source))
         if facts.failure is not Failure.MISSING:
             return unknown(requirement, facts.reason or f"{name}: the search could not run")
-        return unmet(requirement, "not found", facts.reason or f"{name} not found",
+        return unmet(requirement, NOTHING_FOUND, facts.reason or f"{name} not found",
                      hint=hints.library_hint(name)
                      or f"install the package that provides {name}, or add its directory "
                         "to LD_LIBRARY_PATH")
@@ -188,15 +197,27 @@ def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
                      hint=f"pip install {requirement.argument}")
     if facts.failure is not None:
         return unknown(requirement, facts.reason or "the extension modules could not be checked")
-    unscanned = (f"; not scanned (no RECORD): {', '.join(facts.unscanned[:5])}"
-                 if facts.unscanned else "")
     own = (f", {facts.interpreter_modules} of them the interpreter's own"
            if facts.interpreter_modules else "")
+    missed = tuple(Problem(NOT_SCANNED, f"{item.distribution}: not scanned: {item.reason}")
+                   for item in facts.not_scanned)
+    unscanned = (f"; not scanned: {listing([_not_scanned(item) for item in facts.not_scanned])}"
+                 if facts.not_scanned else "")
     if not facts.problems:
-        return met(requirement, plural(facts.modules, "module"),
-                   f"{plural(facts.modules, 'extension module')}{own} "
+        if facts.not_scanned and requirement.argument is not None:
+            # Its modules are unknown, so whether they load is too: never met.
+            return unknown(requirement, f"not scanned: {facts.not_scanned[0].reason}; whether "
+                           f"the extension modules of {requirement.argument} load is not known",
+                           hint=_not_scanned_hint(facts.not_scanned[0].distribution),
+                           problems=missed)
+        scanned = " in the distributions scanned" if facts.not_scanned else ""
+        found = plural(facts.modules, "module") + (
+            f" ({plural(len(facts.not_scanned), 'distribution')} not scanned)"
+            if facts.not_scanned else "")
+        return met(requirement, found,
+                   f"{plural(facts.modules, 'extension module')}{own}{scanned} "
                    f"({plural(facts.files, 'ELF file')}) find every library and symbol version "
-                   f"they need{unscanned}")
+                   f"they need{unscanned}", problems=missed)
     # One line per cause, naming the files it breaks: a missing libcudnn breaks dozens.
     causes: dict[str, list[str]] = {}
     for problem in facts.problems:
@@ -213,7 +234,25 @@ def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
     return unmet(requirement, found,
                  listing(parts) + unscanned, hint=_native_hint(first, env),
                  problems=tuple(Problem(problem.kind, f"{problem.display}: {_native_cause(problem)}")
-                                for problem in facts.problems))
+                                for problem in facts.problems) + missed)
+
+
+#: The kind of the problem that names a distribution whose modules were not checked.
+NOT_SCANNED = "not-scanned"
+
+
+#: Why a distribution was not scanned, by the failure of its file list, in a few words.
+_UNLISTED = {Failure.MISSING: "no RECORD", Failure.UNREADABLE: "RECORD unreadable",
+             Failure.NOT_REGULAR: "RECORD not a file", Failure.TOO_LARGE: "RECORD over the bound"}
+
+
+def _not_scanned(item: NotScanned) -> str:
+    return f"{item.distribution} ({_UNLISTED.get(item.failure, f'RECORD {item.failure}')})"
+
+
+def _not_scanned_hint(distribution: str) -> str:
+    return (f"reinstall it so that its file list (RECORD) is written again: pip install "
+            f"--force-reinstall --no-deps {distribution}")
 
 
 def _most_telling(problems: tuple[NativeProblem, ...]) -> NativeProblem:

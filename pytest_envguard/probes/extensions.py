@@ -76,6 +76,17 @@ class NativeProblem(Facts):
 
 
 @dataclass(frozen=True)
+class NotScanned(Facts):
+    """A distribution whose extension modules could not be listed, so were not checked."""
+
+    distribution: str
+    #: MISSING: it has no file list (RECORD, installed-files.txt) and no import path to
+    #: look in; UNREADABLE, NOT_REGULAR, TOO_LARGE: it has one that cannot be read.
+    failure: Failure
+    reason: str
+
+
+@dataclass(frozen=True)
 class ExtensionsFacts(Facts):
     """The extension modules of one distribution (or all) and what stops them loading."""
 
@@ -83,11 +94,12 @@ class ExtensionsFacts(Facts):
     modules: int  # extension modules checked
     files: int  # ELF files looked at, the modules' dependencies included
     problems: tuple[NativeProblem, ...] = ()
-    unscanned: tuple[str, ...] = ()  # distributions with no file list (RECORD)
+    unscanned: tuple[str, ...] = ()  # the names of the distributions in `not_scanned`
     parsed: int = 0  # ELF files parsed this time (the rest came from the cache)
     reason: str | None = None  # why nothing could be checked
     failure: Failure | None = None  # MISSING: the distribution is not installed
     interpreter_modules: int = 0  # of `modules`, the interpreter's own (lib-dynload)
+    not_scanned: tuple[NotScanned, ...] = ()  # distributions whose modules were not checked
 
 
 #: Bounds on a file list a distribution ships (``RECORD``): torch's is about 2 MB and
@@ -97,10 +109,17 @@ MAX_LISTED_OBJECTS = 100_000
 
 
 def _listed_files(dist: InstalledDistribution) -> list[str] | None:
+    """Every shared object a distribution installed below its location; None when
+    :func:`file_list` cannot say."""
+    files = file_list(dist)
+    return None if isinstance(files, NotScanned) else files
+
+
+def file_list(dist: InstalledDistribution) -> list[str] | NotScanned:
     """Every shared object a distribution installed below its location (from
-    ``RECORD`` or ``installed-files.txt``); None when it has no file list, or one
-    that cannot be read or is over the bounds above (then it is not scanned)."""
-    from pytest_envguard.probes._io import TooLarge, lines_containing, read_bytes
+    ``RECORD`` or ``installed-files.txt``), or why they cannot be known: it has no
+    file list, or one that cannot be read or is over the bounds above."""
+    from pytest_envguard.probes._io import explain, failure_of, lines_containing, read_bytes
 
     meta = dist.path
     listing = os.path.join(meta, "RECORD")
@@ -108,10 +127,14 @@ def _listed_files(dist: InstalledDistribution) -> list[str] | None:
     if not os.path.lexists(listing):
         listing = os.path.join(meta, "installed-files.txt")
         base = meta
+        if not os.path.lexists(listing):
+            return NotScanned(dist.name, Failure.MISSING,
+                              f"no file list (RECORD or installed-files.txt) in {meta}")
     try:
         data = read_bytes(listing, MAX_RECORD_BYTES)  # a regular file only, bounded
-    except (OSError, TooLarge):
-        return None
+    except (OSError, TooLarge) as error:
+        reason = str(error) if isinstance(error, TooLarge) else explain(listing, error)
+        return NotScanned(dist.name, failure_of(error), reason)
     location = os.path.abspath(dist.location) + os.sep
     record = listing.endswith("RECORD")
     found = []
@@ -124,31 +147,37 @@ def _listed_files(dist: InstalledDistribution) -> list[str] | None:
         if path.startswith(location):
             found.append(path)
             if len(found) > MAX_LISTED_OBJECTS:
-                return None
+                return NotScanned(dist.name, Failure.TOO_LARGE,
+                                  f"{listing} names more than {MAX_LISTED_OBJECTS:,} shared "
+                                  "objects: a crafted or corrupt file (not read further)")
     return found
+
+
+def _modules_of(files: list[str]) -> list[str]:
+    return [path for path in files
+            if path.endswith(".so") and _is_module_name(os.path.basename(path))]
 
 
 def extension_files(dist: InstalledDistribution) -> list[str] | None:
     """The extension modules a distribution installed; None when it has no file list."""
     files = _listed_files(dist)
-    if files is None:
-        return None
-    return [path for path in files
-            if path.endswith(".so") and _is_module_name(os.path.basename(path))]
+    return None if files is None else _modules_of(files)
 
 
-def distribution_modules(dist: InstalledDistribution) -> list[str] | None:
+def distribution_modules(dist: InstalledDistribution) -> tuple[list[str], NotScanned | None]:
     """The extension modules of a distribution: those its file list names, and for an
     editable install or a source-tree ``.egg-info`` those below the directories it is
-    imported from. None when neither says anything."""
-    listed = extension_files(dist)
-    roots = import_roots(dist) if listed is None or is_editable(dist) else []
-    if listed is None and not roots:
-        return None
-    found = dict.fromkeys(listed or [])
+    imported from; and, when some may have been missed, why: the file list cannot be
+    read (whatever the import paths held), or there is neither a list nor a path."""
+    listed = file_list(dist)
+    unlisted = listed if isinstance(listed, NotScanned) else None
+    roots = import_roots(dist) if unlisted is not None or is_editable(dist) else []
+    found = dict.fromkeys(_modules_of(listed) if not isinstance(listed, NotScanned) else [])
     for root in roots:
         found.update(dict.fromkeys(_modules_below(root)))
-    return list(found)
+    if unlisted is not None and unlisted.failure is Failure.MISSING and roots:
+        unlisted = None  # an editable install or a source tree: its import paths are the list
+    return list(found), unlisted
 
 
 def is_editable(dist: InstalledDistribution) -> bool:
@@ -392,12 +421,11 @@ def probe_extensions(
     accepted = list(suffixes if suffixes is not None else importlib.machinery.EXTENSION_SUFFIXES)
     modules: list[tuple[str, InstalledDistribution]] = []
     foreign: list[tuple[str, InstalledDistribution]] = []
-    unscanned: list[str] = []
+    not_scanned: list[NotScanned] = []
     for dist in chosen:
-        files = distribution_modules(dist)
-        if files is None:
-            unscanned.append(dist.name)
-            continue
+        files, missed = distribution_modules(dist)
+        if missed is not None:
+            not_scanned.append(missed)
         for path in files:
             if foreign_module(path, accepted, files):
                 foreign.append((path, dist))
@@ -443,8 +471,10 @@ def probe_extensions(
             detail=f"this interpreter imports only {', '.join(accepted)}"))
     cache.save()
     return ExtensionsFacts(distribution, len(modules) + len(foreign) + len(own_modules),
-                           len(checker.seen), tuple(problems), tuple(unscanned),
-                           parsed=cache.misses, interpreter_modules=len(own_modules))
+                           len(checker.seen), tuple(problems),
+                           tuple(item.distribution for item in not_scanned),
+                           parsed=cache.misses, interpreter_modules=len(own_modules),
+                           not_scanned=tuple(not_scanned))
 
 
 def _display(path: str, location: str) -> str:
