@@ -74,6 +74,9 @@ INI_OPTIONS: tuple[IniOption, ...] = (
     IniOption("envguard_show_env_values", "bool", False,
               "show the values of variables in 'env NAME=value' verdicts (default false: only "
               "whether each is set and matches, since a value may be a secret)"),
+    IniOption("envguard_conda_hashes", "bool", False,
+              "in a conda prefix, 'consistent' hashes every file conda linked (default false: "
+              "only those whose size or mtime changed)"),
 )
 INI_NAMES = frozenset(option.name for option in INI_OPTIONS)
 
@@ -95,6 +98,7 @@ class Options(NamedTuple):
     xdist_controller: XdistController = "check"
     tox_python: bool = False
     show_env_values: bool = False
+    conda_hashes: bool = False
     strict_flag: bool = False  # --envguard-strict was given (it wins over envguard_strict)
 
     def settings(self, *, cache_dir: Path | None, rootdir: Path | None) -> Settings:
@@ -102,7 +106,8 @@ class Options(NamedTuple):
 
         return Settings(cache_dir=cache_dir, gpu_timeout=self.gpu_timeout,
                         import_timeout=self.import_timeout, rootdir=rootdir,
-                        lock_extras=self.lock_extras, show_env_values=self.show_env_values)
+                        lock_extras=self.lock_extras, show_env_values=self.show_env_values,
+                        conda_hashes=self.conda_hashes)
 
     def strict_now(self, environ: Mapping[str, str]) -> bool:
         """Whether unmet markers fail here: always, never, or when ``$CI`` says so."""
@@ -179,6 +184,7 @@ def resolve(
                                                        source("envguard_xdist_controller"))),
         tox_python=tox_python,
         show_env_values=_bool(value("envguard_show_env_values"), source("envguard_show_env_values")),
+        conda_hashes=_bool(value("envguard_conda_hashes"), source("envguard_conda_hashes")),
         strict_flag=strict_flag,
     )
 
