@@ -26,7 +26,7 @@ from pytest_envguard.grammar import parse_lines
 from pytest_envguard.probes import Facts, extensions
 from pytest_envguard.probes.distributions import scan_distributions
 from pytest_envguard.verdicts import Status
-from tests.fixtures_conda import MakePrefix, prefix_environment
+from tests.fixtures_conda import MakePrefix, NativePrefix, prefix_environment
 from tests.fixtures_native import NativeBuild, without_loader_vars
 from tests.fixtures_nvml import FakeNvml
 
@@ -79,7 +79,8 @@ def conda_scenario(make_prefix: MakePrefix, wheels: Path, tmp: Path,
 
 
 def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
-              make_prefix: MakePrefix, wheels: Path) -> dict[str, Scenario]:
+              make_prefix: MakePrefix, wheels: Path, native_prefix: NativePrefix
+              ) -> dict[str, Scenario]:
     def files(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:
         (tmp / "bad.toml").write_text("[not closed\n")
         (tmp / "uv.lock").write_text("[[package]\nname=\n")
@@ -138,6 +139,15 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
                 ["extensions nativebad", "extensions nativegood", "extensions"],
                 {"installed": scan_distributions([str(site)])})
 
+    def conda_native(tmp: Path) -> tuple[dict[str, str], Settings, list[str], dict[str, Any]]:
+        # pip wheels against conda's libraries: another soname, a newer symbol version, two
+        # copies of one library in one import (the owners named come from kinds too).
+        env = prefix_environment(native_prefix.prefix)
+        return (without_loader_vars(), Settings(cache_dir=tmp),
+                ["extensions so2ext", "extensions newerext", "extensions dupext",
+                 "extensions goodext", "extensions", "library libfoo.so.1"],
+                {"python": env.python, "installed": env.installed})
+
     def gpu_lines(tmp: Path, environ: dict[str, str]) -> tuple[dict[str, str], Settings, list[str]]:
         return (environ, Settings(cache_dir=tmp, gpu_timeout=2.0),
                 ["cuda >=12", "driver >=400", "gpus >=1", "gpu-memory >=1GiB",
@@ -149,6 +159,7 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
         "native-leak": native_leak,
         "native-stops": native_stops,
         "native-unlisted": native_unlisted,
+        "conda-native": conda_native,
         "nvml-missing": lambda tmp: gpu_lines(tmp, {**without_loader_vars(),
                                                     "LD_LIBRARY_PATH": str(no_nvml)}),
         "nvml-mismatch": lambda tmp: gpu_lines(tmp, nvml.environ(init_error="18")),
@@ -160,7 +171,8 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
     }
 
 
-NAMES = ["files", "native", "native-leak", "native-stops", "native-unlisted", "nvml-missing", "nvml-mismatch",
+NAMES = ["files", "native", "native-leak", "native-stops", "native-unlisted", "conda-native",
+         "nvml-missing", "nvml-mismatch",
          "nvml-hangs", "nvml-answers", "hidden-gpus", "conda", "conda-no-rattler"]
 
 
@@ -168,9 +180,10 @@ NAMES = ["files", "native", "native-leak", "native-stops", "native-unlisted", "n
 def test_renaming_every_message_changes_no_status(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_build: NativeBuild,
         fake_nvml: FakeNvml, no_nvml_dir: Path, make_prefix: MakePrefix,
-        conda_wheels: Path) -> None:
+        conda_wheels: Path, conda_native_prefix: NativePrefix) -> None:
     environ, settings, lines, *given = scenarios(native_build, fake_nvml, no_nvml_dir,
-                                                 make_prefix, conda_wheels)[name](tmp_path)
+                                                 make_prefix, conda_wheels,
+                                                 conda_native_prefix)[name](tmp_path)
     facts = given[0] if given else {}
     if name == "conda-no-rattler":
         monkeypatch.setitem(sys.modules, "rattler", None)  # `import rattler` fails

@@ -265,7 +265,7 @@ def test_marker_skips_name_the_missing_library_and_the_crash(
     result = pytester.runpytest_subprocess("-rs")
     result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines([
-        "*envguard: needs library libenvguard_absent.so.1 — found not found: no "
+        "*envguard: needs library libenvguard_absent.so.1 — found none: no "
         "libenvguard_absent.so.1 in LD_LIBRARY_PATH*",
         "*envguard: needs import envguard_crashes — found crashed (SIGSEGV): the interpreter "
         "was killed by SIGSEGV in *envguard_crashes.py:2*",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pytest_envguard.environment import Environment
@@ -12,6 +13,7 @@ from pytest_envguard.probes import Failure
 from pytest_envguard.verdicts import (
     NOTHING_FOUND,
     Problem,
+    Status,
     Verdict,
     listing,
     met,
@@ -21,7 +23,7 @@ from pytest_envguard.verdicts import (
 )
 
 if TYPE_CHECKING:
-    from pytest_envguard.probes.extensions import NativeProblem, NotScanned
+    from pytest_envguard.probes.extensions import NativeOwners, NativeProblem, NotScanned
     from pytest_envguard.probes.loader import Candidate, LibraryFacts
 
 
@@ -30,10 +32,13 @@ if TYPE_CHECKING:
 
 def check_library(requirement: Requirement, env: Environment) -> Verdict:
     from pytest_envguard import hints
+    from pytest_envguard.checks.conda import library_owners, owned_by
 
     name = requirement.argument or ""
     facts = env.library(name)
     dlopen = facts.loader
+    # In a conda prefix: who owns the file the verdict names (conda, pip, …).
+    owners = library_owners(env, name, [facts.path, dlopen.stopped_at if dlopen else None])
     if facts.path is None:
         if dlopen is not None and dlopen.stopped_at:
             # The loader ends its search at a file it cannot load: a good copy later
@@ -41,7 +46,8 @@ def check_library(requirement: Requirement, env: Environment) -> Verdict:
             later = f"; {facts.candidates[0].path} ({facts.candidates[0].source}) comes later " \
                     "and is never reached" if facts.candidates else ""
             return unmet(requirement, f"dlopen fails at {dlopen.stopped_at}",
-                         f"{name}: {dlopen.reason} ({dlopen.source}){later}",
+                         f"{name}: {dlopen.reason} ({dlopen.source})"
+                         f"{owned_by(dlopen.stopped_at, owners)}{later}",
                          hint=hints.broken_file_hint(dlopen.stopped_at, dlopen.source))
         if facts.failure is not Failure.MISSING:
             return unknown(requirement, facts.reason or f"{name}: the search could not run")
@@ -52,16 +58,22 @@ def check_library(requirement: Requirement, env: Environment) -> Verdict:
     if facts.load_errors:
         # The loader finds the file, then fails loading what it needs.
         return unmet(requirement, f"dlopen fails loading {facts.path}",
-                     f"{name} is {facts.path} ({facts.source}), but {listing(facts.load_errors)}",
+                     f"{name} is {facts.path} ({facts.source}){owned_by(facts.path, owners)}, "
+                     f"but {listing(facts.load_errors)}",
                      hint=hints.library_hint(name))
     candidates = list(facts.candidates)
     chosen = candidates[0]
     if requirement.specifier:
         verdict = _version_verdict(requirement, name, candidates)
         if isinstance(verdict, Verdict):
+            if verdict.status is not Status.MET and owners is not None:
+                verdict = replace(verdict, reason=verdict.reason + owned_by(facts.path, owners))
             return verdict
         chosen = verdict
-    return met(requirement, _found(chosen, facts), _library_reason(chosen, candidates, facts))
+    if chosen is not candidates[0]:
+        owners = library_owners(env, f"{name} {requirement.specifier}", [chosen.path])
+    return met(requirement, _found(chosen, facts),
+               _library_reason(chosen, candidates, facts) + owned_by(chosen.path, owners))
 
 
 def _decide(specifier: str, candidate: Candidate) -> bool | None:
@@ -142,11 +154,16 @@ def _library_reason(chosen: Candidate, candidates: list[Candidate], facts: Libra
 # -- extensions ------------------------------------------------------------------------------
 
 
-def _native_hint(problem: NativeProblem, env: Environment) -> str:
+def _native_hint(problem: NativeProblem, env: Environment,
+                 owners: NativeOwners | None = None) -> str:
     from pytest_envguard import hints
+    from pytest_envguard.checks.conda import across_managers_hint
     from pytest_envguard.probes import extensions as kinds
 
     dist = problem.distribution or "the distribution"
+    across = across_managers_hint(problem, owners)
+    if across is not None:  # a pip module against conda's library, in a conda prefix
+        return across
     if problem.source == "LD_LIBRARY_PATH" and problem.library_path:
         return hints.ld_library_path_hint(problem.library_path, problem.interpreter)
     if problem.kind == kinds.MISSING_VERSION and problem.version:
@@ -173,16 +190,20 @@ def _native_hint(problem: NativeProblem, env: Environment) -> str:
     return f"reinstall it: pip install --force-reinstall --no-deps {dist}"
 
 
-def _native_cause(problem: NativeProblem) -> str:
+def _native_cause(problem: NativeProblem, owners: NativeOwners | None = None) -> str:
+    """Why the module does not load; in a conda prefix (``owners``), with who owns the
+    library named, and for a library not found, the copies conda put in the prefix."""
+    from pytest_envguard.checks.conda import conda_copies, owned
     from pytest_envguard.probes import extensions as kinds
 
     via = f" (via {os.path.basename(problem.via)})" if problem.via else ""
     where = f" from {problem.source}" if problem.source == "LD_LIBRARY_PATH" else ""
     if problem.kind == kinds.MISSING_LIBRARY:
-        return f"{problem.library} not found{via}"
+        return f"{problem.library} not found{via}{conda_copies(problem.library or '', owners)}"
     if problem.kind == kinds.MISSING_VERSION:
         has = f"has up to {problem.available}" if problem.available else "lacks it"
-        return f"{problem.version} not in {problem.library_path}{where}{via} ({has})"
+        library = owned(problem.library_path or "?", owners)
+        return f"{problem.version} not in {library}{where}{via} ({has})"
     if problem.kind == kinds.LOADER_ERROR:
         return f"the loader stops at {problem.detail}{where}{via}"
     if problem.kind == kinds.WRONG_PYTHON:
@@ -191,6 +212,8 @@ def _native_cause(problem: NativeProblem) -> str:
 
 
 def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
+    from pytest_envguard.checks.conda import duplicate_hint, duplicate_problems, native_owners
+
     facts = env.extensions(requirement.argument)
     if facts.failure is Failure.MISSING:
         return unmet(requirement, "not installed", facts.reason or "not installed",
@@ -199,11 +222,13 @@ def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
         return unknown(requirement, facts.reason or "the extension modules could not be checked")
     own = (f", {facts.interpreter_modules} of them the interpreter's own"
            if facts.interpreter_modules else "")
+    owners = native_owners(env, requirement.argument, facts)  # in a conda prefix only
+    twice = duplicate_problems(owners) if owners is not None else []
     missed = tuple(Problem(NOT_SCANNED, f"{item.distribution}: not scanned: {item.reason}")
                    for item in facts.not_scanned)
     unscanned = (f"; not scanned: {listing([_not_scanned(item) for item in facts.not_scanned])}"
                  if facts.not_scanned else "")
-    if not facts.problems:
+    if not facts.problems and not twice:
         if facts.not_scanned and requirement.argument is not None:
             # Its modules are unknown, so whether they load is too: never met.
             return unknown(requirement, f"not scanned: {facts.not_scanned[0].reason}; whether "
@@ -221,20 +246,36 @@ def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
     # One line per cause, naming the files it breaks: a missing libcudnn breaks dozens.
     causes: dict[str, list[str]] = {}
     for problem in facts.problems:
-        causes.setdefault(_native_cause(problem), []).append(problem.display)
+        causes.setdefault(_native_cause(problem, owners), []).append(_module(problem, owners))
     parts = []
     for cause, files in causes.items():
         more = f" (+{len(files) - 1} more)" if len(files) > 1 else ""
         parts.append(f"{files[0]}{more}: {cause}")
+    parts += [problem.text for problem in twice]
     broken = len({problem.file for problem in facts.problems})
-    first = _most_telling(facts.problems)
+    loaded_twice = f"{len(twice)} {'library' if len(twice) == 1 else 'libraries'} loaded twice"
     found = f"{broken} of {plural(facts.modules, 'module')} broken"
     if any(problem.startup for problem in facts.problems):
         found = "the interpreter does not start"  # so no module imports
-    return unmet(requirement, found,
-                 listing(parts) + unscanned, hint=_native_hint(first, env),
-                 problems=tuple(Problem(problem.kind, f"{problem.display}: {_native_cause(problem)}")
-                                for problem in facts.problems) + missed)
+    if twice:
+        found = f"{found}, {loaded_twice}" if facts.problems else loaded_twice
+    if facts.problems:
+        hint: str | None = _native_hint(_most_telling(facts.problems), env, owners)
+    else:
+        hint = duplicate_hint(owners) if owners is not None else None
+    return unmet(requirement, found, listing(parts) + unscanned, hint=hint,
+                 problems=tuple(Problem(problem.kind, f"{_module(problem, owners)}: "
+                                                      f"{_native_cause(problem, owners)}")
+                                for problem in facts.problems) + tuple(twice) + missed)
+
+
+def _module(problem: NativeProblem, owners: NativeOwners | None) -> str:
+    """The module as the verdict names it; in a conda prefix, with who owns it."""
+    from pytest_envguard.checks.conda import owned
+
+    if owners is None or owners.owner(problem.file) is None:
+        return problem.display
+    return owned(problem.file, owners).replace(problem.file, problem.display, 1)
 
 
 #: The kind of the problem that names a distribution whose modules were not checked.

@@ -39,6 +39,7 @@ from pytest_envguard.probes.ldcache import LdCacheFacts
 from pytest_envguard.probes.loader import LoaderConfig, Resolution, Resolver
 
 if TYPE_CHECKING:
+    from pytest_envguard.probes.conda import CondaFacts, Owner
     from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts
 
 
@@ -76,6 +77,18 @@ class NativeProblem(Facts):
 
 
 @dataclass(frozen=True)
+class ModuleClosure(Facts):
+    """What the loader walk resolved for one extension module: each name needed on the
+    way (by the module, or by a library it loads) and the file it resolved to (None: not
+    found). Names the interpreter had loaded before are in
+    :attr:`ExtensionsFacts.loaded_first`; the loader matches them instead of searching."""
+
+    file: str
+    display: str  # the file as the verdicts name it: relative to its site-packages directory
+    resolved: tuple[tuple[str, str | None], ...]
+
+
+@dataclass(frozen=True)
 class NotScanned(Facts):
     """A distribution whose extension modules could not be listed, so were not checked."""
 
@@ -100,6 +113,8 @@ class ExtensionsFacts(Facts):
     failure: Failure | None = None  # MISSING: the distribution is not installed
     interpreter_modules: int = 0  # of `modules`, the interpreter's own (lib-dynload)
     not_scanned: tuple[NotScanned, ...] = ()  # distributions whose modules were not checked
+    closures: tuple[ModuleClosure, ...] = ()  # per module walked: what each needed name resolved to
+    loaded_first: tuple[tuple[str, str], ...] = ()  # name → file the interpreter (and LD_PRELOAD) load
 
 
 #: Bounds on a file list a distribution ships (``RECORD``): torch's is about 2 MB and
@@ -474,7 +489,11 @@ def probe_extensions(
                            len(checker.seen), tuple(problems),
                            tuple(item.distribution for item in not_scanned),
                            parsed=cache.misses, interpreter_modules=len(own_modules),
-                           not_scanned=tuple(not_scanned))
+                           not_scanned=tuple(not_scanned),
+                           closures=tuple(ModuleClosure(module, display, tuple(resolved.items()))
+                                          for module, (display, resolved)
+                                          in checker.closures.items()),
+                           loaded_first=tuple(checker.preloaded.items()))
 
 
 def _display(path: str, location: str) -> str:
@@ -516,6 +535,7 @@ class _Closure:
     objects: dict[str, ElfFacts]  # every object loaded, by path
     failures: list[tuple[ElfFacts, str, Resolution]]  # (who needs it, name, the loader's answer)
     sources: dict[str, str]  # path → where the loader found it
+    resolved: dict[str, str | None] = dataclasses.field(default_factory=dict)  # needed name → file
 
 
 class ExtensionChecker:
@@ -539,6 +559,8 @@ class ExtensionChecker:
         self.preloaded: dict[str, str] = {}
         self.base: set[str] = set()
         self._interpreter: _Closure | None = None
+        # module → (its display, what its walk resolved: _Closure.resolved)
+        self.closures: dict[str, tuple[str, dict[str, str | None]]] = {}
         if not self.executable.ok:
             self.reason = f"cannot read the interpreter: {self.executable.reason}"
             self.failure = self.executable.failure
@@ -592,6 +614,7 @@ class ExtensionChecker:
                 found = self._provider(name, distribution) or self._resolve(name, obj, above)
                 path = found.path
                 closure.loaded[name] = path
+                closure.resolved[name] = path
                 if path is None:
                     closure.failures.append((obj, name, found))
                     continue
@@ -638,6 +661,7 @@ class ExtensionChecker:
                 detail=f"built for {module.describe_abi()}, the interpreter is "
                        f"{self.executable.describe_abi()}", interpreter=interpreter)]
         closure = self._closure(module, (), distribution=distribution)
+        self.closures[path] = (display, closure.resolved)
         return self._problems(closure, path, display, distribution, interpreter=interpreter)
 
     def _problems(self, closure: _Closure, path: str, display: str, distribution: str | None, *,
@@ -694,3 +718,101 @@ class ExtensionChecker:
                 sources[found] = closure.sources.get(found) or self._interpreter.sources.get(
                     found, "")
         return sources
+
+
+# -- in a conda prefix: which manager owns each file a native verdict names -------------------
+
+
+@dataclass(frozen=True)
+class LibraryCopies(Facts):
+    """Files of one library (by name: ``lib/libfoo.so.1`` and a wheel's vendored
+    ``foo.libs/libfoo-ab12cd34.so.1``) that one import loads together."""
+
+    stem: str  # "libfoo"
+    copies: tuple[str, ...]  # the files, as the loader walk resolved them
+    modules: tuple[str, ...]  # the extension modules whose import loads all of them (displays)
+
+
+@dataclass(frozen=True)
+class NativeOwners(Facts):
+    """In a conda prefix: who owns each file the ``extensions`` verdict names (the
+    modules and the libraries of its problems, the copies of a library loaded twice),
+    and, for a needed library that is not found, the files of that library conda put
+    in the prefix."""
+
+    owners: tuple[tuple[str, Owner], ...] = ()  # path → owner
+    duplicates: tuple[LibraryCopies, ...] = ()
+    conda_copies: tuple[tuple[str, tuple[str, ...]], ...] = ()  # needed name → conda's files
+
+    def owner(self, path: str | None) -> Owner | None:
+        return dict(self.owners).get(path) if path else None
+
+
+def library_copies(facts: ExtensionsFacts) -> list[LibraryCopies]:
+    """Two or more files of one library in one module's closure (what it resolved, and
+    what the interpreter loaded first), each group once, with every module that loads
+    it. One file under two names (a symbolic link) is one copy."""
+    from pytest_envguard.probes.conda import library_stem
+
+    first = [path for _, path in facts.loaded_first]
+    groups: dict[tuple[str, frozenset[str]], tuple[tuple[str, ...], list[str]]] = {}
+    for closure in facts.closures:
+        own = [path for _, path in closure.resolved if path]
+        by_stem: dict[str, dict[str, None]] = {}
+        for path in (*own, *first):
+            stem = library_stem(path)
+            if stem is not None:
+                by_stem.setdefault(stem, {})[path] = None
+        for stem, paths in by_stem.items():
+            if len(paths) < 2 or not any(path in own for path in paths):
+                continue
+            real = {os.path.realpath(path): path for path in paths}  # only where names repeat
+            if len(real) > 1:
+                entry = groups.setdefault((stem, frozenset(real)), (tuple(real.values()), []))
+                entry[1].append(closure.display)
+    return [LibraryCopies(stem, copies, tuple(modules))
+            for (stem, _), (copies, modules) in groups.items()]
+
+
+def probe_native_owners(facts: ExtensionsFacts, prefix: Callable[[], CondaFacts],
+                        installed: InstalledFacts) -> NativeOwners:
+    """Who owns the files of ``facts``' problems and duplicate libraries in the conda
+    prefix (``prefix()`` reads its records, only when there is a file to name): conda's
+    records first, then each distribution's ``RECORD``."""
+    from pytest_envguard.probes.conda import FileOwners, library_stem, owners
+
+    duplicates = library_copies(facts)
+    if not duplicates and not facts.problems:
+        return NativeOwners()  # nothing to name: the records are not even read
+    conda = prefix()
+    if not conda.present:
+        return NativeOwners()
+    missing = {problem.library for problem in facts.problems
+               if problem.kind == MISSING_LIBRARY and problem.library}
+    conda_copies: dict[str, tuple[str, ...]] = {}
+    if missing:
+        stems = {name: library_stem(name) for name in missing}
+        libraries = [relative for relative in owners(conda)
+                     if relative.startswith("lib/") and relative.count("/") == 1]
+        for name, stem in sorted(stems.items()):
+            found = tuple(os.path.join(conda.prefix, relative) for relative in libraries
+                          if stem is not None and library_stem(relative) == stem)
+            if found:
+                conda_copies[name] = found
+    paths = [path for problem in facts.problems for path in (problem.file, problem.library_path)
+             if path]
+    paths += [path for group in duplicates for path in group.copies]
+    paths += [path for found in conda_copies.values() for path in found]
+    index = FileOwners(conda, installed)
+    return NativeOwners(tuple((path, index.owner(path)) for path in dict.fromkeys(paths)),
+                        tuple(duplicates), tuple(conda_copies.items()))
+
+
+def probe_owners(paths: Sequence[str], conda: CondaFacts, installed: InstalledFacts) -> NativeOwners:
+    """Who owns each of ``paths`` in the conda prefix ``conda``."""
+    from pytest_envguard.probes.conda import FileOwners
+
+    if not conda.present:
+        return NativeOwners()
+    index = FileOwners(conda, installed)
+    return NativeOwners(tuple((path, index.owner(path)) for path in dict.fromkeys(paths)))
