@@ -5,7 +5,7 @@
 
 The check runs in this interpreter, pointed at the target interpreter's
 site-packages and executable (it never imports anything from there). "cold"
-is an empty ELF cache in a fresh process state (pyelftools not yet imported);
+is an empty ELF cache in a fresh process state;
 "warm" is a second session: the cache file exists and nothing changed. `ldd`
 runs once per extension module, as a shell loop over the same files would.
 The targets (numpy + scipy, 137 ELF files): warm <= 30 ms, cold <= 1/3 of `ldd`
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_envguard.probes import elf, extensions, ldcache, loader
+from pytest_envguard.probes import extensions, ldcache, loader
 from pytest_envguard.probes.distributions import scan_distributions
 
 PACKAGES = ("numpy", "scipy")
@@ -63,8 +63,7 @@ def run_check(installed, python: Path, cache_dir: Path):
 
 
 def clear_process_caches() -> None:
-    """What a new process would not have: parsed structs, ld.so.cache, the loader's answer."""
-    elf._structs.cache_clear()
+    """What a new process would not have: ld.so.cache, the loader's answer."""
     ldcache._read_ld_so_cache.cache_clear()
     loader._ask_loader.cache_clear()
 

@@ -23,10 +23,12 @@ table of requirements × runs (:mod:`pytest_envguard.merge`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pytest_envguard import __version__
@@ -48,6 +50,7 @@ exit status:
   1  --migrate: a file could not be read or parsed, and was left as it is
   {EXIT_USAGE}  a requirement line, an option or the config file is not valid
   {EXIT_CONTRACT_UNMET}  the contract is not met
+  {128 + signal.SIGPIPE}  the reader closed the output early (| head): it stopped quietly
 
 The same exit statuses as pytest with the plugin (pytest --envguard-report).
 """
@@ -127,6 +130,28 @@ def _adopt(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return adopt.run_suggest(args.format, Path(args.write) if args.write else None, cwd=cwd)
 
 
+def _quiet_when_the_reader_stops(run: Callable[..., int]) -> Callable[..., int]:
+    """``envguard | head``: when the reader closes the pipe, stop without a traceback,
+    as a command killed by SIGPIPE does (status 128 + SIGPIPE), and keep the flush at
+    exit from complaining too (the recipe of Python's ``signal`` documentation)."""
+
+    @functools.wraps(run)
+    def quiet(*args: object, **kwargs: object) -> int:
+        try:
+            try:
+                return run(*args, **kwargs)
+            finally:  # a pipe's buffer is written here, not at exit (--help ends in SystemExit)
+                sys.stdout.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return 128 + signal.SIGPIPE
+
+    return quiet
+
+
+@_quiet_when_the_reader_stops
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)

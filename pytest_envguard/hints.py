@@ -104,6 +104,15 @@ CONDA_FIXES: dict[str, str] = {
     "conda-metadata-edited": "conda install --force-reinstall {package}",
     "conda-leftover": "delete {path} (and the files its RECORD lists)",
     "name-spelling": "keep one: pip uninstall {name}, or conda remove {package}",
+    # native libraries from two managers (`extensions` in a conda prefix)
+    "native-across-managers": ("{name} ({manager}) needs {needed}, which conda's {package} "
+                               "does not give: it was built against another release. Install "
+                               "{name} with conda (conda install {name}: its conda build uses "
+                               "conda's library), or build it here (pip install "
+                               "--force-reinstall --no-binary {name} {name})"),
+    "duplicate-library": ("two {stem} in one process can clash (two OpenMP runtimes abort, two "
+                          "libstdc++ mix up their state): install {name} with conda (conda "
+                          "install {name}), so that conda's {stem} ({package}) serves them both"),
 }
 
 

@@ -79,6 +79,9 @@ INI_OPTIONS: tuple[IniOption, ...] = (
     IniOption("envguard_targets", "path", "",
               "a TOML file of [profile.NAME] tables that --envguard-target NAME may name "
               "(relative to the config file)"),
+    IniOption("envguard_conda_hashes", "bool", False,
+              "in a conda prefix, 'consistent' hashes every file conda linked (default false: "
+              "only those whose size or mtime changed)"),
 )
 INI_NAMES = frozenset(option.name for option in INI_OPTIONS)
 
@@ -100,6 +103,7 @@ class Options(NamedTuple):
     xdist_controller: XdistController = "check"
     tox_python: bool = False
     show_env_values: bool = False
+    conda_hashes: bool = False
     strict_flag: bool = False  # --envguard-strict was given (it wins over envguard_strict)
     target: Target | None = None  # --envguard-target: judge as on this machine
 
@@ -108,7 +112,8 @@ class Options(NamedTuple):
 
         return Settings(cache_dir=cache_dir, gpu_timeout=self.gpu_timeout,
                         import_timeout=self.import_timeout, rootdir=rootdir,
-                        lock_extras=self.lock_extras, show_env_values=self.show_env_values)
+                        lock_extras=self.lock_extras, show_env_values=self.show_env_values,
+                        conda_hashes=self.conda_hashes)
 
     def strict_now(self, environ: Mapping[str, str]) -> bool:
         """Whether unmet markers fail here: always, never, or when ``$CI`` says so."""
@@ -191,6 +196,7 @@ def resolve(
                                                        source("envguard_xdist_controller"))),
         tox_python=tox_python,
         show_env_values=_bool(value("envguard_show_env_values"), source("envguard_show_env_values")),
+        conda_hashes=_bool(value("envguard_conda_hashes"), source("envguard_conda_hashes")),
         strict_flag=strict_flag,
         target=resolve_target(target, str(value("envguard_targets") or ""),
                               name_source=target_source, file_source=source("envguard_targets"),

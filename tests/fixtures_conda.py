@@ -33,13 +33,16 @@ import tarfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import packaging
 import pytest
 
 import pytest_envguard
 from tests.fixtures_packages import _record_line, clean_environ
+
+if TYPE_CHECKING:
+    from tests.fixtures_native import LoaderAnswer
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 PY_NODOT = PY.replace(".", "")
@@ -444,3 +447,109 @@ def build_wheel_with_files(directory: Path, name: str, version: str,
         for member, data in members.items():
             archive.writestr(member, data)
     return path
+
+
+# -- native libraries from two managers (issue 16, point 3) ---------------------------------------
+# A prefix whose conda packages ship ELF libraries built with cc — libfoo (lib/libfoo.so.1,
+# symbol version FOO_1.0) and libbar (lib/libbar.so.1, which needs libfoo.so.1) — and pip
+# wheels whose extension modules were built elsewhere: so2ext needs libfoo.so.2; newerext
+# needs FOO_2.0 of libfoo.so.1; dupext vendors dupext.libs/libfoo-ab12cd34.so.1 and needs
+# conda's libbar (so one import loads two libfoo); goodext needs only what conda gives.
+
+NATIVE_SOURCES = {
+    "foo.c": "int foo_one(void) { return 1; }\n",
+    "foo.map": "FOO_1.0 { global: foo_one; local: *; };\n",
+    "foo_newer.c": "int foo_one(void) { return 1; }\nint foo_two(void) { return 2; }\n",
+    "foo_newer.map": "FOO_1.0 { global: foo_one; local: *; };\nFOO_2.0 { global: foo_two; } FOO_1.0;\n",
+    "bar.c": "extern int foo_one(void);\nint bar(void) { return foo_one(); }\n",
+    "uses_one.c": "extern int foo_one(void);\nint ext(void) { return foo_one(); }\n",
+    "uses_two.c": "extern int foo_two(void);\nint ext(void) { return foo_two(); }\n",
+    "uses_bar.c": "extern int bar(void);\nextern int foo_one(void);\n"
+                  "int ext(void) { return bar() + foo_one(); }\n",
+}
+#: From a module at PREFIX/lib/pythonX.Y/site-packages/PKG/, the prefix's lib/: where a
+#: module built in a conda environment finds conda's libraries (its RUNPATH).
+TO_PREFIX_LIB = "-Wl,-rpath,$ORIGIN/../../..,--enable-new-dtags"
+VENDORED_LIBFOO = "libfoo-ab12cd34.so.1"
+
+
+@dataclass
+class NativePrefix:
+    prefix: CondaPrefix
+    modules: dict[str, Path]  # distribution → its extension module, installed
+
+    @property
+    def lib(self) -> Path:
+        return self.prefix.root / "lib"
+
+    def loader(self, module: Path) -> LoaderAnswer:
+        """The real loader's answer, asked by the prefix's own python."""
+        from tests.fixtures_native import real_loader
+
+        return real_loader(module, clean_environ(), python=self.prefix.python)
+
+
+def _build_native(work: Path) -> dict[str, Path]:
+    """The libraries and modules of :func:`conda_native_prefix`, built with cc."""
+    from tests.fixtures_native import compile_shared
+
+    work.mkdir(parents=True)
+    for name, text in NATIVE_SOURCES.items():
+        (work / name).write_text(text, encoding="utf-8")
+    conda_lib, newer, so2, vendored = (work / d for d in ("conda", "newer", "so2", "vendored"))
+    foo = compile_shared(conda_lib / "libfoo.so.1", work / "foo.c", "-Wl,-soname,libfoo.so.1",
+                         f"-Wl,--version-script={work / 'foo.map'}")
+    bar = compile_shared(conda_lib / "libbar.so.1", work / "bar.c", "-Wl,-soname,libbar.so.1",
+                         str(foo), "-Wl,-rpath,$ORIGIN,--enable-new-dtags")
+    newer_foo = compile_shared(newer / "libfoo.so.1", work / "foo_newer.c",
+                               "-Wl,-soname,libfoo.so.1",
+                               f"-Wl,--version-script={work / 'foo_newer.map'}")
+    foo2 = compile_shared(so2 / "libfoo.so.2", work / "foo.c", "-Wl,-soname,libfoo.so.2",
+                          f"-Wl,--version-script={work / 'foo.map'}")
+    vendored_foo = compile_shared(vendored / VENDORED_LIBFOO, work / "foo.c",
+                                  f"-Wl,-soname,{VENDORED_LIBFOO}",
+                                  f"-Wl,--version-script={work / 'foo.map'}")
+    return {
+        "libfoo": foo, "libbar": bar,
+        "so2ext": compile_shared(work / "so2ext.so", work / "uses_one.c", str(foo2), TO_PREFIX_LIB),
+        "newerext": compile_shared(work / "newerext.so", work / "uses_two.c", str(newer_foo),
+                                   TO_PREFIX_LIB),
+        "goodext": compile_shared(work / "goodext.so", work / "uses_one.c", str(foo),
+                                  TO_PREFIX_LIB),
+        "dupext": compile_shared(work / "dupext.so", work / "uses_bar.c", str(bar),
+                                 str(vendored_foo),
+                                 "-Wl,-rpath,$ORIGIN/../dupext.libs:$ORIGIN/../../..,"
+                                 "--enable-new-dtags"),
+        "vendored": vendored_foo,
+    }
+
+
+@pytest.fixture(scope="session")
+def conda_native_prefix(tmp_path_factory: pytest.TempPathFactory) -> NativePrefix:
+    base = tmp_path_factory.mktemp("conda-native")
+    built = _build_native(base / "build")
+    channel = CondaChannel(base / "channel", base / "cache")
+    abi = f"python_abi {PY}.* *_cp{PY_NODOT}"
+    for package in (
+        python_package(),
+        CondaPackage("python_abi", PY, f"4_cp{PY_NODOT}"),
+        CondaPackage("libfoo", "1.0", "h0", files={"lib/libfoo.so.1": built["libfoo"].read_bytes()}),
+        CondaPackage("libbar", "1.0", "h0", depends=("libfoo >=1.0,<2.0a0",),
+                     files={"lib/libbar.so.1": built["libbar"].read_bytes()}),
+    ):
+        build_conda_package(channel.root, package)
+    index_channel(channel.root)
+    make_shims(base)
+    prefix = CondaPrefix(base / "prefix", channel, base / "pkgs")
+    prefix.install(channel.solve("python", abi, "libbar"))
+    prefix.with_rattler(True)
+    wheels = base / "wheels"
+    wheels.mkdir()
+    modules = {}
+    for name in ("so2ext", "newerext", "goodext", "dupext"):
+        files = {f"{name}/__init__.py": b"", f"{name}/_ext.so": built[name].read_bytes()}
+        if name == "dupext":
+            files[f"dupext.libs/{VENDORED_LIBFOO}"] = built["vendored"].read_bytes()
+        prefix.pip("install", "--no-deps", str(build_wheel_with_files(wheels, name, "1.0", files)))
+        modules[name] = prefix.site / name / "_ext.so"
+    return NativePrefix(prefix, modules)

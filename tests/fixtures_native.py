@@ -353,16 +353,18 @@ class LoaderAnswer:
 
 
 def real_loader(target: str | Path, environ: Mapping[str, str] | None = None, *,
-                first: Sequence[str | Path] = (), unprivileged: bool = False) -> LoaderAnswer:
+                first: Sequence[str | Path] = (), unprivileged: bool = False,
+                python: str | Path | None = None) -> LoaderAnswer:
     """What the real dynamic loader does with ``dlopen(target)`` (a path or a bare
-    name) in a fresh interpreter with ``environ``, after ``first`` were dlopened;
-    ``unprivileged``: as a user for whom file modes hold (root drops its capabilities)."""
+    name) in a fresh interpreter (``python``, else this one) with ``environ``, after
+    ``first`` were dlopened; ``unprivileged``: as a user for whom file modes hold
+    (root drops its capabilities)."""
     from tests.fixtures_reliability import _DROP_PRIVILEGES
 
     env = dict(os.environ if environ is None else environ)
     code = (_DROP_PRIVILEGES if unprivileged else "") + _ORACLE
     targets = json.dumps([str(item) for item in (*first, target)])
-    result = subprocess.run([sys.executable, "-c", code, targets], env=env,
+    result = subprocess.run([str(python or sys.executable), "-c", code, targets], env=env,
                             capture_output=True, text=True, check=False, timeout=60)
     if result.returncode < 0:
         name = signal.Signals(-result.returncode).name

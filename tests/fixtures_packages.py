@@ -23,6 +23,7 @@ import sys
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,55 @@ def clean_environ(**extra: str) -> dict[str, str]:
 def _record_line(name: str, data: bytes) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"{name},sha256={digest},{len(data)}"
+
+
+def write_wheel(directory: Path, name: str, version: str, files: dict[str, bytes],
+                tag: str, metadata_text: str | None = None,
+                extra_dist_info: dict[str, bytes] | None = None) -> Path:
+    """A wheel holding ``files`` (PEP 427: a zip with a dist-info and a RECORD)."""
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    members = dict(files)
+    members[f"{dist_info}/METADATA"] = (metadata_text or
+                                        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n"
+                                        ).encode()
+    members[f"{dist_info}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: envguard-tests\n"
+                                     f"Root-Is-Purelib: false\nTag: {tag}\n").encode()
+    for member, data in (extra_dist_info or {}).items():
+        members[f"{dist_info}/{member}"] = data
+    record = [_record_line(member, data) for member, data in members.items()]
+    record.append(f"{dist_info}/RECORD,,")
+    members[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = directory / f"{module}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    return path
+
+
+def repack_installed(directory: Path, name: str) -> Path:
+    """A wheel of a distribution installed in the test interpreter, from its RECORD: the
+    same files, so pip installs the real thing without a download."""
+    dist = metadata.distribution(name)
+    info_dir = Path(str(dist._path))  # type: ignore[attr-defined]  # PathDistribution
+    files: dict[str, bytes] = {}
+    extra: dict[str, bytes] = {}
+    for item in dist.files or ():
+        path = Path(str(item.locate()))
+        relative = str(item)
+        if "__pycache__" in relative or relative.startswith(".."):
+            continue
+        if relative.startswith(info_dir.name + "/"):
+            member = relative.split("/", 1)[1]
+            if member not in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "METADATA",
+                              "WHEEL"):
+                extra[member] = path.read_bytes()
+            continue
+        files[relative] = path.read_bytes()
+    wheel = (info_dir / "WHEEL").read_text(encoding="utf-8")
+    tag = re.findall(r"^Tag: (\S+)$", wheel, re.MULTILINE)[0]
+    return write_wheel(directory, name, dist.version, files, tag,
+                       (info_dir / "METADATA").read_text(encoding="utf-8"), extra)
 
 
 def build_wheel(
@@ -191,11 +241,12 @@ class Venv:
         return next((self.root / "lib").glob("python3*/site-packages"))
 
     def pip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """The test interpreter's pip, working on this venv (``pip --python``)."""
+        """The test interpreter's pip, working on this venv (``pip --python``); offline:
+        tests download nothing, so pip never asks an index (``PIP_NO_INDEX``)."""
         return subprocess.run(
             [sys.executable, "-m", "pip", "--python", str(self.python), *args],
-            capture_output=True, text=True, check=check, env=clean_environ(), timeout=120,
-            cwd=self.root,
+            capture_output=True, text=True, check=check, env=clean_environ(PIP_NO_INDEX="1"),
+            timeout=120, cwd=self.root,
         )
 
     def run(self, *args: str, env: dict[str, str] | None = None,
@@ -353,6 +404,17 @@ def envguard_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
         (shim / "tomli").symlink_to(Path(tomli.__file__).parent)
     return shim
+
+
+@pytest.fixture(scope="session")
+def numpy_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The numpy this interpreter has (part of the test extra: a real manylinux wheel
+    with vendored libraries), repacked into a wheel, so venvs install it offline."""
+    try:
+        metadata.distribution("numpy")
+    except metadata.PackageNotFoundError:
+        pytest.fail("numpy is part of the test extra (pip install -e '.[test]')")
+    return repack_installed(tmp_path_factory.mktemp("numpy-wheel"), "numpy")
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,10 @@ hand-made CUDA wheel metadata. The suggested block, saved as it is, must be met 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
 import subprocess
 import sys
-import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +26,13 @@ from pytest_envguard.adopt.suggest import Candidate, cuda_lines, musllinux_floor
 from pytest_envguard.options import read_config
 from pytest_envguard.probes.distributions import InstalledDistribution
 from tests.fixtures_native import compile_shared
-from tests.fixtures_packages import MakeVenv, Venv, clean_environ, write_dist_info
+from tests.fixtures_packages import (
+    MakeVenv,
+    Venv,
+    clean_environ,
+    write_dist_info,
+    write_wheel,
+)
 
 SOURCES = {
     # A reference to dlopen@GLIBC_2.34 (dlopen moved into libc.so.6 in glibc 2.34).
@@ -40,60 +43,6 @@ SOURCES = {
                "const char *envguard_zlib(void) { return zlibVersion(); }\n",
     "hw.c": "int envguard_hw(void) { return 3; }\n",
 }
-
-
-def _record_line(name: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{name},sha256={digest},{len(data)}"
-
-
-def write_wheel(directory: Path, name: str, version: str, files: dict[str, bytes],
-                tag: str, metadata_text: str | None = None,
-                extra_dist_info: dict[str, bytes] | None = None) -> Path:
-    """A wheel holding ``files`` (PEP 427: a zip with a dist-info and a RECORD)."""
-    module = name.replace("-", "_")
-    dist_info = f"{module}-{version}.dist-info"
-    members = dict(files)
-    members[f"{dist_info}/METADATA"] = (metadata_text or
-                                        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n"
-                                        ).encode()
-    members[f"{dist_info}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: envguard-tests\n"
-                                     f"Root-Is-Purelib: false\nTag: {tag}\n").encode()
-    for member, data in (extra_dist_info or {}).items():
-        members[f"{dist_info}/{member}"] = data
-    record = [_record_line(member, data) for member, data in members.items()]
-    record.append(f"{dist_info}/RECORD,,")
-    members[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    path = directory / f"{module}-{version}-{tag}.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for member, data in members.items():
-            archive.writestr(member, data)
-    return path
-
-
-def repack_installed(directory: Path, name: str) -> Path:
-    """A wheel of a distribution installed in the test interpreter, from its RECORD: the
-    same files, so pip installs the real thing without a download."""
-    dist = metadata.distribution(name)
-    info_dir = Path(str(dist._path))  # type: ignore[attr-defined]  # PathDistribution
-    files: dict[str, bytes] = {}
-    extra: dict[str, bytes] = {}
-    for item in dist.files or ():
-        path = Path(str(item.locate()))
-        relative = str(item)
-        if "__pycache__" in relative or relative.startswith(".."):
-            continue
-        if relative.startswith(info_dir.name + "/"):
-            member = relative.split("/", 1)[1]
-            if member not in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "METADATA",
-                              "WHEEL"):
-                extra[member] = path.read_bytes()
-            continue
-        files[relative] = path.read_bytes()
-    wheel = (info_dir / "WHEEL").read_text(encoding="utf-8")
-    tag = re.findall(r"^Tag: (\S+)$", wheel, re.MULTILINE)[0]
-    return write_wheel(directory, name, dist.version, files, tag,
-                       (info_dir / "METADATA").read_text(encoding="utf-8"), extra)
 
 
 def readelf_glibc_needs(path: str) -> list[str]:
@@ -113,16 +62,11 @@ def version_key(version: str) -> tuple[int, ...]:
 
 
 @pytest.fixture(scope="module")
-def adopt_venv(make_venv: MakeVenv, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+def adopt_venv(make_venv: MakeVenv, numpy_wheel: Path, tmp_path_factory: pytest.TempPathFactory
+               ) -> Venv:
     """A venv with numpy, three cc-built native wheels and two CUDA wheels' metadata."""
     if sys.platform != "linux":  # pragma: no cover - the project runs on Linux
         pytest.fail("these tests build ELF files")
-    try:
-        metadata.distribution("numpy")
-    except metadata.PackageNotFoundError:
-        pytest.fail("numpy is part of the test extra (pip install -e '.[test]')")
-    import elftools
-
     build = tmp_path_factory.mktemp("adopt-build")
     for name, text in SOURCES.items():
         (build / name).write_text(text, encoding="utf-8")
@@ -133,7 +77,7 @@ def adopt_venv(make_venv: MakeVenv, tmp_path_factory: pytest.TempPathFactory) ->
     tag = "py3-none-linux_x86_64" if os.uname().machine == "x86_64" else \
         f"py3-none-linux_{os.uname().machine}"
     wheels = [
-        repack_installed(house, "numpy"),
+        numpy_wheel,
         write_wheel(house, "needs-glibc", "1.0", {"needs_glibc/__init__.py": b"",
                                                   "needs_glibc/_needs234.so": needs234.read_bytes()},
                     tag),
@@ -149,9 +93,6 @@ def adopt_venv(make_venv: MakeVenv, tmp_path_factory: pytest.TempPathFactory) ->
                     wheel_tag="py3-none-manylinux2014_x86_64")
     write_dist_info(venv.site, "nvidia-cublas-cu12", "12.4.5.8",
                     wheel_tag="py3-none-manylinux2014_x86_64")
-    shim = tmp_path_factory.mktemp("adopt-elftools")
-    (shim / "elftools").symlink_to(Path(elftools.__file__).parent)
-    (venv.site / "elftools-shim.pth").write_text(f"{shim}\n", encoding="utf-8")
     return venv
 
 

@@ -1132,6 +1132,7 @@ def test_hostile_record_files(tmp_path: Path, native_build: Any, name: str,
         assert listed == []
     else:  # over a bound: not scanned, and said so
         assert listed is None
+        assert verdict.status is Status.UNKNOWN, verdict  # its modules were not checked
         assert "not scanned" in verdict.reason and "hostile" in verdict.reason, verdict
 
 

@@ -359,6 +359,28 @@ def test_an_edit_hidden_by_an_old_mtime_needs_every_hash(make_prefix: MakePrefix
     assert verdict(prefix_environment(prefix, conda_hashes=True)).status is Status.UNMET
 
 
+def test_the_ini_option_asks_for_every_hash(make_prefix: MakePrefix, tmp_path: Path) -> None:
+    """``envguard_conda_hashes = true`` in the pytest config reaches the check: the edit
+    hidden by a restored mtime is found by the command the prefix's own python runs."""
+    prefix = make_prefix("zed")
+    path = prefix.site / "zed" / "__init__.py"
+    before = path.stat()
+    path.write_text(path.read_text().replace("1.0", "9.9"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    for value, status in (("false", "met"), ("true", "unmet")):
+        (tmp_path / "pytest.ini").write_text(
+            f"[pytest]\nenvguard = consistent\nenvguard_conda_hashes = {value}\n")
+        result = prefix.run("-m", "pytest_envguard", "-q", "--json", "-", cwd=tmp_path)
+        [verdict] = json.loads(result.stdout)["contract"]
+        assert verdict["status"] == status, (value, verdict)
+    assert [problem["kind"] for problem in verdict["problems"]] == ["conda-altered-files"]
+    (tmp_path / "pytest.ini").write_text("[pytest]\nenvguard = consistent\n"
+                                         "envguard_conda_hashes = sometimes\n")
+    bad = prefix.run("-m", "pytest_envguard", "-q", cwd=tmp_path)
+    assert bad.returncode == 4
+    assert "pytest.ini [envguard_conda_hashes]: invalid value 'sometimes'" in bad.stderr
+
+
 def test_prefix_replaced_files_are_judged_by_their_hash_in_the_prefix(
         make_prefix: MakePrefix) -> None:
     prefix = make_prefix("zed")

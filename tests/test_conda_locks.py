@@ -345,3 +345,41 @@ def test_a_conda_lock_in_a_venv_finds_every_conda_package_missing(tmp_path: Path
     (result,) = checks.evaluate(grammar.parse_lines(["lock environment.yml"]), env)
     assert result.status is Status.UNMET
     assert [p.text for p in result.problems] == ["missing zlib=1.3 (environment.yml:2)"]
+
+
+# -- envguard --suggest proposes them ----------------------------------------------------------------
+
+
+def test_suggest_proposes_each_conda_lock_the_prefix_meets(locked_prefix: CondaPrefix,
+                                                           tmp_path: Path) -> None:
+    """In a project root with conda's lock files, ``--suggest`` proposes a ``lock`` line
+    for each file the ``lock`` key reads — kept when met here, left out (with the
+    verdict) when not — and none for other YAML or text files."""
+    from pytest_envguard.adopt.suggest import Dropped, lock_lines, suggest, verified
+
+    root = tmp_path / "project"
+    root.mkdir()
+    records = locked_prefix.installed_records()
+    write_pixi_lock(root / "pixi.lock", {"default": records}, {"plain": ("1.0", WHEEL_URL)})
+    write_conda_lock(root / "conda-lock.yml", records, {"plain": "1.0"})
+    write_explicit(root / "spec-file.txt", records)
+    write_explicit(root / "conda-linux-64.lock", [r for r in records if r.name.normalized != "libzed"]
+                   + locked_prefix.channel.records("libzed ==2.0"))  # not what is installed
+    (root / "environment.yml").write_text("name: work\ndependencies:\n  - zed=1.0\n  - tool\n",
+                                          encoding="utf-8")
+    (root / "mkdocs.yml").write_text("site_name: x\nnav:\n  - index.md\n", encoding="utf-8")
+    (root / "notes.txt").write_text("# notes\nnot a spec file\n@EXPLICIT\n", encoding="utf-8")
+    env = prefix_environment(locked_prefix, rootdir=root)
+
+    judged = verified(lock_lines(root), env)
+    kept = sorted(entry.line for entry in judged if not isinstance(entry, Dropped))
+    assert kept == ["lock conda-lock.yml", "lock environment.yml", "lock pixi.lock",
+                    "lock spec-file.txt"]
+    [dropped] = [entry for entry in judged if isinstance(entry, Dropped)]
+    assert dropped.line == "lock conda-linux-64.lock"
+    assert dropped.verdict.startswith("unmet here: found 1 differ")
+    # The same lines, met, in the whole suggestion; and each one met as its verdict says.
+    suggestion = suggest(env, root)
+    assert {c.line for c in suggestion.lines if c.line.startswith("lock ")} == set(kept)
+    verdicts = checks.evaluate(grammar.parse_lines(kept), env)
+    assert [v.status for v in verdicts] == [Status.MET] * 4

@@ -146,6 +146,42 @@ def test_metadata_headers_stop_at_the_body(tmp_path: Path) -> None:
     assert headers == {"name": ["foo"], "version": ["1.0"], "requires-dist": ["bar>=1"]}
 
 
+def test_headers_past_the_bound_are_said_not_read(tmp_path: Path) -> None:
+    """A header block longer than MAX_HEADERS lines: the lines read are kept, and the
+    distribution's facts say the rest was not read (a Requires-Dist may be there)."""
+    meta = tmp_path / "long-1.0.dist-info"
+    meta.mkdir()
+    filler = "Classifier: Topic :: Filler\n" * (packages.MAX_HEADERS - 2)
+    (meta / "METADATA").write_text(f"Name: long\nVersion: 1.0\n{filler}Requires-Dist: late\n\n",
+                                   encoding="utf-8")
+    dist = packages.read_distribution(str(meta), str(tmp_path))
+    assert (dist.name, dist.version, dist.failure) == ("long", "1.0", Failure.TOO_LARGE)
+    assert dist.reason is not None and "header lines" in dist.reason
+    # Exactly at the bound, the block is whole.
+    (meta / "METADATA").write_text(f"Name: long\nVersion: 1.0\n{filler}\nbody\n",
+                                   encoding="utf-8")
+    whole = packages.read_distribution(str(meta), str(tmp_path))
+    assert (whole.failure, whole.reason) == (None, None)
+
+
+def test_a_requirement_past_the_header_bound_is_never_silently_met(make_venv: MakeVenv) -> None:
+    """pip check reads every header: a Requires-Dist after 10,000 Classifier lines is
+    unmet for it. `consistent` did not read that far, and says so instead of met."""
+    venv = make_venv("long-metadata")
+    meta = write_dist_info(venv.site, "verbose", "1.0")
+    filler = "Classifier: Topic :: Filler\n" * packages.MAX_HEADERS
+    (meta / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: verbose\nVersion: 1.0\n{filler}"
+        "Requires-Dist: surely-absent-dependency\n\nbody\n", encoding="utf-8")
+    code, problems = venv.pip_check()
+    assert code == 1 and ("missing", "verbose", "surely-absent-dependency") in problems
+    verdict = venv.verdict("consistent")
+    assert verdict["status"] == "unmet", verdict
+    [problem] = verdict["problems"]
+    assert problem["kind"] == "broken-metadata"
+    assert "more than 10,000 header lines" in problem["text"]
+
+
 def test_requires_txt_sections_become_markers() -> None:
     text = 'base>=1\n\n[gpu]\ncupy\n[:sys_platform == "win32"]\npywin32\n[Doc:python_version<"3.12"]\nsphinx\n'
     assert packages.requires_txt_requirements(text) == [

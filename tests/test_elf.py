@@ -242,6 +242,55 @@ def test_constants_match_pyelftools() -> None:
     assert (VER_FLAGS.VER_FLG_BASE, VER_FLAGS.VER_FLG_WEAK) == (elf.VER_FLG_BASE, elf.VER_FLG_WEAK)
 
 
+def test_machine_names_are_pyelftools_names() -> None:
+    """Every e_machine the reader names, it names as pyelftools does (the names the loader
+    model's tables and the reports use); a machine the table lacks keeps its number."""
+    from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE
+
+    for number, name in elf.MACHINE_NAMES.items():
+        assert ENUM_E_MACHINE[name] == number, name
+    for number, name in elf.TYPE_NAMES.items():
+        assert ENUM_E_TYPE[name] == number, name
+    assert elf.machine_name(0x9026) == "EM_36902"  # Linux/Alpha: pyelftools has no name either
+    assert elf.machine_name(0xBEEF) == "EM_48879"
+    assert elf.type_name(0xFE01) == "ET_65025"
+
+
+def test_an_unlisted_machine_reads_as_pyelftools_reads_it(
+        native_build: NativeBuild, tmp_path: Path) -> None:
+    """The header fields of a file for a machine the table does not list: the same class,
+    type, machine number and dynamic section as pyelftools reports."""
+    for number in (183, 0x9026, 0xBEEF):
+        path = patch_machine(native_build.ext_needs_v2, tmp_path / f"machine-{number}.so", number)
+        facts = read_elf(str(path))
+        ours = _our_view(facts)
+        theirs = _pyelftools_view(str(path))
+        if isinstance(theirs["machine"], int):  # pyelftools gives the bare number
+            theirs["machine"] = f"EM_{theirs['machine']}"
+        assert ours == theirs
+        assert facts.header is not None and facts.header.e_machine == number
+
+
+def test_the_header_fields_equal_pyelftools_header(native_build: NativeBuild) -> None:
+    from elftools.elf.elffile import ELFFile
+
+    for path in (native_build.ext_needs_v2, Path(os.path.realpath(sys.executable))):
+        with path.open("rb") as stream:
+            header = ELFFile(stream).header
+        reader_fields = elf.parse_header(path.read_bytes()[:64], 64 if header["e_ident"]["EI_CLASS"]
+                                         == "ELFCLASS64" else 32, "<")
+        for name, value in reader_fields.items():
+            theirs = header[name]
+            if name == "e_machine":
+                assert elf.machine_name(value) == theirs
+            elif name == "e_type":
+                assert elf.type_name(value) == theirs
+            elif name == "e_version":
+                assert value == 1 and theirs == "EV_CURRENT"
+            else:
+                assert value == theirs, name
+
+
 def test_facts_round_trip_through_dicts(native_build: NativeBuild) -> None:
     facts = read_elf(str(native_build.ext_needs_v2))
     assert ElfFacts.from_dict(json.loads(json.dumps(facts.to_dict()))) == facts

@@ -17,7 +17,7 @@ from pytest_envguard import checks, grammar
 from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.probes import extensions
 from pytest_envguard.probes.distributions import scan_distributions
-from pytest_envguard.verdicts import Status, Verdict
+from pytest_envguard.verdicts import Problem, Status, Verdict
 from tests.fixtures_native import (
     EM_AARCH64,
     VENDORED_A,
@@ -178,15 +178,116 @@ def test_wrong_architecture_and_corrupt_modules(native_build: NativeBuild, tmp_p
     agree(env, "oddpkg", [foreign, truncated])
 
 
-def test_a_distribution_without_record_is_named(native_build: NativeBuild, tmp_path: Path) -> None:
+def _unlisted(site: Path, how: str) -> None:
+    """``nativebad`` (two modules the loader cannot load) with its file list taken away,
+    made unreadable or over the bound."""
+    record = site / "nativebad-1.0.dist-info" / "RECORD"
+    if how == "missing":
+        record.unlink()
+    elif how == "directory":
+        record.unlink()
+        record.mkdir()
+    elif how == "over-the-bound":
+        with record.open("ab") as file:
+            file.write(b"nativebad/x.py,,\n" * (extensions.MAX_RECORD_BYTES // 16 + 1))
+    elif how == "too-many-objects":
+        with record.open("ab") as file:
+            file.writelines(b"nativebad/_m%d.so,,\n" % index
+                            for index in range(extensions.MAX_LISTED_OBJECTS + 1))
+
+
+UNLISTED = {"missing": ("missing", "no RECORD"), "directory": ("not-regular", "RECORD not a file"),
+            "over-the-bound": ("too-large", "RECORD over the bound"),
+            "too-many-objects": ("too-large", "RECORD over the bound")}
+
+
+@pytest.mark.parametrize("how", sorted(UNLISTED))
+def test_a_distribution_whose_modules_cannot_be_listed_is_unknown(
+        native_build: NativeBuild, tmp_path: Path, how: str) -> None:
+    """The modules of a distribution whose RECORD is missing, not a file or over the bound
+    are not checked: `extensions NAME` is unknown with the reason (the loader fails on
+    both modules: met would be a false green), and `extensions` with no argument lists
+    it as a problem of its own kind and claims only what it checked."""
     site = tmp_path / "site"
-    shutil.copytree(native_build.site / "nativegood-1.0.dist-info", site / "bare-1.0.dist-info")
-    (site / "bare-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: bare\nVersion: 1.0\n", encoding="utf-8")
-    (site / "bare-1.0.dist-info" / "RECORD").unlink()
-    result = verdict("extensions bare", site_env(site))
-    assert result.status is Status.MET
-    assert "not scanned (no RECORD): bare" in result.reason
+    shutil.copytree(native_build.site, site, symlinks=True)
+    _unlisted(site, how)
+    env = site_env(site)
+    failure, words = UNLISTED[how]
+    [missed] = env.extensions("nativebad").not_scanned
+    assert (missed.distribution, missed.failure.value) == ("nativebad", failure)
+    for module in ("nativebad/_missing.so", "nativebad/_new_glibc.so"):
+        assert not real_loader(site / module, env.environ).loaded
+
+    named = verdict("extensions nativebad", env)
+    assert named.status is Status.UNKNOWN, named
+    assert named.reason == (f"not scanned: {missed.reason}; whether the extension modules of "
+                            "nativebad load is not known")
+    assert named.problems == (Problem("not-scanned", f"nativebad: not scanned: {missed.reason}"),)
+    assert named.hint is not None and "--force-reinstall --no-deps nativebad" in named.hint
+
+    everything = verdict("extensions", env)
+    assert everything.status is Status.MET, everything  # what was scanned loads
+    assert everything.found.endswith("modules (1 distribution not scanned)")
+    assert "in the distributions scanned" in everything.reason
+    assert everything.reason.endswith(f"not scanned: nativebad ({words})")
+    assert [problem.kind for problem in everything.problems] == ["not-scanned"]
+    assert everything.to_dict()["problems"] == [{"kind": "not-scanned",
+                                                 "text": f"nativebad: not scanned: {missed.reason}"}]
+
+
+def test_unscanned_distributions_are_listed_beside_broken_modules(
+        native_build: NativeBuild, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(native_build.site, site, symlinks=True)
+    (site / "nativegood-1.0.dist-info" / "RECORD").unlink()
+    result = verdict("extensions", site_env(site))
+    assert result.status is Status.UNMET
+    assert {problem.kind for problem in result.problems} == {
+        "missing-library", "missing-version", "not-scanned"}
+    assert result.reason.endswith("; not scanned: nativegood (no RECORD)")
+
+
+def test_a_rehearsal_claims_no_more_than_was_scanned(native_build: NativeBuild,
+                                                      tmp_path: Path) -> None:
+    """On a rehearsed machine too, a distribution that was not scanned is unknown by name
+    and a not-scanned problem of the whole (never silently left out of a met)."""
+    site = tmp_path / "site"
+    shutil.copytree(native_build.site, site, symlinks=True)
+    (site / "nativebad-1.0.dist-info" / "RECORD").unlink()
+    env = site_env(site, ENVGUARD_OVERRIDE_GLIBC="2.99")
+    named = verdict("extensions nativebad", env)
+    assert named.status is Status.UNKNOWN, named
+    assert named.reason.startswith("not scanned: ")
+    everything = verdict("extensions", env)
+    assert everything.overridden
+    assert everything.status is Status.MET, everything  # nativegood loads, on 2.99 too
+    assert everything.reason.endswith("; not scanned: nativebad (no RECORD)")
+    assert [problem.kind for problem in everything.problems] == ["not-scanned"]
+    (site / "nativegood-1.0.dist-info" / "RECORD").unlink()
+    shutil.copy(native_build.site / "nativebad-1.0.dist-info" / "RECORD",
+                site / "nativebad-1.0.dist-info" / "RECORD")
+    broken = verdict("extensions", site_env(site, ENVGUARD_OVERRIDE_GLIBC="2.99"))
+    assert broken.status is Status.UNMET, broken  # nativebad's missing library
+    assert "not-scanned" in {problem.kind for problem in broken.problems}
+    assert broken.reason.endswith("; not scanned: nativegood (no RECORD)")
+
+
+def test_an_unreadable_record_is_unknown(native_build: NativeBuild, tmp_path: Path) -> None:
+    """Mode 000 on RECORD, for a user the modes apply to."""
+    site = tmp_path / "site"
+    shutil.copytree(native_build.site, site, symlinks=True)
+    record = site / "nativebad-1.0.dist-info" / "RECORD"
+    environ = without_loader_vars(PYTHONPATH=str(Path(__file__).parent.parent))
+    make_unreadable(record)
+    try:
+        result = run_unprivileged(_UNPRIVILEGED_CHECK.format(
+            site=str(site), environ=environ).replace("vendpkg", "nativebad"), env=environ)
+    finally:
+        restore(record)
+    assert result.returncode == 0, result.stderr
+    status, reason = json.loads(result.stdout)
+    assert status == "unknown", reason
+    assert "RECORD: PermissionError" in reason
 
 
 # -- a vendored wheel, broken on purpose (failure 1) ----------------------------------------------

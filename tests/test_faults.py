@@ -150,6 +150,11 @@ def _churn(site: Path, stop: threading.Event) -> None:
 
 
 def test_files_vanishing_while_probes_read_them(tmp_path: Path) -> None:
+    """Files created, replaced and deleted as fast as possible while the probes read
+    them: no probe fails, and a lock read fails only because the file is gone. (A file
+    replaced between its check and its open is read anew: the interleaving this churn
+    hits about once in 8,000 reads under load is made deterministic in
+    tests/test_io.py::test_a_file_replaced_while_it_is_opened_is_read_anew.)"""
     site = tmp_path / "site"
     site.mkdir()
     stop = threading.Event()

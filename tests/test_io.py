@@ -120,3 +120,50 @@ def test_reads_are_bounded(tmp_path: Path, bad_inputs: Tried) -> None:
     with pytest.raises(TooLarge):
         read_bytes(str(sparse), 1 << 20)
     assert time.monotonic() - started < 5
+
+
+# -- a file replaced between its check and its open ---------------------------------------------
+
+# In a child (audit hooks cannot be removed): at the "open" event of the watched path,
+# before the real open runs, the file is replaced by rename, as a tool writing a lock
+# file replaces it — the interleaving the churn of tests/test_faults.py hits by chance.
+_REPLACED_AT_OPEN = """
+import json, os, sys
+from pytest_envguard.probes import _io
+path, times = sys.argv[1], int(sys.argv[2])
+replaced = []
+def hook(event, args):
+    if event == "open" and args and args[0] == path and len(replaced) < times:
+        replaced.append(1)
+        with open(path + ".new", "w") as file:
+            file.write(f"version {len(replaced)}\\n")
+        os.replace(path + ".new", path)
+sys.addaudithook(hook)
+try:
+    with _io.open_regular(path, "utf-8") as file:
+        print(json.dumps({"read": file.read(), "replaced": len(replaced)}))
+except OSError as error:
+    print(json.dumps({"error": str(error), "kind": _io.failure_of(error).value,
+                      "replaced": len(replaced)}))
+"""
+
+
+@pytest.mark.parametrize("times", [1, 2, 3])
+def test_a_file_replaced_while_it_is_opened_is_read_anew(tmp_path: Path, times: int) -> None:
+    """Replaced between the stat and the open (once, or on every try): the reader reads
+    the file as it now is; only a file that changes at every one of its tries is refused,
+    with the reason."""
+    from pytest_envguard.probes._io import REOPEN_TRIES
+
+    path = tmp_path / "requirements.txt"
+    path.write_text("version 0\n")
+    result = subprocess.run([sys.executable, "-c", _REPLACED_AT_OPEN, str(path), str(times)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["replaced"] == times
+    if times < REOPEN_TRIES:
+        assert answer == {"read": f"version {times}\n", "replaced": times}
+    else:
+        assert "the file changed while it was opened" in answer["error"]
+        assert answer["kind"] == Failure.UNREADABLE.value

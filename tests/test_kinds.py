@@ -12,6 +12,7 @@ turn ``unmet`` into ``unknown``, ``unknown`` into ``met``, or "not installed" in
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +23,10 @@ import pytest
 from pytest_envguard.checks import evaluate
 from pytest_envguard.environment import Environment, Settings
 from pytest_envguard.grammar import parse_lines
-from pytest_envguard.probes import Facts
+from pytest_envguard.probes import Facts, extensions
+from pytest_envguard.probes.distributions import scan_distributions
 from pytest_envguard.verdicts import Status
-from tests.fixtures_conda import MakePrefix, prefix_environment
+from tests.fixtures_conda import MakePrefix, NativePrefix, prefix_environment
 from tests.fixtures_native import NativeBuild, without_loader_vars
 from tests.fixtures_nvml import FakeNvml
 
@@ -77,7 +79,8 @@ def conda_scenario(make_prefix: MakePrefix, wheels: Path, tmp: Path,
 
 
 def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
-              make_prefix: MakePrefix, wheels: Path) -> dict[str, Scenario]:
+              make_prefix: MakePrefix, wheels: Path, native_prefix: NativePrefix
+              ) -> dict[str, Scenario]:
     def files(tmp: Path) -> tuple[dict[str, str], Settings, list[str]]:
         (tmp / "bad.toml").write_text("[not closed\n")
         (tmp / "uv.lock").write_text("[[package]\nname=\n")
@@ -123,6 +126,28 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
                 ["extensions", "library libenvguard_ver.so.1", "library envguard_ver",
                  "library libcrypto.so.3"])
 
+    def native_unlisted(tmp: Path) -> tuple[dict[str, str], Settings, list[str], dict[str, Any]]:
+        # Distributions whose file lists are missing, not a file, over the bound.
+        site = tmp / "site"
+        shutil.copytree(native.site, site, symlinks=True)
+        (site / "nativebad-1.0.dist-info" / "RECORD").unlink()
+        (site / "nativebad-1.0.dist-info" / "RECORD").mkdir()
+        (site / "nativegood-1.0.dist-info" / "RECORD").unlink()
+        (site / "nativegood-1.0.dist-info" / "RECORD").write_bytes(
+            b"x.py,,\n" * (extensions.MAX_RECORD_BYTES // 7 + 1))
+        return (without_loader_vars(), Settings(cache_dir=tmp),
+                ["extensions nativebad", "extensions nativegood", "extensions"],
+                {"installed": scan_distributions([str(site)])})
+
+    def conda_native(tmp: Path) -> tuple[dict[str, str], Settings, list[str], dict[str, Any]]:
+        # pip wheels against conda's libraries: another soname, a newer symbol version, two
+        # copies of one library in one import (the owners named come from kinds too).
+        env = prefix_environment(native_prefix.prefix)
+        return (without_loader_vars(), Settings(cache_dir=tmp),
+                ["extensions so2ext", "extensions newerext", "extensions dupext",
+                 "extensions goodext", "extensions", "library libfoo.so.1"],
+                {"python": env.python, "installed": env.installed})
+
     def gpu_lines(tmp: Path, environ: dict[str, str]) -> tuple[dict[str, str], Settings, list[str]]:
         return (environ, Settings(cache_dir=tmp, gpu_timeout=2.0),
                 ["cuda >=12", "driver >=400", "gpus >=1", "gpu-memory >=1GiB",
@@ -153,6 +178,8 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
         "native": native_lines,
         "native-leak": native_leak,
         "native-stops": native_stops,
+        "native-unlisted": native_unlisted,
+        "conda-native": conda_native,
         "nvml-missing": lambda tmp: gpu_lines(tmp, {**without_loader_vars(),
                                                     "LD_LIBRARY_PATH": str(no_nvml)}),
         "nvml-mismatch": lambda tmp: gpu_lines(tmp, nvml.environ(init_error="18")),
@@ -164,7 +191,9 @@ def scenarios(native: NativeBuild, nvml: FakeNvml, no_nvml: Path,
     }
 
 
-NAMES = ["rehearsed-libc", "rehearsed-gpus", "rehearsed-bad-gpus", "files", "native", "native-leak", "native-stops", "nvml-missing", "nvml-mismatch",
+NAMES = ["rehearsed-libc", "rehearsed-gpus", "rehearsed-bad-gpus", "files", "native", "native-leak",
+         "native-stops", "native-unlisted", "conda-native",
+         "nvml-missing", "nvml-mismatch",
          "nvml-hangs", "nvml-answers", "hidden-gpus", "conda", "conda-no-rattler"]
 
 
@@ -172,9 +201,10 @@ NAMES = ["rehearsed-libc", "rehearsed-gpus", "rehearsed-bad-gpus", "files", "nat
 def test_renaming_every_message_changes_no_status(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_build: NativeBuild,
         fake_nvml: FakeNvml, no_nvml_dir: Path, make_prefix: MakePrefix,
-        conda_wheels: Path) -> None:
+        conda_wheels: Path, conda_native_prefix: NativePrefix) -> None:
     environ, settings, lines, *given = scenarios(native_build, fake_nvml, no_nvml_dir,
-                                                 make_prefix, conda_wheels)[name](tmp_path)
+                                                 make_prefix, conda_wheels,
+                                                 conda_native_prefix)[name](tmp_path)
     facts = given[0] if given else {}
     if name == "conda-no-rattler":
         monkeypatch.setitem(sys.modules, "rattler", None)  # `import rattler` fails

@@ -8,6 +8,7 @@ sample too, so a rule that silently stopped checking would fail here.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,40 @@ def test_only_probes_import_native_libraries(path: Path) -> None:
                                                               "rattler"}
     if not relative(path).startswith("probes/"):
         assert not native, f"{relative(path)} imports {native}: only probes/ may"
+
+
+def runtime_dependencies() -> set[str]:
+    """The import names of what pyproject.toml installs with the package (its
+    dependencies and the optional ``conda`` extra), as the installed distributions'
+    own file lists map them (importlib.metadata.packages_distributions)."""
+    from importlib.metadata import packages_distributions
+
+    from pytest_envguard.probes._io import load_toml
+
+    project = load_toml(str(PACKAGE.parent / "pyproject.toml"), 1 << 20)["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["conda"]]
+    names = {re.split(r"[\s<>=!~;\[]", line, maxsplit=1)[0].lower().replace("_", "-")
+             for line in declared}
+    return {module for module, dists in packages_distributions().items()
+            if {dist.lower().replace("_", "-") for dist in dists} & names}
+
+
+#: Imported only where present, never required: the plugins whose hooks we join, and
+#: tomli, the dependency before Python 3.11 (absent from this interpreter's metadata).
+OPTIONAL_INTEGRATIONS = {"pytest_envguard", "pytest_metadata", "xdist", "tomli"}
+
+
+def test_the_package_imports_only_what_it_declares() -> None:
+    """Every third-party module the package imports at run time is a declared runtime
+    dependency: pyelftools, a test dependency only (the ELF reader's oracle), is imported
+    by no module, not even a probe."""
+    allowed = runtime_dependencies()
+    assert {"psutil", "pynvml", "packaging", "pytest", "_pytest", "rattler"} <= allowed
+    assert "elftools" not in allowed
+    for path in SOURCES:
+        imported = third_party(path.read_text(encoding="utf-8"))
+        foreign = imported - set(sys.stdlib_module_names) - allowed - OPTIONAL_INTEGRATIONS
+        assert not foreign, f"{relative(path)} imports {sorted(foreign)}: not a runtime dependency"
 
 
 PYTEST_LAYER = {"plugin.py", "xdist.py", "ci_reports.py"}

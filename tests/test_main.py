@@ -278,3 +278,33 @@ def test_help_names_the_program_and_lists_the_exit_statuses(tmp_path: Path, how:
 
     version = invoke("--version", cwd=tmp_path)
     assert (version.returncode, version.stdout) == (0, f"{program} {__version__}\n")
+
+
+# -- a reader that stops early (| head) ---------------------------------------------------------
+
+
+def run_into_a_closed_pipe(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``command | head`` where head has already gone: stdout is a pipe whose reading end
+    is closed, so every write fails (EPIPE) — deterministically, unlike a real head."""
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        return subprocess.run(command, cwd=cwd, stdout=writing, stderr=subprocess.PIPE,
+                              text=True, timeout=120, check=False)
+    finally:
+        os.close(writing)
+
+
+@pytest.mark.parametrize("args", [["-q", "python >=3"], ["python >=3"], ["--json", "-", "python >=3"],
+                                  ["--migrate", "."]], ids=" ".join)
+def test_a_reader_that_stops_early_ends_it_quietly(tmp_path: Path, args: list[str]) -> None:
+    """As a command killed by SIGPIPE: no traceback, no 'Exception ignored', status 141
+    (``--help`` too is quiet: argparse ignores the error itself, and exits 0)."""
+    (tmp_path / "test_x.py").write_text("import pytest\n\n@pytest.mark.skipif(True, reason='x')\n"
+                                        "def test_x(): pass\n")
+    for command in ([sys.executable, "-m", "pytest_envguard", *args],
+                    [str(CONSOLE_SCRIPT), *args]):
+        result = run_into_a_closed_pipe(command, tmp_path)
+        assert (result.returncode, result.stderr) == (141, ""), (command, result.stderr)
+        helped = run_into_a_closed_pipe([*command[:-len(args)], "--help"], tmp_path)
+        assert (helped.returncode, helped.stderr) == (0, ""), (command, helped.stderr)

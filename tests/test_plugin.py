@@ -753,7 +753,6 @@ def test_native_and_gpu_probes_import_neither_psutil_nor_pynvml(
     result.stdout.fnmatch_lines(["envguard: *NVIDIA H100 80GB HBM3*contract: 5 met"])
 
 
-@pytest.mark.xfail(strict=True, reason="probes/elf.py still parses the ELF header with pyelftools")
 def test_native_probes_import_no_pyelftools(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, fake_nvml: FakeNvml) -> None:
     result = imported_in_the_test_process(pytester, monkeypatch, fake_nvml, ["elftools"])

@@ -152,7 +152,7 @@ def guarded_venv(make_venv: MakeVenv, wheelhouse: Path, tmp_path_factory: pytest
     shim = tmp_path_factory.mktemp("readonly-shim")
     # What pytest (any supported version, any Python) and envguard import, where installed.
     names = ["pytest", "_pytest", "py", "pluggy", "iniconfig", "pygments", "exceptiongroup", "tomli",
-             "typing_extensions", "psutil", "elftools", "pynvml"]
+             "typing_extensions", "psutil", "pynvml"]
     for name in names:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
@@ -163,7 +163,7 @@ def guarded_venv(make_venv: MakeVenv, wheelhouse: Path, tmp_path_factory: pytest
         (shim / source.name).symlink_to(source)
     # Their metadata too: pytest asks importlib.metadata for pluggy's version.
     site = Path(pytest.__file__ or "").parent.parent
-    for name in ("pytest", "pluggy", "iniconfig", "psutil", "pyelftools", "pygments", "nvidia_ml_py",
+    for name in ("pytest", "pluggy", "iniconfig", "psutil", "pygments", "nvidia_ml_py",
                  "packaging", "exceptiongroup", "tomli", "typing_extensions"):
         for dist_info in site.glob(f"{name}-*.dist-info"):
             (shim / dist_info.name).symlink_to(dist_info)

@@ -137,3 +137,12 @@ def cuda_build(name: str, version: str) -> CudaBuild | None:
 LOCK_FILE_NAMES: tuple[str, ...] = ("uv.lock", "poetry.lock", "pylock.toml", "requirements.lock",
                                     "requirements.txt")
 LOCK_FILE_PATTERN = re.compile(r"pylock\.[^.]+\.toml")
+# conda's, as their tools name them (the lock key reads them too: probes/conda_locks.py):
+# pixi's lock; conda-lock's unified lock (its default name, and `--lockfile
+# NAME.conda-lock.yml`) and its explicit renders (`conda-lock render --kind explicit`:
+# conda-linux-64.lock); the environment file `conda env create` reads by default.
+# Explicit spec files (`conda list --explicit > spec-file.txt`) are told by their
+# @EXPLICIT line, not their name.
+CONDA_LOCK_FILE_NAMES: tuple[str, ...] = ("pixi.lock", "conda-lock.yml", "conda-lock.yaml",
+                                          "environment.yml", "environment.yaml")
+CONDA_LOCK_FILE_PATTERN = re.compile(r"[\w.-]+\.conda-lock\.ya?ml|conda-[a-z0-9]+-[a-z0-9_]+\.lock")

@@ -462,11 +462,22 @@ def hygiene_lines(env: Environment) -> list[Candidate]:
 
 
 def lock_lines(rootdir: Path) -> list[Candidate]:
+    """A ``lock`` line for each lock file in the project's root: Python's (uv, Poetry,
+    PEP 751, pinned requirements) and conda's (pixi, conda-lock, explicit spec files,
+    ``environment.yml``)."""
+    from pytest_envguard.probes.conda_locks import is_explicit
+
     try:
         names = sorted(os.listdir(rootdir))
     except OSError:
         return []
     found = [name for name in knowledge.LOCK_FILE_NAMES if name in names]
     found += [name for name in names if knowledge.LOCK_FILE_PATTERN.fullmatch(name)]
+    conda = [name for name in knowledge.CONDA_LOCK_FILE_NAMES if name in names]
+    conda += [name for name in names if knowledge.CONDA_LOCK_FILE_PATTERN.fullmatch(name)
+              or (name.endswith(".txt") and name not in found
+                  and is_explicit(str(rootdir / name)))]
     return [Candidate(f"lock {name}", f"{name} is in the project's root directory")
-            for name in found if os.path.isfile(rootdir / name)]
+            for name in found if os.path.isfile(rootdir / name)] + [
+        Candidate(f"lock {name}", f"{name}, a conda lock, is in the project's root directory")
+        for name in conda if os.path.isfile(rootdir / name)]

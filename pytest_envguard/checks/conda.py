@@ -11,7 +11,7 @@ explicit spec files, ``environment.yml``). Pure: every fact comes from the
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,8 +21,9 @@ from pytest_envguard.verdicts import Problem, Verdict, listing, met, plural, unk
 
 if TYPE_CHECKING:
     from pytest_envguard.grammar import Requirement
-    from pytest_envguard.probes.conda import CondaFacts, CondaRecord, FileOwners, Owner
+    from pytest_envguard.probes.conda import CondaFacts, CondaRecord
     from pytest_envguard.probes.distributions import InstalledDistribution
+    from pytest_envguard.probes.extensions import ExtensionsFacts, NativeOwners, NativeProblem
     from pytest_envguard.probes.locks import LockedPackage, LockFacts
 
 #: What ``consistent`` reports in a conda prefix, beyond ``pip check``: the kind each
@@ -418,34 +419,100 @@ def _conda_lock_extra(env: Environment, lock: LockFacts,
     return extra
 
 
-# -- point 3 from the outside: which manager owns each file of a native problem ----------------------
+# -- point 3: native libraries from two managers (`extensions`, `library`) -------------------------
+
+#: The kind of the problem that names two copies of one library loaded by one import.
+DUPLICATE_LIBRARY = "duplicate-library"
 
 
-def owners_of_native(paths: Iterable[str], owners: FileOwners) -> dict[str, Owner]:
-    """Which manager owns each file (an extension module, the library the loader would
-    pick): what an ``extensions``/``library`` verdict in a mixed prefix should name."""
-    return {path: owners.owner(path) for path in paths}
+def native_owners(env: Environment, argument: str | None,
+                  facts: ExtensionsFacts) -> NativeOwners | None:
+    """In a conda prefix, who owns each file the ``extensions`` verdict names, and the
+    libraries one import loads twice (probed once per line, kept beside the facts);
+    None elsewhere: a venv pays one ``stat`` for this."""
+    if not (facts.problems or facts.closures) or not env.in_conda_prefix():
+        return None
+    from pytest_envguard.probes.extensions import probe_native_owners
+
+    return env.fact(("native-owners", argument or "*"),
+                    lambda: probe_native_owners(facts, lambda: env.conda, env.installed))
 
 
-def duplicate_libraries(loaded: Iterable[str], owners: FileOwners) -> list[str]:
-    """Two copies of one library in one import's closure (a wheel's vendored
-    ``foo.libs/libgomp-ab12cd34.so.1`` and the conda prefix's ``lib/libgomp.so.1``),
-    each named with the manager that owns it. ``loaded`` is the closure the loader walk
-    computes for one extension module."""
-    from pytest_envguard.probes.conda import library_stem
+def library_owners(env: Environment, name: str, paths: Sequence[str | None]) -> NativeOwners | None:
+    """In a conda prefix, who owns the files a ``library`` verdict names."""
+    wanted = [path for path in paths if path]
+    if not wanted or not env.in_conda_prefix():
+        return None
+    from pytest_envguard.probes.extensions import probe_owners
 
-    by_stem: dict[str, list[str]] = {}
-    for path in dict.fromkeys(loaded):
-        stem = library_stem(path)
-        if stem is not None:
-            by_stem.setdefault(stem, []).append(path)
+    return env.fact(("library-owners", name),
+                    lambda: probe_owners(wanted, env.conda, env.installed))
+
+
+def owned(path: str, owners: NativeOwners | None) -> str:
+    """``/prefix/lib/libfoo.so.1 [conda: libfoo 1.0 h0]``: a file and who owns it."""
+    owner = owners.owner(path) if owners is not None else None
+    if owner is None:
+        return path
+    return f"{path} [{owner.manager}: {owner.package}]" if owner.package else \
+        f"{path} [{owner.manager} owner]"
+
+
+def owned_by(path: str | None, owners: NativeOwners | None) -> str:
+    """``; owned by conda (libfoo 1.0 h0)``, or nothing when it is not known."""
+    owner = owners.owner(path) if owners is not None else None
+    return f"; owned by {owner.describe()}" if owner is not None else ""
+
+
+def conda_copies(name: str, owners: NativeOwners | None) -> str:
+    """For a needed library not found: ``; the prefix has conda's lib/libfoo.so.1 …``."""
+    found = dict(owners.conda_copies).get(name, ()) if owners is not None else ()
+    if not found:
+        return ""
+    return "; the prefix has " + ", ".join(owned(path, owners) for path in found[:3])
+
+
+def duplicate_problems(owners: NativeOwners) -> list[Problem]:
+    """Each library one import loads twice, with every copy's owner."""
     found = []
-    for stem, paths in sorted(by_stem.items()):
-        real = {os.path.realpath(path) for path in paths}
-        if len(real) > 1:
-            found.append(f"{stem} loaded twice: " + "; ".join(
-                f"{path} ({owners.owner(path).describe()})" for path in paths))
+    for group in owners.duplicates:
+        more = f" (+{len(group.modules) - 1} more)" if len(group.modules) > 1 else ""
+        found.append(Problem(DUPLICATE_LIBRARY, f"{group.modules[0]}{more}: {group.stem} loaded "
+                             "twice: " + "; ".join(owned(path, owners) for path in group.copies)))
     return found
+
+
+def across_managers_hint(problem: NativeProblem, owners: NativeOwners | None) -> str | None:
+    """The fix of a module another manager installed that needs what conda's copy of a
+    library does not give (another soname, a newer symbol version)."""
+    if owners is None:
+        return None
+    module = owners.owner(problem.file)
+    if module is None or module.manager == "conda" or not module.package:
+        return None
+    library = owners.owner(problem.library_path)
+    if library is None or library.manager != "conda":
+        copies = dict(owners.conda_copies).get(problem.library or "", ())
+        library = owners.owner(copies[0]) if copies else None
+    if library is None or library.manager != "conda" or not library.package:
+        return None
+    needed = f"{problem.version} of {problem.library}" if problem.version else problem.library
+    return hints.conda_fix("native-across-managers", name=module.package.split()[0],
+                           manager=module.manager, needed=needed or "a library",
+                           package=library.package)
+
+
+def duplicate_hint(owners: NativeOwners) -> str | None:
+    group = owners.duplicates[0]
+    by_manager = [owners.owner(path) for path in group.copies]
+    other = next((o for o in by_manager if o is not None and o.manager != "conda" and o.package),
+                 None)
+    conda = next((o for o in by_manager if o is not None and o.manager == "conda" and o.package),
+                 None)
+    if other is None or other.package is None or conda is None or conda.package is None:
+        return None
+    return hints.conda_fix("duplicate-library", stem=group.stem,
+                           name=other.package.split()[0], package=conda.package)
 
 
 def unknown_without_rattler(requirement: Requirement, reason: str, count: int) -> Verdict:

@@ -5,16 +5,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import Requirement
 from pytest_envguard.probes import Failure
-from pytest_envguard.verdicts import Problem, Verdict, listing, met, plural, unknown, unmet
+from pytest_envguard.verdicts import (
+    NOTHING_FOUND,
+    Problem,
+    Status,
+    Verdict,
+    listing,
+    met,
+    plural,
+    unknown,
+    unmet,
+)
 
 if TYPE_CHECKING:
-    from pytest_envguard.probes.extensions import ExtensionsFacts, NativeProblem
+    from pytest_envguard.probes.extensions import ExtensionsFacts, NativeOwners, NativeProblem, NotScanned
     from pytest_envguard.probes.loader import Candidate, LibraryFacts
 
 
@@ -23,10 +33,13 @@ if TYPE_CHECKING:
 
 def check_library(requirement: Requirement, env: Environment) -> Verdict:
     from pytest_envguard import hints
+    from pytest_envguard.checks.conda import library_owners, owned_by
 
     name = requirement.argument or ""
     facts = env.library(name)
     dlopen = facts.loader
+    # In a conda prefix: who owns the file the verdict names (conda, pip, …).
+    owners = library_owners(env, name, [facts.path, dlopen.stopped_at if dlopen else None])
     if facts.path is None:
         if dlopen is not None and dlopen.stopped_at:
             # The loader ends its search at a file it cannot load: a good copy later
@@ -34,27 +47,34 @@ def check_library(requirement: Requirement, env: Environment) -> Verdict:
             later = f"; {facts.candidates[0].path} ({facts.candidates[0].source}) comes later " \
                     "and is never reached" if facts.candidates else ""
             return unmet(requirement, f"dlopen fails at {dlopen.stopped_at}",
-                         f"{name}: {dlopen.reason} ({dlopen.source}){later}",
+                         f"{name}: {dlopen.reason} ({dlopen.source})"
+                         f"{owned_by(dlopen.stopped_at, owners)}{later}",
                          hint=hints.broken_file_hint(dlopen.stopped_at, dlopen.source))
         if facts.failure is not Failure.MISSING:
             return unknown(requirement, facts.reason or f"{name}: the search could not run")
-        return unmet(requirement, "not found", facts.reason or f"{name} not found",
+        return unmet(requirement, NOTHING_FOUND, facts.reason or f"{name} not found",
                      hint=hints.library_hint(name)
                      or f"install the package that provides {name}, or add its directory "
                         "to LD_LIBRARY_PATH")
     if facts.load_errors:
         # The loader finds the file, then fails loading what it needs.
         return unmet(requirement, f"dlopen fails loading {facts.path}",
-                     f"{name} is {facts.path} ({facts.source}), but {listing(facts.load_errors)}",
+                     f"{name} is {facts.path} ({facts.source}){owned_by(facts.path, owners)}, "
+                     f"but {listing(facts.load_errors)}",
                      hint=hints.library_hint(name))
     candidates = list(facts.candidates)
     chosen = candidates[0]
     if requirement.specifier:
         verdict = _version_verdict(requirement, name, candidates)
         if isinstance(verdict, Verdict):
+            if verdict.status is not Status.MET and owners is not None:
+                verdict = replace(verdict, reason=verdict.reason + owned_by(facts.path, owners))
             return verdict
         chosen = verdict
-    return met(requirement, _found(chosen, facts), _library_reason(chosen, candidates, facts))
+    if chosen is not candidates[0]:
+        owners = library_owners(env, f"{name} {requirement.specifier}", [chosen.path])
+    return met(requirement, _found(chosen, facts),
+               _library_reason(chosen, candidates, facts) + owned_by(chosen.path, owners))
 
 
 def _decide(specifier: str, candidate: Candidate) -> bool | None:
@@ -135,11 +155,16 @@ def _library_reason(chosen: Candidate, candidates: list[Candidate], facts: Libra
 # -- extensions ------------------------------------------------------------------------------
 
 
-def _native_hint(problem: NativeProblem, env: Environment) -> str:
+def _native_hint(problem: NativeProblem, env: Environment,
+                 owners: NativeOwners | None = None) -> str:
     from pytest_envguard import hints
+    from pytest_envguard.checks.conda import across_managers_hint
     from pytest_envguard.probes import extensions as kinds
 
     dist = problem.distribution or "the distribution"
+    across = across_managers_hint(problem, owners)
+    if across is not None:  # a pip module against conda's library, in a conda prefix
+        return across
     if problem.source == "LD_LIBRARY_PATH" and problem.library_path:
         return hints.ld_library_path_hint(problem.library_path, problem.interpreter)
     if problem.kind == kinds.MISSING_VERSION and problem.version:
@@ -166,16 +191,20 @@ def _native_hint(problem: NativeProblem, env: Environment) -> str:
     return f"reinstall it: pip install --force-reinstall --no-deps {dist}"
 
 
-def _native_cause(problem: NativeProblem) -> str:
+def _native_cause(problem: NativeProblem, owners: NativeOwners | None = None) -> str:
+    """Why the module does not load; in a conda prefix (``owners``), with who owns the
+    library named, and for a library not found, the copies conda put in the prefix."""
+    from pytest_envguard.checks.conda import conda_copies, owned
     from pytest_envguard.probes import extensions as kinds
 
     via = f" (via {os.path.basename(problem.via)})" if problem.via else ""
     where = f" from {problem.source}" if problem.source == "LD_LIBRARY_PATH" else ""
     if problem.kind == kinds.MISSING_LIBRARY:
-        return f"{problem.library} not found{via}"
+        return f"{problem.library} not found{via}{conda_copies(problem.library or '', owners)}"
     if problem.kind == kinds.MISSING_VERSION:
         has = f"has up to {problem.available}" if problem.available else "lacks it"
-        return f"{problem.version} not in {problem.library_path}{where}{via} ({has})"
+        library = owned(problem.library_path or "?", owners)
+        return f"{problem.version} not in {library}{where}{via} ({has})"
     if problem.kind == kinds.LOADER_ERROR:
         return f"the loader stops at {problem.detail}{where}{via}"
     if problem.kind == kinds.WRONG_PYTHON:
@@ -184,40 +213,90 @@ def _native_cause(problem: NativeProblem) -> str:
 
 
 def check_extensions(requirement: Requirement, env: Environment) -> Verdict:
+    from pytest_envguard.checks.conda import duplicate_hint, duplicate_problems, native_owners
+
     facts = env.extensions(requirement.argument)
     if facts.failure is Failure.MISSING:
         return unmet(requirement, "not installed", facts.reason or "not installed",
                      hint=f"pip install {requirement.argument}")
     if facts.failure is not None:
         return unknown(requirement, facts.reason or "the extension modules could not be checked")
+    missed = tuple(Problem(NOT_SCANNED, f"{item.distribution}: not scanned: {item.reason}")
+                   for item in facts.not_scanned)
+    unscanned = (f"; not scanned: {listing([_not_scanned(item) for item in facts.not_scanned])}"
+                 if facts.not_scanned else "")
+    if facts.not_scanned and requirement.argument is not None and not facts.problems:
+        # Its modules are unknown, so whether they load is too: never met (here or there).
+        return unknown(requirement, f"not scanned: {facts.not_scanned[0].reason}; whether "
+                       f"the extension modules of {requirement.argument} load is not known",
+                       hint=_not_scanned_hint(facts.not_scanned[0].distribution),
+                       problems=missed)
     if env.rehearsed_libc() is not None:
-        return _rehearsed_extensions(requirement, env, facts)
-    unscanned = (f"; not scanned (no RECORD): {', '.join(facts.unscanned[:5])}"
-                 if facts.unscanned else "")
+        return _rehearsed_extensions(requirement, env, facts, missed, unscanned)
     own = (f", {facts.interpreter_modules} of them the interpreter's own"
            if facts.interpreter_modules else "")
-    if not facts.problems:
-        return met(requirement, plural(facts.modules, "module"),
-                   f"{plural(facts.modules, 'extension module')}{own} "
+    owners = native_owners(env, requirement.argument, facts)  # in a conda prefix only
+    twice = duplicate_problems(owners) if owners is not None else []
+    if not facts.problems and not twice:
+        scanned = " in the distributions scanned" if facts.not_scanned else ""
+        found = plural(facts.modules, "module") + (
+            f" ({plural(len(facts.not_scanned), 'distribution')} not scanned)"
+            if facts.not_scanned else "")
+        return met(requirement, found,
+                   f"{plural(facts.modules, 'extension module')}{own}{scanned} "
                    f"({plural(facts.files, 'ELF file')}) find every library and symbol version "
-                   f"they need{unscanned}")
+                   f"they need{unscanned}", problems=missed)
     # One line per cause, naming the files it breaks: a missing libcudnn breaks dozens.
     causes: dict[str, list[str]] = {}
     for problem in facts.problems:
-        causes.setdefault(_native_cause(problem), []).append(problem.display)
+        causes.setdefault(_native_cause(problem, owners), []).append(_module(problem, owners))
     parts = []
     for cause, files in causes.items():
         more = f" (+{len(files) - 1} more)" if len(files) > 1 else ""
         parts.append(f"{files[0]}{more}: {cause}")
+    parts += [problem.text for problem in twice]
     broken = len({problem.file for problem in facts.problems})
-    first = _most_telling(facts.problems)
+    loaded_twice = f"{len(twice)} {'library' if len(twice) == 1 else 'libraries'} loaded twice"
     found = f"{broken} of {plural(facts.modules, 'module')} broken"
     if any(problem.startup for problem in facts.problems):
         found = "the interpreter does not start"  # so no module imports
-    return unmet(requirement, found,
-                 listing(parts) + unscanned, hint=_native_hint(first, env),
-                 problems=tuple(Problem(problem.kind, f"{problem.display}: {_native_cause(problem)}")
-                                for problem in facts.problems))
+    if twice:
+        found = f"{found}, {loaded_twice}" if facts.problems else loaded_twice
+    if facts.problems:
+        hint: str | None = _native_hint(_most_telling(facts.problems), env, owners)
+    else:
+        hint = duplicate_hint(owners) if owners is not None else None
+    return unmet(requirement, found, listing(parts) + unscanned, hint=hint,
+                 problems=tuple(Problem(problem.kind, f"{_module(problem, owners)}: "
+                                                      f"{_native_cause(problem, owners)}")
+                                for problem in facts.problems) + tuple(twice) + missed)
+
+
+def _module(problem: NativeProblem, owners: NativeOwners | None) -> str:
+    """The module as the verdict names it; in a conda prefix, with who owns it."""
+    from pytest_envguard.checks.conda import owned
+
+    if owners is None or owners.owner(problem.file) is None:
+        return problem.display
+    return owned(problem.file, owners).replace(problem.file, problem.display, 1)
+
+
+#: The kind of the problem that names a distribution whose modules were not checked.
+NOT_SCANNED = "not-scanned"
+
+
+#: Why a distribution was not scanned, by the failure of its file list, in a few words.
+_UNLISTED = {Failure.MISSING: "no RECORD", Failure.UNREADABLE: "RECORD unreadable",
+             Failure.NOT_REGULAR: "RECORD not a file", Failure.TOO_LARGE: "RECORD over the bound"}
+
+
+def _not_scanned(item: NotScanned) -> str:
+    return f"{item.distribution} ({_UNLISTED.get(item.failure, f'RECORD {item.failure}')})"
+
+
+def _not_scanned_hint(distribution: str) -> str:
+    return (f"reinstall it so that its file list (RECORD) is written again: pip install "
+            f"--force-reinstall --no-deps {distribution}")
 
 
 def _most_telling(problems: tuple[NativeProblem, ...]) -> NativeProblem:
@@ -349,8 +428,8 @@ def _family_of(version: str) -> str | None:
     return parsed[0] if parsed else None
 
 
-def _rehearsed_extensions(requirement: Requirement, env: Environment,
-                          facts: ExtensionsFacts) -> Verdict:
+def _rehearsed_extensions(requirement: Requirement, env: Environment, facts: ExtensionsFacts,
+                          missed: tuple[Problem, ...], unscanned: str) -> Verdict:
     """``extensions`` as on the rehearsed machine: every version a module needs of a system
     library is judged against what that machine's library defines (glibc's against the
     rehearsed glibc; a target's other families against its policy), and, for a target
@@ -393,20 +472,23 @@ def _rehearsed_extensions(requirement: Requirement, env: Environment,
            if facts.interpreter_modules else "")
     modules = plural(facts.modules, "module")
     if not breaks and not doubts:
+        scanned = " in the distributions scanned" if facts.not_scanned else ""
         return met(requirement, f"{modules} (overridden)",
-                   f"{plural(facts.modules, 'extension module')}{own} find every library and "
-                   f"symbol version they need on a machine with {where}", overridden=True)
+                   f"{plural(facts.modules, 'extension module')}{own}{scanned} find every library "
+                   f"and symbol version they need on a machine with {where}{unscanned}",
+                   overridden=True, problems=missed)
     found_in = breaks or doubts
     parts = _grouped(found_in)
     count = len({file for _, file, _, _ in found_in})
     problems = tuple(Problem(kind, f"{display}: {cause}")
-                     for display, _, kind, cause in breaks + doubts)
+                     for display, _, kind, cause in breaks + doubts) + missed
     if not breaks:
-        return unknown(requirement, listing(parts) + f" (judged on a machine with {where})",
+        return unknown(requirement, listing(parts) + f" (judged on a machine with {where})"
+                       + unscanned,
                        found=f"{count} of {modules} unknown (overridden)", overridden=True,
                        hint="vendor the library into the wheel (auditwheel repair does), or "
                             "make sure the worker has it installed", problems=problems)
-    return unmet(requirement, f"{count} of {modules} broken (overridden)", listing(parts),
+    return unmet(requirement, f"{count} of {modules} broken (overridden)", listing(parts) + unscanned,
                  hint=_rehearsal_hint(breaks, rehearsal, env), overridden=True, problems=problems)
 
 

@@ -1,7 +1,7 @@
 """Probes: one module per facet of the live environment.
 
 Every probe is read-only, imports its heavy dependency (psutil, pynvml,
-elftools) inside the function that needs it, and never raises into the
+rattler) inside the function that needs it, and never raises into the
 caller: what it cannot find becomes a :class:`Failure` kind plus a reason in
 the returned facts. Checks branch on the kind; the reason is for people.
 Nothing here imports pytest.

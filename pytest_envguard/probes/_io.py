@@ -33,6 +33,12 @@ class TomlError(ValueError):
         self.line = line
 
 
+#: How many times a file replaced between its ``stat`` and its ``open`` is looked at
+#: again: an atomic replace (a tool writing a lock file or a library by rename) is an
+#: ordinary event, and the reader should read the new file; one that keeps changing is not.
+REOPEN_TRIES = 3
+
+
 def open_regular(path: str, encoding: str | None = None, errors: str | None = None, *,
                  follow_symlinks: bool = True) -> IO[Any]:
     """Open a *regular* file for reading (text when ``encoding`` is given, else bytes).
@@ -40,17 +46,30 @@ def open_regular(path: str, encoding: str | None = None, errors: str | None = No
     Anything else raises ``OSError`` before it is opened: ``IsADirectoryError``
     for a directory (what ``open()`` says), ``EINVAL`` "not a regular file" for a
     FIFO, socket or device. ``follow_symlinks=False`` refuses a symbolic link
-    (``ELOOP``), for files the plugin itself wrote.
+    (``ELOOP``), for files the plugin itself wrote. A file replaced between the
+    check and the open is checked and opened again (``EAGAIN`` after
+    :data:`REOPEN_TRIES` tries).
     """
+    for _ in range(REOPEN_TRIES):
+        opened = _open_if_unchanged(path, encoding, errors, follow_symlinks)
+        if opened is not None:
+            return opened
+    raise OSError(errno.EAGAIN, "the file changed while it was opened", path)
+
+
+def _open_if_unchanged(path: str, encoding: str | None, errors: str | None,
+                       follow_symlinks: bool) -> IO[Any] | None:
+    """The file opened, or None when what was opened is not the file that was checked."""
     info = os.stat(path, follow_symlinks=follow_symlinks)
     _require_regular(info.st_mode, path)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
         opened = os.fstat(fd)
-        _require_regular(opened.st_mode, path)
         if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
-            raise OSError(errno.EAGAIN, "the file changed while it was opened", path)
+            os.close(fd)
+            return None
+        _require_regular(opened.st_mode, path)
         os.set_blocking(fd, True)
         if encoding is None:
             return os.fdopen(fd, "rb")

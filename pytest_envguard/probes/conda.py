@@ -679,7 +679,7 @@ def match_specs(conda: CondaFacts, specs: Iterable[str]) -> tuple[list[SpecMatch
 
 
 @dataclass(frozen=True)
-class Owner:
+class Owner(Facts):
     """Who put a file in the environment."""
 
     manager: str  # "conda", "pip", "uv", "uv-pixi", … or "unknown"

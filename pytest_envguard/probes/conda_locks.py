@@ -63,6 +63,24 @@ def conda_lock_format(path: str) -> str | None:
     return None
 
 
+def is_explicit(path: str, head: int = 8 << 10) -> bool:
+    """Whether ``path`` is an explicit spec file: ``@EXPLICIT`` is its first line that
+    is neither blank nor a comment, as ``conda list --explicit`` writes it (only the
+    first ``head`` bytes are read; False for anything that cannot be)."""
+    from pytest_envguard.probes._io import open_regular
+
+    try:
+        with open_regular(path) as file:
+            data: bytes = file.read(head)
+    except OSError:
+        return False
+    for line in data.decode("utf-8", "replace").splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            return text == "@EXPLICIT"
+    return False
+
+
 def pixi_environment(prefix: str | None, environ: Mapping[str, str]) -> str:
     """Which pixi environment the prefix is: its ``conda-meta/pixi`` marker, its
     ``.pixi/envs/NAME`` path, ``PIXI_ENVIRONMENT_NAME``, else ``default``."""

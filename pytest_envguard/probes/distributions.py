@@ -30,7 +30,7 @@ from pytest_envguard.probes._io import TooLarge, failure_of, open_regular, read_
 
 #: Bounds on what one distribution's metadata may make the scan read.
 MAX_HEADER_LINE = 64 << 10  # characters in one header line (folded lines joined)
-MAX_HEADERS = 10_000  # header lines kept per file
+MAX_HEADERS = 10_000  # header lines read per file (past them: Failure.TOO_LARGE)
 MAX_SMALL_FILE = 1 << 20  # INSTALLER, WHEEL, requires.txt
 
 
@@ -107,7 +107,9 @@ class InstalledDistribution(Facts):
     wheel_tags: tuple[str, ...] | None = None  # WHEEL's Tag lines; None: no WHEEL file
     shadowed: bool = False  # a copy of that name found before it wins (see scan_distributions)
     reason: str | None = None  # what is wrong with its metadata
-    failure: Failure | None = None  # why its metadata could not be read (CORRUPT: not UTF-8)
+    # why its metadata could not be read (CORRUPT: not UTF-8), or not whole (TOO_LARGE:
+    # more header lines than MAX_HEADERS; those read are kept)
+    failure: Failure | None = None
     directory_version: str | None = None  # the version in a *.dist-info name (what pip reads)
     scope: str = "env"  # where its location lies: see SCOPES
     modified: float | None = None  # mtime of its metadata, read only for names found twice
@@ -196,17 +198,25 @@ _HEADERS = ("name", "version", "requires-dist", "provides-extra")
 def read_metadata_headers(path: str) -> dict[str, list[str]]:
     """The header block of a METADATA/PKG-INFO file (RFC 822 style), stopping at
     the body: ``{"name": ["foo"], "requires-dist": [...]}``, lower-cased keys."""
+    return _read_headers(path)[0]
+
+
+def _read_headers(path: str) -> tuple[dict[str, list[str]], bool]:
+    """The headers, and whether the block goes on past :data:`MAX_HEADERS` lines
+    (then the headers after that were not read)."""
     headers: dict[str, list[str]] = {}
     last: str | None = None
     kept = 0
     with open_regular(path, "utf-8", "surrogateescape") as file:
-        while kept < MAX_HEADERS:
+        while True:
             raw = file.readline(MAX_HEADER_LINE + 1)
             if len(raw) > MAX_HEADER_LINE:
                 raise TooLarge(f"{path}: a header line longer than {MAX_HEADER_LINE} characters")
             line = raw.rstrip("\r\n")
             if not line:
                 break
+            if kept == MAX_HEADERS:
+                return headers, True  # one more header line: the block goes on
             kept += 1
             if line[0] in " \t":  # a folded continuation line
                 if last is not None and last in headers:
@@ -221,7 +231,7 @@ def read_metadata_headers(path: str) -> dict[str, list[str]]:
             last = key.strip().lower()
             if last in _HEADERS:
                 headers.setdefault(last, []).append(value.strip())
-    return headers
+    return headers, False
 
 
 def requires_txt_requirements(text: str) -> list[str]:
@@ -286,7 +296,7 @@ def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
     else:
         metadata_file = meta_path
     try:
-        headers = read_metadata_headers(metadata_file)
+        headers, cut = _read_headers(metadata_file)
     except (OSError, TooLarge, UnicodeError) as error:
         return InstalledDistribution(guessed, "", meta_path, location,
                                      reason=f"unreadable metadata: {describe_error(error)}",
@@ -304,11 +314,17 @@ def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
         installer = (read_small(os.path.join(meta_path, "INSTALLER"), 4096) or "").strip() or None
         wheel = read_small(os.path.join(meta_path, "WHEEL"), MAX_SMALL_FILE)
         wheel_tags = _wheel_tags(wheel) if wheel is not None else None
-    reason = None
+    reason = failure = None
     if not name:
         reason = "its metadata has no Name"
     elif not version:
         reason = "its metadata has no Version"
+    elif cut:
+        # What lies past the bound (a Requires-Dist among them) was not read: the facts
+        # say so, and the checks report it, never judge the rest as the whole.
+        reason = (f"its metadata has more than {MAX_HEADERS:,} header lines; those after "
+                  f"line {MAX_HEADERS:,} (a Requires-Dist among them) were not read")
+        failure = Failure.TOO_LARGE
     return InstalledDistribution(
         # Found by its directory's name, as importlib.metadata.distribution() and pip find it.
         name=guessed or canonical_name(name),
@@ -319,7 +335,8 @@ def read_distribution(meta_path: str, location: str) -> InstalledDistribution:
         requires=requires,
         extras=tuple(canonical_name(extra) for extra in headers.get("provides-extra", ())),
         wheel_tags=wheel_tags,
-        reason=reason,  # incomplete, but read: no failure
+        reason=reason,  # incomplete, but read: no failure, unless cut at the bound
+        failure=failure,
         directory_version=directory_version,
     )
 

@@ -2,11 +2,14 @@
 
 :func:`read_elf` returns the SONAME, ``DT_NEEDED``, ``DT_RPATH``/``DT_RUNPATH``,
 the version needs (``.gnu.version_r``) and definitions (``.gnu.version_d``)
-and the class/machine of one ELF file. It reads the ELF header (parsed with
-pyelftools' structs), the section header table in one read, and then only the
-bytes of ``.dynamic``, its string table and the two version sections — never
-the whole file (some CUDA libraries are larger than a gigabyte), and never
-every section object, which is what makes a naive pyelftools walk slow.
+and the class/machine of one ELF file. It reads the ELF header, the
+section header table in one read, and then only the bytes of ``.dynamic``, its
+string table and the two version sections — never the whole file (some CUDA
+libraries are larger than a gigabyte), and never every section object, which
+is what makes a naive pyelftools walk slow. It is written with :mod:`struct`
+alone, so checking a suite's native needs imports no pyelftools into the
+process that runs it (pyelftools' own suite must import its checkout); the
+tests compare every fact with pyelftools' full object model.
 Files without section headers fall back to the program headers, as the
 loader itself does.
 
@@ -26,16 +29,12 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from pytest_envguard.probes import Facts, Failure
 from pytest_envguard.probes._diskcache import DiskCache
 from pytest_envguard.probes._io import explain, failure_of, open_regular
-
-if TYPE_CHECKING:
-    from elftools.elf.structs import ELFStructs
 
 # Constants from the ELF gABI / GNU extensions; pyelftools' enums hold the same
 # values (ENUM_D_TAG_COMMON, ENUM_SH_TYPE_BASE, VER_FLAGS), checked by a test.
@@ -46,6 +45,23 @@ DT_FLAGS_1, DF_1_NODEFLIB = 0x6FFFFFFB, 0x800
 SHT_DYNAMIC, SHT_GNU_VERDEF, SHT_GNU_VERNEED = 6, 0x6FFFFFFD, 0x6FFFFFFE
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
 VER_FLG_BASE, VER_FLG_WEAK = 1, 2
+
+#: e_machine → its name, for the machines glibc's loader runs on (the Linux ports of
+#: glibc). Source: the ELF gABI's e_machine table as glibc's <elf.h> spells it; every
+#: name here is also pyelftools' (ENUM_E_MACHINE), checked by a test. Two Linux ports
+#: are left out because the two spellings differ (Alpha's 0x9026, which pyelftools
+#: lacks, and 195, glibc's EM_ARCV2, pyelftools' EM_ARC_COMPACT2): those, like any
+#: machine not listed, read as ``EM_<number>``.
+MACHINE_NAMES: dict[int, str] = {
+    0: "EM_NONE", 2: "EM_SPARC", 3: "EM_386", 4: "EM_68K", 8: "EM_MIPS",
+    10: "EM_MIPS_RS3_LE", 15: "EM_PARISC", 18: "EM_SPARC32PLUS", 20: "EM_PPC",
+    21: "EM_PPC64", 22: "EM_S390", 40: "EM_ARM", 42: "EM_SH", 43: "EM_SPARCV9",
+    50: "EM_IA_64", 62: "EM_X86_64", 92: "EM_OPENRISC", 93: "EM_ARC_COMPACT",
+    113: "EM_ALTERA_NIOS2", 183: "EM_AARCH64", 189: "EM_MICROBLAZE", 243: "EM_RISCV",
+    252: "EM_CSKY", 258: "EM_LOONGARCH",
+}
+#: e_type → its name (the gABI's ET_* values, as <elf.h> and pyelftools spell them).
+TYPE_NAMES: dict[int, str] = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
 #: How much of the start of a file one read takes: the ELF header and, in practice,
 #: the program header table right behind it.
 _HEAD = 4096
@@ -111,7 +127,7 @@ class ElfFacts(Facts):
     path: str
     elf_class: int | None = None  # 32 or 64
     little_endian: bool | None = None
-    machine: str | None = None  # e_machine as pyelftools names it: "EM_X86_64"
+    machine: str | None = None  # e_machine as <elf.h> names it: "EM_X86_64" (machine_name)
     elf_type: str | None = None  # "ET_DYN", "ET_EXEC"
     soname: str | None = None
     needed: tuple[str, ...] = ()
@@ -171,8 +187,6 @@ def read_elf(path: str) -> ElfFacts:
 def _read_elf(path: str) -> tuple[ElfFacts, bool]:
     """The facts, and whether they are facts of the file's bytes (so cacheable)
     rather than of a passing condition such as a permission."""
-    from elftools.common.exceptions import ELFError
-
     reader: _Reader | None = None
     try:
         with open_regular(path) as file:  # a FIFO would block open()
@@ -182,8 +196,6 @@ def _read_elf(path: str) -> tuple[ElfFacts, bool]:
         return ElfFacts(path, reason=explain(path, error), failure=failure_of(error)), False
     except ElfFormatError as error:
         reason, failure = str(error), error.failure
-    except ELFError as error:
-        reason, failure = f"corrupt ELF file: {error}", Failure.CORRUPT
     except (struct.error, ValueError, OverflowError, UnicodeDecodeError) as error:
         reason, failure = f"corrupt ELF file: {type(error).__name__}: {error}", Failure.CORRUPT
     # A file that does not parse keeps its raw header: the loader skips some of those
@@ -194,14 +206,12 @@ def _read_elf(path: str) -> tuple[ElfFacts, bool]:
 
 def read_interpreter(path: str) -> str | None:
     """The ``PT_INTERP`` of an ELF executable (``/lib/ld-musl-x86_64.so.1``), if any."""
-    from elftools.common.exceptions import ELFError
-
     try:
         with open_regular(path) as file:
             reader = _Reader(file, path)
             reader.header()
             return reader.interpreter()
-    except (OSError, ElfFormatError, ELFError, struct.error, ValueError, OverflowError):
+    except (OSError, ElfFormatError, struct.error, ValueError, OverflowError):
         return None
 
 
@@ -225,38 +235,41 @@ def raw_header(head: bytes, size: int) -> ElfHeader:
         phdrs_in_file=int(phoff + phnum * phentsize <= size))
 
 
-@lru_cache(maxsize=64)
 def machine_name(number: int) -> str:
-    """``62`` → ``"EM_X86_64"``: e_machine as pyelftools names it (``EM_<n>`` when unknown)."""
-    from elftools.elf.enums import ENUM_E_MACHINE
+    """``62`` → ``"EM_X86_64"``: e_machine as :data:`MACHINE_NAMES` names it
+    (``EM_<number>`` for a machine it does not list)."""
+    return MACHINE_NAMES.get(number, f"EM_{number}")
 
-    names = {value: key for key, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
-    return names.get(number, f"EM_{number}")
+
+def type_name(number: int) -> str:
+    """``3`` → ``"ET_DYN"`` (``ET_<number>`` for a type the gABI does not define)."""
+    return TYPE_NAMES.get(number, f"ET_{number}")
 
 
 def read_section(path: str, name: str, limit: int = 16 << 20) -> bytes | None:
     """The first ``limit`` bytes of section ``name`` of an ELF file; None when the file
     cannot be read or has no such section (for version strings: ``.rodata``, ``.comment``)."""
-    from elftools.common.exceptions import ELFError
-
     try:
         with open_regular(path) as file:
             reader = _Reader(file, path)
             reader.header()
             return reader.section_named(name, limit)
-    except (OSError, ElfFormatError, ELFError, struct.error, ValueError, OverflowError):
+    except (OSError, ElfFormatError, struct.error, ValueError, OverflowError):
         return None
 
 
-@lru_cache(maxsize=4)
-def _structs(little_endian: bool, elf_class: int) -> ELFStructs:
-    # Building pyelftools' structs costs more than parsing a header with them,
-    # so one set per (byte order, class) serves every file.
-    from elftools.elf.structs import ELFStructs
+#: The fields of Elf32_Ehdr / Elf64_Ehdr after e_ident (gABI, "ELF Header"), with their
+#: struct formats; only the addresses and offsets change width with the class.
+_EHDR_FIELDS = ("e_type", "e_machine", "e_version", "e_entry", "e_phoff", "e_shoff", "e_flags",
+                "e_ehsize", "e_phentsize", "e_phnum", "e_shentsize", "e_shnum", "e_shstrndx")
+_EHDR_FORMAT = {32: "HHIIIIIHHHHHH", 64: "HHIQQQIHHHHHH"}
 
-    structs = ELFStructs(little_endian=little_endian, elfclass=elf_class)
-    structs.create_basic_structs()
-    return structs
+
+def parse_header(ident: bytes, elf_class: int, order: str) -> dict[str, int]:
+    """The ELF header's fields after ``e_ident``, by their gABI names, from the first
+    52 (ELF32) or 64 (ELF64) bytes of a file."""
+    values = struct.unpack_from(order + _EHDR_FORMAT[elf_class], ident, 16)
+    return dict(zip(_EHDR_FIELDS, values, strict=True))
 
 
 @dataclass
@@ -336,14 +349,9 @@ class _Reader:
         needed = 52 if self.elf_class == 32 else 64
         if len(ident) < needed:
             raise ElfFormatError("not an ELF file (file too short)", Failure.NOT_ELF)
-        header = _structs(self.little, self.elf_class).Elf_Ehdr.parse(ident[:needed])
-        machine = header["e_machine"]
-        self.machine = machine if isinstance(machine, str) else f"EM_{machine}"
-        elf_type = header["e_type"]
-        self.elf_type = elf_type if isinstance(elf_type, str) else f"ET_{elf_type}"
-        self.header_fields = {name: int(header[name]) for name in (
-            "e_phoff", "e_phentsize", "e_phnum", "e_shoff", "e_shentsize", "e_shnum",
-            "e_shstrndx")}
+        self.header_fields = parse_header(ident[:needed], self.elf_class, self.order)
+        self.machine = machine_name(self.header_fields["e_machine"])
+        self.elf_type = type_name(self.header_fields["e_type"])
 
     def sections(self) -> list[_Section]:
         fields = self.header_fields

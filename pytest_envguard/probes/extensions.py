@@ -39,6 +39,7 @@ from pytest_envguard.probes.ldcache import LdCacheFacts
 from pytest_envguard.probes.loader import LoaderConfig, Resolution, Resolver
 
 if TYPE_CHECKING:
+    from pytest_envguard.probes.conda import CondaFacts, Owner
     from pytest_envguard.probes.distributions import InstalledDistribution, InstalledFacts
 
 
@@ -101,6 +102,29 @@ class ModuleNeeds(Facts):
 
 
 @dataclass(frozen=True)
+class ModuleClosure(Facts):
+    """What the loader walk resolved for one extension module: each name needed on the
+    way (by the module, or by a library it loads) and the file it resolved to (None: not
+    found). Names the interpreter had loaded before are in
+    :attr:`ExtensionsFacts.loaded_first`; the loader matches them instead of searching."""
+
+    file: str
+    display: str  # the file as the verdicts name it: relative to its site-packages directory
+    resolved: tuple[tuple[str, str | None], ...]
+
+
+@dataclass(frozen=True)
+class NotScanned(Facts):
+    """A distribution whose extension modules could not be listed, so were not checked."""
+
+    distribution: str
+    #: MISSING: it has no file list (RECORD, installed-files.txt) and no import path to
+    #: look in; UNREADABLE, NOT_REGULAR, TOO_LARGE: it has one that cannot be read.
+    failure: Failure
+    reason: str
+
+
+@dataclass(frozen=True)
 class ExtensionsFacts(Facts):
     """The extension modules of one distribution (or all) and what stops them loading."""
 
@@ -108,12 +132,15 @@ class ExtensionsFacts(Facts):
     modules: int  # extension modules checked
     files: int  # ELF files looked at, the modules' dependencies included
     problems: tuple[NativeProblem, ...] = ()
-    unscanned: tuple[str, ...] = ()  # distributions with no file list (RECORD)
+    unscanned: tuple[str, ...] = ()  # the names of the distributions in `not_scanned`
     parsed: int = 0  # ELF files parsed this time (the rest came from the cache)
     reason: str | None = None  # why nothing could be checked
     failure: Failure | None = None  # MISSING: the distribution is not installed
     interpreter_modules: int = 0  # of `modules`, the interpreter's own (lib-dynload)
     needs: tuple[ModuleNeeds, ...] = ()  # what each module needs (the interpreter's aside)
+    not_scanned: tuple[NotScanned, ...] = ()  # distributions whose modules were not checked
+    closures: tuple[ModuleClosure, ...] = ()  # per module walked: what each needed name resolved to
+    loaded_first: tuple[tuple[str, str], ...] = ()  # name → file the interpreter (and LD_PRELOAD) load
 
     def to_dict(self) -> dict[str, object]:
         # The per-module needs are what a rehearsal judges with; the document lists
@@ -130,10 +157,17 @@ MAX_LISTED_OBJECTS = 100_000
 
 
 def _listed_files(dist: InstalledDistribution) -> list[str] | None:
+    """Every shared object a distribution installed below its location; None when
+    :func:`file_list` cannot say."""
+    files = file_list(dist)
+    return None if isinstance(files, NotScanned) else files
+
+
+def file_list(dist: InstalledDistribution) -> list[str] | NotScanned:
     """Every shared object a distribution installed below its location (from
-    ``RECORD`` or ``installed-files.txt``); None when it has no file list, or one
-    that cannot be read or is over the bounds above (then it is not scanned)."""
-    from pytest_envguard.probes._io import TooLarge, lines_containing, read_bytes
+    ``RECORD`` or ``installed-files.txt``), or why they cannot be known: it has no
+    file list, or one that cannot be read or is over the bounds above."""
+    from pytest_envguard.probes._io import explain, failure_of, lines_containing, read_bytes
 
     meta = dist.path
     listing = os.path.join(meta, "RECORD")
@@ -141,10 +175,14 @@ def _listed_files(dist: InstalledDistribution) -> list[str] | None:
     if not os.path.lexists(listing):
         listing = os.path.join(meta, "installed-files.txt")
         base = meta
+        if not os.path.lexists(listing):
+            return NotScanned(dist.name, Failure.MISSING,
+                              f"no file list (RECORD or installed-files.txt) in {meta}")
     try:
         data = read_bytes(listing, MAX_RECORD_BYTES)  # a regular file only, bounded
-    except (OSError, TooLarge):
-        return None
+    except (OSError, TooLarge) as error:
+        reason = str(error) if isinstance(error, TooLarge) else explain(listing, error)
+        return NotScanned(dist.name, failure_of(error), reason)
     location = os.path.abspath(dist.location) + os.sep
     record = listing.endswith("RECORD")
     found = []
@@ -157,31 +195,37 @@ def _listed_files(dist: InstalledDistribution) -> list[str] | None:
         if path.startswith(location):
             found.append(path)
             if len(found) > MAX_LISTED_OBJECTS:
-                return None
+                return NotScanned(dist.name, Failure.TOO_LARGE,
+                                  f"{listing} names more than {MAX_LISTED_OBJECTS:,} shared "
+                                  "objects: a crafted or corrupt file (not read further)")
     return found
+
+
+def _modules_of(files: list[str]) -> list[str]:
+    return [path for path in files
+            if path.endswith(".so") and _is_module_name(os.path.basename(path))]
 
 
 def extension_files(dist: InstalledDistribution) -> list[str] | None:
     """The extension modules a distribution installed; None when it has no file list."""
     files = _listed_files(dist)
-    if files is None:
-        return None
-    return [path for path in files
-            if path.endswith(".so") and _is_module_name(os.path.basename(path))]
+    return None if files is None else _modules_of(files)
 
 
-def distribution_modules(dist: InstalledDistribution) -> list[str] | None:
+def distribution_modules(dist: InstalledDistribution) -> tuple[list[str], NotScanned | None]:
     """The extension modules of a distribution: those its file list names, and for an
     editable install or a source-tree ``.egg-info`` those below the directories it is
-    imported from. None when neither says anything."""
-    listed = extension_files(dist)
-    roots = import_roots(dist) if listed is None or is_editable(dist) else []
-    if listed is None and not roots:
-        return None
-    found = dict.fromkeys(listed or [])
+    imported from; and, when some may have been missed, why: the file list cannot be
+    read (whatever the import paths held), or there is neither a list nor a path."""
+    listed = file_list(dist)
+    unlisted = listed if isinstance(listed, NotScanned) else None
+    roots = import_roots(dist) if unlisted is not None or is_editable(dist) else []
+    found = dict.fromkeys(_modules_of(listed) if not isinstance(listed, NotScanned) else [])
     for root in roots:
         found.update(dict.fromkeys(_modules_below(root)))
-    return list(found)
+    if unlisted is not None and unlisted.failure is Failure.MISSING and roots:
+        unlisted = None  # an editable install or a source tree: its import paths are the list
+    return list(found), unlisted
 
 
 def is_editable(dist: InstalledDistribution) -> bool:
@@ -425,12 +469,11 @@ def probe_extensions(
     accepted = list(suffixes if suffixes is not None else importlib.machinery.EXTENSION_SUFFIXES)
     modules: list[tuple[str, InstalledDistribution]] = []
     foreign: list[tuple[str, InstalledDistribution]] = []
-    unscanned: list[str] = []
+    not_scanned: list[NotScanned] = []
     for dist in chosen:
-        files = distribution_modules(dist)
-        if files is None:
-            unscanned.append(dist.name)
-            continue
+        files, missed = distribution_modules(dist)
+        if missed is not None:
+            not_scanned.append(missed)
         for path in files:
             if foreign_module(path, accepted, files):
                 foreign.append((path, dist))
@@ -476,8 +519,14 @@ def probe_extensions(
             detail=f"this interpreter imports only {', '.join(accepted)}"))
     cache.save()
     return ExtensionsFacts(distribution, len(modules) + len(foreign) + len(own_modules),
-                           len(checker.seen), tuple(problems), tuple(unscanned),
+                           len(checker.seen), tuple(problems),
+                           tuple(item.distribution for item in not_scanned),
                            parsed=cache.misses, interpreter_modules=len(own_modules),
+                           not_scanned=tuple(not_scanned),
+                           closures=tuple(ModuleClosure(module, display, tuple(resolved.items()))
+                                          for module, (display, resolved)
+                                          in checker.closures.items()),
+                           loaded_first=tuple(checker.preloaded.items()),
                            needs=tuple(checker.needs))
 
 
@@ -520,6 +569,7 @@ class _Closure:
     objects: dict[str, ElfFacts]  # every object loaded, by path
     failures: list[tuple[ElfFacts, str, Resolution]]  # (who needs it, name, the loader's answer)
     sources: dict[str, str]  # path → where the loader found it
+    resolved: dict[str, str | None] = dataclasses.field(default_factory=dict)  # needed name → file
 
 
 class ExtensionChecker:
@@ -544,6 +594,8 @@ class ExtensionChecker:
         self.base: set[str] = set()
         self.needs: list[ModuleNeeds] = []  # what each checked module needs (not the interpreter's)
         self._interpreter: _Closure | None = None
+        # module → (its display, what its walk resolved: _Closure.resolved)
+        self.closures: dict[str, tuple[str, dict[str, str | None]]] = {}
         if not self.executable.ok:
             self.reason = f"cannot read the interpreter: {self.executable.reason}"
             self.failure = self.executable.failure
@@ -597,6 +649,7 @@ class ExtensionChecker:
                 found = self._provider(name, distribution) or self._resolve(name, obj, above)
                 path = found.path
                 closure.loaded[name] = path
+                closure.resolved[name] = path
                 if path is None:
                     closure.failures.append((obj, name, found))
                     continue
@@ -643,6 +696,7 @@ class ExtensionChecker:
                 detail=f"built for {module.describe_abi()}, the interpreter is "
                        f"{self.executable.describe_abi()}", interpreter=interpreter)]
         closure = self._closure(module, (), distribution=distribution)
+        self.closures[path] = (display, closure.resolved)
         if not interpreter:
             self.needs.append(self._needs(closure, path, display, distribution))
         return self._problems(closure, path, display, distribution, interpreter=interpreter)
@@ -728,3 +782,101 @@ class ExtensionChecker:
                 sources[found] = closure.sources.get(found) or self._interpreter.sources.get(
                     found, "")
         return sources
+
+
+# -- in a conda prefix: which manager owns each file a native verdict names -------------------
+
+
+@dataclass(frozen=True)
+class LibraryCopies(Facts):
+    """Files of one library (by name: ``lib/libfoo.so.1`` and a wheel's vendored
+    ``foo.libs/libfoo-ab12cd34.so.1``) that one import loads together."""
+
+    stem: str  # "libfoo"
+    copies: tuple[str, ...]  # the files, as the loader walk resolved them
+    modules: tuple[str, ...]  # the extension modules whose import loads all of them (displays)
+
+
+@dataclass(frozen=True)
+class NativeOwners(Facts):
+    """In a conda prefix: who owns each file the ``extensions`` verdict names (the
+    modules and the libraries of its problems, the copies of a library loaded twice),
+    and, for a needed library that is not found, the files of that library conda put
+    in the prefix."""
+
+    owners: tuple[tuple[str, Owner], ...] = ()  # path → owner
+    duplicates: tuple[LibraryCopies, ...] = ()
+    conda_copies: tuple[tuple[str, tuple[str, ...]], ...] = ()  # needed name → conda's files
+
+    def owner(self, path: str | None) -> Owner | None:
+        return dict(self.owners).get(path) if path else None
+
+
+def library_copies(facts: ExtensionsFacts) -> list[LibraryCopies]:
+    """Two or more files of one library in one module's closure (what it resolved, and
+    what the interpreter loaded first), each group once, with every module that loads
+    it. One file under two names (a symbolic link) is one copy."""
+    from pytest_envguard.probes.conda import library_stem
+
+    first = [path for _, path in facts.loaded_first]
+    groups: dict[tuple[str, frozenset[str]], tuple[tuple[str, ...], list[str]]] = {}
+    for closure in facts.closures:
+        own = [path for _, path in closure.resolved if path]
+        by_stem: dict[str, dict[str, None]] = {}
+        for path in (*own, *first):
+            stem = library_stem(path)
+            if stem is not None:
+                by_stem.setdefault(stem, {})[path] = None
+        for stem, paths in by_stem.items():
+            if len(paths) < 2 or not any(path in own for path in paths):
+                continue
+            real = {os.path.realpath(path): path for path in paths}  # only where names repeat
+            if len(real) > 1:
+                entry = groups.setdefault((stem, frozenset(real)), (tuple(real.values()), []))
+                entry[1].append(closure.display)
+    return [LibraryCopies(stem, copies, tuple(modules))
+            for (stem, _), (copies, modules) in groups.items()]
+
+
+def probe_native_owners(facts: ExtensionsFacts, prefix: Callable[[], CondaFacts],
+                        installed: InstalledFacts) -> NativeOwners:
+    """Who owns the files of ``facts``' problems and duplicate libraries in the conda
+    prefix (``prefix()`` reads its records, only when there is a file to name): conda's
+    records first, then each distribution's ``RECORD``."""
+    from pytest_envguard.probes.conda import FileOwners, library_stem, owners
+
+    duplicates = library_copies(facts)
+    if not duplicates and not facts.problems:
+        return NativeOwners()  # nothing to name: the records are not even read
+    conda = prefix()
+    if not conda.present:
+        return NativeOwners()
+    missing = {problem.library for problem in facts.problems
+               if problem.kind == MISSING_LIBRARY and problem.library}
+    conda_copies: dict[str, tuple[str, ...]] = {}
+    if missing:
+        stems = {name: library_stem(name) for name in missing}
+        libraries = [relative for relative in owners(conda)
+                     if relative.startswith("lib/") and relative.count("/") == 1]
+        for name, stem in sorted(stems.items()):
+            found = tuple(os.path.join(conda.prefix, relative) for relative in libraries
+                          if stem is not None and library_stem(relative) == stem)
+            if found:
+                conda_copies[name] = found
+    paths = [path for problem in facts.problems for path in (problem.file, problem.library_path)
+             if path]
+    paths += [path for group in duplicates for path in group.copies]
+    paths += [path for found in conda_copies.values() for path in found]
+    index = FileOwners(conda, installed)
+    return NativeOwners(tuple((path, index.owner(path)) for path in dict.fromkeys(paths)),
+                        tuple(duplicates), tuple(conda_copies.items()))
+
+
+def probe_owners(paths: Sequence[str], conda: CondaFacts, installed: InstalledFacts) -> NativeOwners:
+    """Who owns each of ``paths`` in the conda prefix ``conda``."""
+    from pytest_envguard.probes.conda import FileOwners
+
+    if not conda.present:
+        return NativeOwners()
+    index = FileOwners(conda, installed)
+    return NativeOwners(tuple((path, index.owner(path)) for path in dict.fromkeys(paths)))
