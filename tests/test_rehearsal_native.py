@@ -25,18 +25,17 @@ import importlib.machinery
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures_native import compile_shared
-from tests.fixtures_packages import MakeVenv, Venv, clean_environ, uv_binary
-from tests.test_adopt_suggest import repack_installed, write_wheel
+from tests.fixtures_packages import MakeVenv, Venv, clean_environ, uv_binary, write_wheel
 from tests.test_rehearsal_targets import auditwheel_policies
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64" or sys.platform != "linux",
@@ -135,23 +134,15 @@ def build_outside(build: Path, house: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def rehearsal(make_venv: MakeVenv, tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
-    try:
-        metadata.distribution("numpy")
-    except metadata.PackageNotFoundError:
-        pytest.fail("numpy is part of the test extra (pip install -e '.[test]')")
+def rehearsal(make_venv: MakeVenv, numpy_wheel: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
     build = tmp_path_factory.mktemp("rehearsal-build")
     house = tmp_path_factory.mktemp("rehearsal-wheels")
     wheels = {spec.distribution: build_wheel(spec, build, house) for spec in WHEELS}
-    wheels["numpy"] = repack_installed(house, "numpy")
+    wheels["numpy"] = Path(shutil.copy(numpy_wheel, house))  # the oracles read the house
     outside, outside_dir = build_outside(build, house)
     venv = make_venv("rehearsal")
     venv.pip("install", "--no-index", "--no-deps", *map(str, wheels.values()), str(outside))
-    import elftools  # the ELF reader the scan uses, for the venv's interpreter too
-
-    shim = tmp_path_factory.mktemp("rehearsal-elftools")
-    (shim / "elftools").symlink_to(Path(elftools.__file__).parent)
-    (venv.site / "elftools-shim.pth").write_text(f"{shim}\n", encoding="utf-8")
     return Rehearsal(venv, wheels, house, outside, outside_dir)
 
 
