@@ -98,6 +98,8 @@ class Stop(NamedTuple):
 
 #: Per item: its parsed ``requires`` markers (set at collection) and its unmet decision.
 MARKS = pytest.StashKey[MarkerRequirements]()
+#: What :data:`MARKS` holds for a collected test with no ``requires`` marker.
+NO_MARKS = MarkerRequirements((), None, None)
 UNMET = pytest.StashKey[Unmet]()
 
 
@@ -119,6 +121,13 @@ class EnvguardState:
         self.raised: dict[int, Raised] = {}  # by id() of the exception
         self._environment: Environment | None = None
         self._evaluator: Evaluator | None = None
+        self._marking_reports = False
+
+    def mark_reports(self) -> None:
+        """From now on, mark the reports that an unmet requirement ends up in."""
+        if not self._marking_reports:
+            self._marking_reports = True
+            self.config.pluginmanager.register(ReportMarking(self), "envguard-reports")
 
     @property
     def contract(self) -> tuple[Requirement, ...]:
@@ -304,7 +313,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _values_taken_as_paths(config)
     options = _resolve_options(config)
     state = config.stash[STATE] = EnvguardState(config, options)
-    config.pluginmanager.register(PerTestHooks(state), "envguard-per-test")
+    # Outcomes go only into the JSON document, which a worker never writes.
+    outcomes = bool(config.getoption("envguard_json")) and not _is_xdist_worker(config)
+    config.pluginmanager.register(PerTestHooks(state, outcomes=outcomes), "envguard-per-test")
     if config.getoption("envguard_report"):
         # Reporting runs no test: pytest-xdist (whose configure hook runs after this one)
         # must not start workers for it.
@@ -435,8 +446,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     would: Counter[tuple[str, str]] = Counter()
     ready = 0
     for item in session.items:
-        wanted = item.stash.get(MARKS, None)
-        if wanted is None:
+        wanted = item.stash.get(MARKS, NO_MARKS)
+        if wanted is NO_MARKS:
             ready += 1
             continue
         verdicts = state.evaluator.evaluate(wanted.requirements)
@@ -459,16 +470,21 @@ class MarkerError(ValueError):
     """A ``requires`` marker that is not valid; the message names the test."""
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
-    """Parse every collected test's ``requires`` markers (before any deselection, so that a
-    typo in a GPU-only test shows in every job): a bad one is a collection error naming
-    the test, which is not run."""
+                                  items: list[pytest.Item]) -> Generator[None, Any, None]:
+    """Parse every collected test's ``requires`` markers — those a conftest's own
+    ``pytest_collection_modifyitems`` adds included — once the other implementations
+    ran, but for every test collected before them, so that a typo in a GPU-only test
+    that ``-m``/``-k``/``--deselect`` leave out shows in every job. A bad marker is a
+    collection error naming the test, which is not run."""
+    collected = list(items)
+    yield
     state = config.stash[STATE]
     bad: set[int] = set()
-    for item in items:
+    for item in collected:
         if item.get_closest_marker("requires") is None:
+            item.stash[MARKS] = NO_MARKS  # set-up need not look again
             continue
         try:
             item.stash[MARKS] = _marker_requirements(item, state.marker_cache)
@@ -559,10 +575,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     test through)."""
     state = item.config.stash[STATE]
     state.current_item = item
-    if item.get_closest_marker("requires") is None:
-        return
     wanted = item.stash.get(MARKS, None)
+    if wanted is NO_MARKS:
+        return
     if wanted is None:  # an item added after collection: parsed now, failing here if bad
+        if item.get_closest_marker("requires") is None:
+            return
         try:
             wanted = item.stash[MARKS] = _marker_requirements(item, state.marker_cache)
         except MarkerError as error:
@@ -576,6 +594,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                    and not _may_xfail_without_running(item))
     if to_skipping and item.get_closest_marker("skip") is None:
         item.add_marker(pytest.mark.skip(reason=unmet.message), append=True)
+    state.mark_reports()
     item.stash[UNMET] = unmet._replace(left_to_skipping=to_skipping)
 
 
@@ -590,8 +609,9 @@ class PerTestHooks:
     pytest's skipping plugin (``tryfirst``) and before the fixtures are set up (pytest's
     runner, registered earlier, runs after it)."""
 
-    def __init__(self, state: EnvguardState) -> None:
+    def __init__(self, state: EnvguardState, *, outcomes: bool) -> None:
         self.state = state
+        self.outcomes = outcomes  # record each test's outcome (for the JSON document)
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         """Fail a strict test, or skip one whose ``xfail(run=False)`` mark did not apply."""
@@ -610,6 +630,8 @@ class PerTestHooks:
                 state.groups["failed", group] += 1
             elif report.skipped and not hasattr(report, "wasxfail"):
                 state.groups["skipped", group] += 1
+        if not self.outcomes:
+            return
         outcome = outcome_of(report)
         if outcome is not None and (report.nodeid not in state.outcomes or outcome == "error"):
             state.outcomes[report.nodeid] = outcome
@@ -635,30 +657,36 @@ def _raise_unmet(state: EnvguardState, unmet: Unmet, verdicts: Sequence[Verdict]
     error: BaseException = (pytest.fail.Exception(unmet.message, pytrace=False) if unmet.strict
                             else pytest.skip.Exception(unmet.message))
     state.raised[id(error)] = Raised(error, unmet, tuple(verdicts), recorded_for, from_hook)
+    state.mark_reports()
     raise error
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Generator[None, Any, None]:
-    """Mark a report whose skip or failure is a requirement's: :data:`REPORT_ATTRIBUTE`."""
-    outcome = yield
-    if call.excinfo is None:
-        return
-    state = item.config.stash.get(STATE, None)
-    if state is None:
-        return
-    behind = _requirement_behind(state, item, call.when, call.excinfo.value)
-    if behind is None:
-        return
-    unmet, from_hook = behind
-    report = outcome.get_result()
-    setattr(report, REPORT_ATTRIBUTE, unmet.group)
-    if from_hook and report.skipped and isinstance(report.longrepr, tuple):
-        # Raised by a hook, not by the test: shown at the test's location, as pytest's
-        # skipping shows its own.
-        path, line = item.reportinfo()[:2]
-        report.longrepr = (os.fspath(path), (line or 0) + 1, report.longrepr[2])
+class ReportMarking:
+    """Marks a report whose skip or failure is a requirement's: :data:`REPORT_ATTRIBUTE`.
+
+    Registered by :meth:`EnvguardState.mark_reports` when the first requirement is unmet:
+    a wrapper around every report would cost a suite that meets everything some 2%."""
+
+    def __init__(self, state: EnvguardState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, Any, None]:
+        outcome = yield
+        if call.excinfo is None:
+            return
+        behind = _requirement_behind(self.state, item, call.when, call.excinfo.value)
+        if behind is None:
+            return
+        unmet, from_hook = behind
+        report = outcome.get_result()
+        setattr(report, REPORT_ATTRIBUTE, unmet.group)
+        if from_hook and report.skipped and isinstance(report.longrepr, tuple):
+            # Raised by a hook, not by the test: shown at the test's location, as pytest's
+            # skipping shows its own.
+            path, line = item.reportinfo()[:2]
+            report.longrepr = (os.fspath(path), (line or 0) + 1, report.longrepr[2])
 
 
 def _requirement_behind(state: EnvguardState, item: pytest.Item, when: str, value: BaseException

@@ -257,6 +257,55 @@ def test_bad_marker_lines_under_xdist_are_collection_errors(pytester: pytest.Pyt
     result.stdout.fnmatch_lines(["*requires marker of test_bad.py::test_typo: unknown key 'cdua'*"])
 
 
+@pytest.mark.parametrize("args", [(), ("-k", "not gpu")], ids=["run", "deselected-by-k"])
+def test_markers_a_conftest_adds_at_collection_are_judged_and_validated(
+        pytester: pytest.Pytester, args: tuple[str, ...]) -> None:
+    """The usual way to mark a directory: a conftest's own ``pytest_collection_modifyitems``
+    adds ``requires`` after the plugin's would have run. Those markers are judged at set-up
+    (not ignored) and a bad one is a collection error, deselected or not."""
+    pytester.makeconftest(f"""
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if "gpu" in item.name:
+                    item.add_marker(pytest.mark.requires("{UNMET}"))
+                if "typo" in item.name:
+                    item.add_marker(pytest.mark.requires("cdua >= 12"))
+    """)
+    pytester.makepyfile(test_dir="""
+        def test_gpu():
+            pass
+
+        def test_gpu_typo():
+            pass
+
+        def test_cpu():
+            pass
+    """)
+    result = pytester.runpytest("-rs", *args)
+    result.stdout.fnmatch_lines([
+        "*envguard: requires marker of test_dir.py::test_gpu_typo: unknown key 'cdua'*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    bad = pytester.runpytest("-rs", "-p", "no:envguard", *args)  # the control: no plugin, no error
+    assert bad.ret == pytest.ExitCode.OK
+    pytester.makeconftest(f"""
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if "gpu" in item.name:
+                    item.add_marker(pytest.mark.requires("{UNMET}"))
+    """)
+    result = pytester.runpytest("-rs", *args)
+    if args:
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(passed=1, skipped=2)
+        result.stdout.fnmatch_lines([f"SKIPPED [[]2[]] test_dir.py*: {NEEDS}"])
+
+
+
 def test_near_keywords_of_require_are_named_too(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
         def test_x(envguard):

@@ -116,15 +116,23 @@ class Evaluator:
     def __init__(self, env: Environment) -> None:
         self.env = env
         self._cache: dict[tuple[Requirement, ...], list[Verdict]] = {}
+        # The answer for one tuple object, kept with it: the tests that share a marker's
+        # parsed requirements are answered without hashing them again.
+        self._same: dict[int, tuple[tuple[Requirement, ...], list[Verdict]]] = {}
 
     def evaluate(self, requirements: Sequence[Requirement]) -> list[Verdict]:
+        same = self._same.get(id(requirements))
+        if same is not None and same[0] is requirements:
+            return list(same[1])
         key = tuple(requirements)
         cached = self._cache.get(key)
         if cached is None:
             cached = self._cache[key] = evaluate(key, self.env)
-        if all(verdict.requirement.source == requirement.source
-               for verdict, requirement in zip(cached, requirements, strict=True)):
-            return list(cached)
-        # Equal requirements from another source: the verdicts name this caller's.
-        return [replace(verdict, requirement=requirement)
-                for verdict, requirement in zip(cached, requirements, strict=True)]
+        if not all(verdict.requirement.source == requirement.source
+                   for verdict, requirement in zip(cached, requirements, strict=True)):
+            # Equal requirements from another source: the verdicts name this caller's.
+            cached = [replace(verdict, requirement=requirement)
+                      for verdict, requirement in zip(cached, requirements, strict=True)]
+        if isinstance(requirements, tuple):
+            self._same[id(requirements)] = (requirements, cached)
+        return list(cached)
