@@ -608,16 +608,22 @@ def probe_graph(conda: CondaFacts) -> CondaGraphFacts:
                                   exact_names_only=False)
         return [pair for pair in read if named.matches(pair[1])]
 
+    def parsed(text: str, record: CondaRecord) -> Any | None:
+        """The spec, or None with an ``invalid-spec`` issue."""
+        try:
+            return rattler.MatchSpec(text, strict=False, exact_names_only=False)
+        except errors as error:
+            issues.append(GraphIssue("invalid-spec", record.display, text,
+                                     detail=describe_error(error).splitlines()[0]))
+            return None
+
     for record, prefix_record in read:
         for text in prefix_record.depends:
             if text.startswith("__"):
                 virtual.append(f"{record.display}: {text}")
                 continue
-            try:
-                spec = rattler.MatchSpec(text, strict=False, exact_names_only=False)
-            except errors as error:
-                issues.append(GraphIssue("invalid-spec", record.display, text,
-                                         detail=describe_error(error).splitlines()[0]))
+            spec = parsed(text, record)
+            if spec is None:
                 continue
             found = candidates(spec, text)
             if not found:
@@ -626,11 +632,8 @@ def probe_graph(conda: CondaFacts) -> CondaGraphFacts:
                 issues.append(GraphIssue("conflict", record.display, text,
                                          tuple(other.display for other, _ in found)))
         for text in prefix_record.constrains:
-            try:
-                spec = rattler.MatchSpec(text, strict=False, exact_names_only=False)
-            except errors as error:
-                issues.append(GraphIssue("invalid-spec", record.display, text,
-                                         detail=describe_error(error).splitlines()[0]))
+            spec = parsed(text, record)
+            if spec is None:
                 continue
             wrong = [other for other, pair in candidates(spec, text) if not spec.matches(pair)]
             if wrong:
