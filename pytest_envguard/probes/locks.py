@@ -22,11 +22,14 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_envguard.probes import Facts, Failure, describe_error
 from pytest_envguard.probes._io import TomlError, TooLarge, explain, failure_of, load_toml, read_bytes
 from pytest_envguard.probes.distributions import canonical_name
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 
 @dataclass(frozen=True)
@@ -226,8 +229,6 @@ def _pip_entry(path: str, entry: str, number: int) -> list[LockedPackage]:
     """One entry of an ``environment.yml`` ``pip:`` list, read as a requirements line
     (a ``-r`` include, ``-e``, a path, ``name==version``); one not pinned with ``==``
     is checked for presence only (conda passes the list to pip as it is)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     where = f"{path}:{number}"
     reader = _RequirementsReader()
     reader.seen.add(os.path.realpath(path))
@@ -237,11 +238,7 @@ def _pip_entry(path: str, entry: str, number: int) -> list[LockedPackage]:
     if _LOCAL_TARGET.match(entry):
         return [LockedPackage(local_project_name(where, entry, os.path.dirname(path)), None,
                               f"{os.path.basename(path)}:{number}")]
-    try:
-        requirement = Requirement(entry)
-    except InvalidRequirement as error:
-        raise LockError(f"{where}: {entry!r} is not a requirement: "
-                        f"{str(error).splitlines()[0]}") from None
+    requirement = _requirement(entry, where)
     specifiers = list(requirement.specifier)
     version = (specifiers[0].version if len(specifiers) == 1 and specifiers[0].operator in
                ("==", "===") and not specifiers[0].version.endswith(".*") else None)
@@ -414,17 +411,23 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
         yield start, " ".join(part.strip() for part in buffer).strip()
 
 
-def _pinned(line: str, where: str, required: bool) -> LockedPackage:
+def _requirement(text: str, where: str) -> Requirement:
+    """``text`` as a PEP 508 requirement. Raises :class:`LockError` naming ``where``."""
     from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(text)
+    except InvalidRequirement as error:
+        raise LockError(f"{where}: {text!r} is not a requirement: "
+                        f"{str(error).splitlines()[0]}") from None
+
+
+def _pinned(line: str, where: str, required: bool) -> LockedPackage:
 
     # Per-requirement options (--hash=…, --config-settings …) follow the requirement.
     option = _OPTION_START.search(line)
     text = line[: option.start()].strip() if option else line
-    try:
-        requirement = Requirement(text)
-    except InvalidRequirement as error:
-        raise LockError(f"{where}: {text!r} is not a requirement: "
-                        f"{str(error).splitlines()[0]}") from None
+    requirement = _requirement(text, where)
     name = canonical_name(requirement.name)
     marker = str(requirement.marker) if requirement.marker else None
     if requirement.url:
