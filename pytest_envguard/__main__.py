@@ -30,6 +30,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from pytest_envguard import __version__
 from pytest_envguard.options import (
@@ -48,7 +49,8 @@ EXIT_STATUSES = f"""\
 exit status:
   {EXIT_OK}  the contract is met (--suggest, --migrate: done)
   1  --migrate: a file could not be read or parsed, and was left as it is
-  {EXIT_USAGE}  a requirement line, an option or the config file is not valid
+  {EXIT_USAGE}  a requirement line, an option or the config file is not valid (an unknown
+     option, options that do not go together)
   {EXIT_CONTRACT_UNMET}  the contract is not met
   {128 + signal.SIGPIPE}  the reader closed the output early (| head): it stopped quietly
 
@@ -61,8 +63,16 @@ def program_name(argv0: str) -> str:
     return "envguard" if Path(argv0).name == "envguard" else "python -m pytest_envguard"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with pytest's exit status for a bad command line (4, not argparse's 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=program_name(sys.argv[0] if sys.argv else ""),
         description="Check the live environment against requirement lines and print a report.",
         epilog=EXIT_STATUSES,

@@ -596,7 +596,7 @@ def test_command_line_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[st
                  ["--migrate", "x", "--format", "ini"]):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
-        assert exit_info.value.code == 2, argv
+        assert exit_info.value.code == 4, argv
     first, second = tmp_path / "test_a.py", tmp_path / "test_b.py"
     for path in (first, second):
         path.write_text("import sys, pytest\n\n@pytest.mark.skipif(sys.platform != 'linux', "

@@ -41,6 +41,21 @@ def test_bad_line_exits_4(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--qiuet",), "unrecognized arguments: --qiuet"),
+    (("--json",), "argument --json: expected one argument"),
+    (("--suggest", "--migrate", "x"), "--suggest and --migrate are separate commands"),
+])
+def test_a_bad_command_line_exits_4_as_pytests_own(tmp_path: Path, args: tuple[str, ...],
+                                                   message: str) -> None:
+    """Not argparse's 2: pytest exits 4 for a bad command line, and so does the report."""
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith("usage: python -m pytest_envguard ")
+    assert f"error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "text"),
     [
