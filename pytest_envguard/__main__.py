@@ -30,7 +30,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pytest_envguard import __version__
 from pytest_envguard.options import (
@@ -44,6 +44,9 @@ from pytest_envguard.options import (
     read_config,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 EXIT_STATUSES = f"""\
 exit status:
@@ -64,11 +67,18 @@ def program_name(argv0: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with pytest's exit status for a bad command line (4, not argparse's 2)."""
+    """argparse, with pytest's exit status for a bad command line (4, not argparse's 2),
+    and a reader that stops early treated as everywhere else."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse (3.11+) swallows a failed write, so that ``--help | head`` would end 0
+        # or 141 by the stream's buffering; written here, it ends 141 as every other output.
+        if message:
+            (file or sys.stderr).write(message)
 
 
 def _parser() -> argparse.ArgumentParser:

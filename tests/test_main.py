@@ -298,14 +298,18 @@ def test_help_names_the_program_and_lists_the_exit_statuses(tmp_path: Path, how:
 # -- a reader that stops early (| head) ---------------------------------------------------------
 
 
-def run_into_a_closed_pipe(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_into_a_closed_pipe(command: list[str], cwd: Path, *, unbuffered: bool = False
+                           ) -> subprocess.CompletedProcess[str]:
     """``command | head`` where head has already gone: stdout is a pipe whose reading end
     is closed, so every write fails (EPIPE) — deterministically, unlike a real head."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
     reading, writing = os.pipe()
     os.close(reading)
     try:
         return subprocess.run(command, cwd=cwd, stdout=writing, stderr=subprocess.PIPE,
-                              text=True, timeout=120, check=False)
+                              text=True, timeout=120, check=False, env=env)
     finally:
         os.close(writing)
 
@@ -313,13 +317,16 @@ def run_into_a_closed_pipe(command: list[str], cwd: Path) -> subprocess.Complete
 @pytest.mark.parametrize("args", [["-q", "python >=3"], ["python >=3"], ["--json", "-", "python >=3"],
                                   ["--migrate", "."]], ids=" ".join)
 def test_a_reader_that_stops_early_ends_it_quietly(tmp_path: Path, args: list[str]) -> None:
-    """As a command killed by SIGPIPE: no traceback, no 'Exception ignored', status 141
-    (``--help`` too is quiet: argparse ignores the error itself, and exits 0)."""
+    """As a command killed by SIGPIPE: no traceback, no 'Exception ignored', status 141,
+    with stdout buffered or not, ``--help`` too (argparse 3.11+ would swallow the error of
+    an unbuffered write and exit 0)."""
     (tmp_path / "test_x.py").write_text("import pytest\n\n@pytest.mark.skipif(True, reason='x')\n"
                                         "def test_x(): pass\n")
     for command in ([sys.executable, "-m", "pytest_envguard", *args],
                     [str(CONSOLE_SCRIPT), *args]):
-        result = run_into_a_closed_pipe(command, tmp_path)
-        assert (result.returncode, result.stderr) == (141, ""), (command, result.stderr)
-        helped = run_into_a_closed_pipe([*command[:-len(args)], "--help"], tmp_path)
-        assert (helped.returncode, helped.stderr) == (0, ""), (command, helped.stderr)
+        for unbuffered in (False, True):
+            result = run_into_a_closed_pipe(command, tmp_path, unbuffered=unbuffered)
+            assert (result.returncode, result.stderr) == (141, ""), (command, result.stderr)
+            helped = run_into_a_closed_pipe([*command[:-len(args)], "--help"], tmp_path,
+                                            unbuffered=unbuffered)
+            assert (helped.returncode, helped.stderr) == (141, ""), (command, helped.stderr)
