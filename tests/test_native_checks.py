@@ -320,17 +320,23 @@ def test_a_real_numpy_wheel_passes_extensions(make_venv: Any, numpy_wheel: Path)
         ldd = subprocess.run(["ldd", str(module)], capture_output=True, text=True, check=False)
         assert "not found" not in ldd.stdout, (module, ldd.stdout)
 
-    # Broken on purpose, as a user would find it: a vendored library that another
-    # vendored library needs (libquadmath, needed by libgfortran) deleted. RECORD still
-    # lists it; the loader cannot load numpy's core any more; neither may the plugin.
-    [quadmath] = (venv.site / "numpy.libs").glob("libquadmath*")
-    quadmath.unlink()
+    # Broken on purpose, as a user would find it: a vendored library deleted — one that
+    # only another vendored library needs where the wheel has one (libquadmath, needed by
+    # libgfortran, in numpy < 2.5), else the one numpy's core needs (its OpenBLAS). RECORD
+    # still lists it; the loader cannot load numpy's core any more; neither may the plugin.
+    vendored = sorted((venv.site / "numpy.libs").glob("*.so*"))
+    assert vendored
+    needed_by_vendored = {name for library in vendored for name in read_elf(str(library)).needed}
+    victim = next((library for library in vendored if library.name in needed_by_vendored),
+                  vendored[0])
+    victim.unlink()
+    stem = victim.name.split("-")[0]  # libquadmath, libscipy_openblas64_
     report = venv.root / "report.json"
     result = venv.envguard("extensions numpy", "import numpy", "--json", str(report))
     assert result.returncode == 6, result.stdout + result.stderr
     assert re.search(r"^FAIL +extensions numpy +\d+ of \d+ modules? broken", result.stdout,
                      re.MULTILINE), result.stdout
-    assert "libquadmath" in result.stdout and "(loading ImportError)" not in result.stdout
+    assert stem in result.stdout and "(loading ImportError)" not in result.stdout
     contract = json.loads(report.read_text())["contract"]
     said = {problem["text"].split(": ", 1)[0] for problem in contract[0]["problems"]}
     loader = {str(module.relative_to(venv.site)) for module in modules
@@ -338,4 +344,4 @@ def test_a_real_numpy_wheel_passes_extensions(make_venv: Any, numpy_wheel: Path)
     assert loader and said == loader
     imported = contract[1]
     assert imported["status"] == "unmet" and imported["found"] == "installed but broken"
-    assert "_multiarray_umath" in imported["reason"] and "libquadmath" in imported["reason"]
+    assert "_multiarray_umath" in imported["reason"] and stem in imported["reason"]
