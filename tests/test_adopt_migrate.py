@@ -8,6 +8,7 @@ outcomes may differ only where the report said they would.
 
 from __future__ import annotations
 
+import ast
 import io
 import textwrap
 from pathlib import Path
@@ -569,14 +570,22 @@ def test_notes_by_place_names_the_findings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "refused"), [
     (b"", None),
     (b"\x00\x01binary", "cannot parse"),
+    # Python 3.11 and 3.12 cannot parse this one; 3.10 and 3.13 can, and the walk refuses it.
     (b"import pytest\n@pytest.mark.skipif(" + b"not " * 5000 + b"X)\ndef test(): pass\n",
-     "cannot parse"),
+     "this interpreter's"),
     (b"import pytest\n@pytest.mark.skipif(" + b"not " * 600 + b"X)\ndef test(): pass\n",
      "nested too deeply"),
     (b"x = " + b"(" * 300 + b")" * 300 + b"\n", "cannot parse"),
 ])
 def test_hostile_files_give_a_report_not_a_traceback(tmp_path: Path, content: bytes,
                                                      refused: str | None) -> None:
+    if refused == "this interpreter's":
+        try:
+            ast.parse(content)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            refused = "cannot parse"
+        else:
+            refused = "nested too deeply"
     path = tmp_path / "test_hostile.py"
     path.write_bytes(content)
     report = migrate([path], write=True)
