@@ -115,23 +115,35 @@ def test_only_probes_import_native_libraries(path: Path) -> None:
 
 def runtime_dependencies() -> set[str]:
     """The import names of what pyproject.toml installs with the package (its
-    dependencies and the optional ``conda`` extra), as the installed distributions'
-    own file lists map them (importlib.metadata.packages_distributions)."""
-    from importlib.metadata import packages_distributions
+    dependencies and the optional ``conda`` extra), read from each installed
+    distribution's own file list (on Python 3.10, ``packages_distributions`` reads only
+    ``top_level.txt``, which flit- and maturin-built wheels such as packaging's and
+    py-rattler's do not have)."""
+    from importlib.metadata import PackageNotFoundError, distribution
 
     from pytest_envguard.probes._io import load_toml
 
     project = load_toml(str(PACKAGE.parent / "pyproject.toml"), 1 << 20)["project"]
     declared = [*project["dependencies"], *project["optional-dependencies"]["conda"]]
-    names = {re.split(r"[\s<>=!~;\[]", line, maxsplit=1)[0].lower().replace("_", "-")
-             for line in declared}
-    return {module for module, dists in packages_distributions().items()
-            if {dist.lower().replace("_", "-") for dist in dists} & names}
+    modules: set[str] = set()
+    for line in declared:
+        name = re.split(r"[\s<>=!~;\[]", line, maxsplit=1)[0]
+        try:
+            files = distribution(name).files or []
+        except PackageNotFoundError:  # a dependency for other Pythons (tomli)
+            continue
+        for file in files:
+            top = file.parts[0]
+            if top.endswith((".dist-info", ".data")) or top in ("..", "__pycache__"):
+                continue
+            if len(file.parts) > 1 or file.suffix in (".py", ".so"):
+                modules.add(top if len(file.parts) > 1 else top.split(".")[0])
+    return modules
 
 
 #: Imported only where present, never required: the plugins whose hooks we join, and
-#: tomli, the dependency before Python 3.11 (absent from this interpreter's metadata).
-OPTIONAL_INTEGRATIONS = {"pytest_envguard", "pytest_metadata", "xdist", "tomli"}
+#: tomllib (the standard library's from Python 3.11) with tomli, its stand-in before.
+OPTIONAL_INTEGRATIONS = {"pytest_envguard", "pytest_metadata", "xdist", "tomli", "tomllib"}
 
 
 def test_the_package_imports_only_what_it_declares() -> None:
