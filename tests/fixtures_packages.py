@@ -240,13 +240,14 @@ class Venv:
     def site(self) -> Path:
         return next((self.root / "lib").glob("python3*/site-packages"))
 
-    def pip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def pip(self, *args: str, check: bool = True, **environ: str
+            ) -> subprocess.CompletedProcess[str]:
         """The test interpreter's pip, working on this venv (``pip --python``); offline:
         tests download nothing, so pip never asks an index (``PIP_NO_INDEX``)."""
         return subprocess.run(
             [sys.executable, "-m", "pip", "--python", str(self.python), *args],
-            capture_output=True, text=True, check=check, env=clean_environ(PIP_NO_INDEX="1"),
-            timeout=120, cwd=self.root,
+            capture_output=True, text=True, check=check,
+            env=clean_environ(PIP_NO_INDEX="1", **environ), timeout=120, cwd=self.root,
         )
 
     def run(self, *args: str, env: dict[str, str] | None = None,
@@ -262,8 +263,14 @@ class Venv:
         return self.run("-m", "pytest_envguard", "-q", *lines, env=env, cwd=cwd)
 
     def pip_check(self) -> tuple[int, set[tuple[str, str, str]]]:
-        """``pip check``'s exit status and problems as (kind, distribution, dependency)."""
-        result = self.pip("check", check=False)
+        """``pip check``'s exit status and problems as (kind, distribution, dependency).
+
+        pip reads the installed distributions with ``importlib.metadata``, as the import
+        system and every library do, on Python 3.11+; on 3.10 it still defaults to
+        ``pkg_resources``, which picks another copy of two in one directory and parses
+        metadata differently (docs/hygiene.md). ``consistent`` judges the copies in effect,
+        so the oracle is pip's importlib.metadata backend on every version."""
+        result = self.pip("check", check=False, _PIP_USE_IMPORTLIB_METADATA="1")
         return result.returncode, parse_pip_check(result.stdout)
 
     def envguard_problems(self, env: dict[str, str] | None = None) -> list[dict[str, str]]:
