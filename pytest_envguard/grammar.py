@@ -214,13 +214,23 @@ def _reads_bare(text: str, pattern: str) -> bool:
     start with a quote, and its quotes pair up (the marker split skips quoted parts)."""
     if not re.fullmatch(pattern, text) or text[0] in "\"'":
         return False
-    open_quote = None
-    for char in text:
-        if open_quote:
-            open_quote = None if char == open_quote else open_quote
+    return _unquoted(text)[1] is None
+
+
+def _unquoted(text: str) -> tuple[list[tuple[int, str]], str | None]:
+    """The characters of ``text`` outside quotes (``'`` or ``"``, the quote characters
+    left out), with their indexes, and the quote still open at the end (None when every
+    quote closes)."""
+    outside: list[tuple[int, str]] = []
+    quote = None
+    for index, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
         elif char in "\"'":
-            open_quote = char
-    return open_quote is None
+            quote = char
+        else:
+            outside.append((index, char))
+    return outside, quote
 
 
 def _split_clause(clause: str) -> tuple[str, str]:
@@ -266,13 +276,8 @@ def without_comment(line: str) -> str:
     """``line`` up to its comment: a ``#`` at the start or after whitespace, outside quotes,
     starts one (as in pip's requirements files), so ``env X=a#b`` keeps its ``#`` and
     ``env 'X=a #b'`` its quoted one."""
-    quote = None
-    for index, char in enumerate(line):
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "\"'":
-            quote = char
-        elif char == "#" and (index == 0 or line[index - 1].isspace()):
+    for index, char in _unquoted(line)[0]:
+        if char == "#" and (index == 0 or line[index - 1].isspace()):
             return line[:index]
     return line
 
@@ -305,13 +310,8 @@ MAX_MARKER_NESTING = 16
 def _nesting(text: str) -> int:
     """The deepest parenthesis nesting of ``text`` outside quotes."""
     depth = deepest = 0
-    quote = None
-    for char in text:
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "\"'":
-            quote = char
-        elif char == "(":
+    for _, char in _unquoted(text)[0]:
+        if char == "(":
             depth += 1
             deepest = max(deepest, depth)
         elif char == ")":
@@ -365,14 +365,10 @@ class _Parser:
         return Requirement(key=key.name, argument=argument, specifier=specifier, marker=marker)
 
     def _split_marker(self) -> tuple[str, str | None]:
-        text, quote = self.text, None
-        for index, char in enumerate(text):
-            if quote:
-                if char == quote:
-                    quote = None
-            elif char in "\"'":
-                quote = char
-            elif char == ";":
+        text = self.text
+        outside, quote = _unquoted(text)
+        for index, char in outside:
+            if char == ";":
                 return text[:index], self._marker(index + 1)
         if quote:
             raise self.error("unterminated quote", text.index(quote), len(text))
