@@ -33,17 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from pytest_envguard import __version__
-from pytest_envguard.options import (
+from pytest_envguard.option_table import (
     EXIT_CONTRACT_UNMET,
     EXIT_OK,
     EXIT_USAGE,
     OptionError,
     Options,
-    config_sections,
-    find_config,
-    read_config,
-    resolve,
 )
+from pytest_envguard.options import config_sections, find_config, read_config, resolve
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite

@@ -286,7 +286,7 @@ def run_merge(paths: Sequence[Path], json_path: str | None) -> int:
     run met its contract, 6 when one did not, 4 for a file that is not a document."""
     import sys
 
-    from pytest_envguard.options import EXIT_CONTRACT_UNMET, EXIT_OK, EXIT_USAGE
+    from pytest_envguard.option_table import EXIT_CONTRACT_UNMET, EXIT_OK, EXIT_USAGE
     from pytest_envguard.render import write_json
 
     try:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_envguard.options import Options
-    from pytest_envguard.plugin import EnvguardState
+    from pytest_envguard.option_table import Options
+    from pytest_envguard.state import EnvguardState
 
 #: On the controller: what each worker reported, by worker id (for --envguard-json).
 WORKERS = pytest.StashKey[dict[str, dict[str, Any]]]()
@@ -112,7 +112,7 @@ class XdistHooks:
         waits for every worker's collection, has started no test anywhere yet.
         """
         from pytest_envguard import ci_reports, render
-        from pytest_envguard.options import EXIT_CONTRACT_UNMET
+        from pytest_envguard.option_table import EXIT_CONTRACT_UNMET
         from pytest_envguard.verdicts import Verdict
 
         output = getattr(node, "workeroutput", None)

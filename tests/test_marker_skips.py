@@ -306,6 +306,118 @@ def test_markers_a_conftest_adds_at_collection_are_judged_and_validated(
 
 
 
+MARKS_AT_EVERY_LEVEL = f"""
+    import unittest
+
+    import pytest
+
+    pytestmark = [pytest.mark.slow]
+
+    class TestPlain:
+        def test_unmarked(self):
+            pass
+
+    @pytest.mark.requires("{UNMET}")
+    class TestMarkedClass:
+        def test_in_marked_class(self):
+            pass
+
+        class TestNested:
+            def test_in_nested_class(self):
+                pass
+
+    @pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.requires("{UNMET}"))])
+    def test_param(n):
+        pass
+
+    @pytest.mark.requires("{UNMET}")
+    @pytest.mark.parametrize("n", [1, 2])
+    def test_marked_params(n):
+        pass
+
+    class TestCase(unittest.TestCase):
+        def test_unittest(self):
+            pass
+
+    def test_plain():
+        pass
+"""
+
+
+def test_the_marker_scan_answers_as_get_closest_marker(pytester: pytest.Pytester) -> None:
+    """Which collected tests carry a ``requires`` marker is read from each node's
+    ``own_markers`` up the chain (the nodes above shared): the same answer as pytest's
+    ``get_closest_marker``, for marks on modules, classes, nested classes, parameters,
+    unittest cases and those a conftest adds."""
+    pytester.makepyfile(test_levels=MARKS_AT_EVERY_LEVEL)
+    pytester.makepyfile(test_module_marked=f"""
+        import pytest
+
+        pytestmark = pytest.mark.requires("{UNMET}")
+
+        class TestInMarkedModule:
+            def test_method(self):
+                pass
+
+        def test_function():
+            pass
+    """)
+    pytester.makeconftest("""
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if item.name == "test_plain":
+                    item.add_marker(pytest.mark.requires("python >=3"))
+
+        def pytest_collection_finish(session):
+            from pytest_envguard.plugin import _carries_requires
+
+            seen = {}
+            answers = {item.nodeid: (_carries_requires(item, seen),
+                                     item.get_closest_marker("requires") is not None)
+                       for item in session.items}
+            assert len(answers) == 11
+            assert [nodeid for nodeid, (ours, pytests) in answers.items() if ours != pytests] == []
+            assert sum(pytests for _, pytests in answers.values()) == 8
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=4, skipped=7)
+
+
+def test_markers_of_a_test_added_after_collection_are_judged_at_set_up(
+        pytester: pytest.Pytester) -> None:
+    """A plugin may add tests once collection finished: their markers were never seen at
+    collection, so set-up parses and judges them (a bad one fails that test)."""
+    pytester.makeconftest(f"""
+        import pytest
+
+        def pytest_collection_finish(session):
+            module = session.items[0].parent
+            for name, marker in [("test_late_unmet", "{UNMET}"), ("test_late_typo", "cdua >= 12"),
+                                 ("test_late_plain", None)]:
+                item = pytest.Function.from_parent(module, name=name,
+                                                   callobj=module.obj.template)
+                if marker is not None:
+                    item.add_marker(pytest.mark.requires(marker))
+                session.items.append(item)
+    """)
+    pytester.makepyfile(test_late="""
+        def template():
+            pass
+
+        def test_collected():
+            pass
+    """)
+    result = pytester.runpytest("-rs", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, skipped=1, errors=1)  # a set-up failure
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_late_typo*",
+                                 "envguard: requires marker of test_late.py::test_late_typo: "
+                                 "unknown key 'cdua'*",
+                                 f"SKIPPED [[]1[]] test_late.py*: {NEEDS}"])
+    assert "During handling" not in result.stdout.str()
+
+
 def test_near_keywords_of_require_are_named_too(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
         def test_x(envguard):

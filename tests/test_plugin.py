@@ -531,7 +531,9 @@ def test_a_cheap_contract_imports_nothing_heavy_into_the_test_process(
 
         HEAVY = ["psutil", "elftools", "pynvml", "packaging.markers", "packaging.requirements",
                  "pytest_envguard.hints", "pytest_envguard.checks.hygiene",
-                 "pytest_envguard.checks.native", "pytest_envguard.checks.gpu"]
+                 "pytest_envguard.checks.native", "pytest_envguard.checks.gpu",
+                 # A met contract has no table to show, and no test has a marker.
+                 "pytest_envguard.contract", "pytest_envguard.per_test"]
 
         def test_nothing_heavy_was_imported():
             assert [name for name in HEAVY if name in sys.modules] == []
@@ -539,6 +541,37 @@ def test_a_cheap_contract_imports_nothing_heavy_into_the_test_process(
     result = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:metadata",
                                            "-p", "no:hypothesispytest", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
+
+
+def test_no_contract_and_no_marker_loads_only_the_hooks(pytester: pytest.Pytester) -> None:
+    """The run developers make dozens of times an hour with no contract: the plugin
+    imports its hooks, its options and its state, nothing else of its own, and leaves no
+    cache folder of its own behind."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile("""
+        import sys
+
+        def test_only_the_hooks_were_imported():
+            own = sorted(name for name in sys.modules if name.startswith("pytest_envguard"))
+            assert own == ["pytest_envguard", "pytest_envguard.option_table",
+                           "pytest_envguard.plugin", "pytest_envguard.state"]
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:metadata",
+                                           "-p", "no:hypothesispytest", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / ".pytest_cache").is_dir()
+    assert not list(pytester.path.glob(".pytest_cache/**/envguard"))
+
+
+def test_no_option_set_means_the_defaults() -> None:
+    """With no option set the plugin takes ``Options()`` without resolving anything: the
+    resolver must give the same for the defaults."""
+    from pytest_envguard.option_table import INI_OPTIONS, Options
+    from pytest_envguard.options import resolve
+
+    defaults = {option.name: option.default for option in INI_OPTIONS}
+    assert resolve(defaults, source=str, environ={}) == Options()
+    assert resolve({}, source=str, environ={}) == Options()
 
 
 @pytest.mark.parametrize("kind", ["symlink", "dangling-symlink", "fifo", "existing-file"])

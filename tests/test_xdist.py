@@ -134,6 +134,19 @@ def test_every_worker_meeting_the_contract_runs_the_suite(pytester: pytest.Pytes
         assert [verdict["status"] for verdict in worker["contract"]] == ["met"]
 
 
+def test_the_controller_counts_the_workers_skips_without_json(pytester: pytest.Pytester) -> None:
+    """The controller runs no test and marks no report: it counts the skips from the
+    reports its workers send, with or without ``--envguard-json``."""
+    pytester.makepyfile(test_marked=MARKED_MODULE)
+    result = pytester.runpytest_subprocess("-n", "2", timeout=120)
+    result.assert_outcomes(passed=3, skipped=7)
+    result.stdout.fnmatch_lines([
+        "*envguard: requirements not met*",
+        "6 tests skipped: needs python >=3.999 — found *",
+        "1 test skipped: needs env ENVGUARD_DOES_NOT_EXIST — found *",
+    ])
+
+
 def test_marker_skips_and_json_aggregate_across_workers(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_marked=MARKED_MODULE)
     result = pytester.runpytest_subprocess("-n", "2", "--envguard-json", "out.json", timeout=120)

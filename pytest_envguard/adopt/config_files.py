@@ -390,7 +390,8 @@ def _merge_toml(text: str, table: str, suggestion: Suggestion, where: str) -> tu
         if native is not None and "ini_options" not in native and native:
             table, target = "tool.pytest", native  # pytest 9's native [tool.pytest] table
     current = target.get("envguard") if target is not None else None
-    from pytest_envguard.options import OptionError, as_lines
+    from pytest_envguard.option_table import OptionError
+    from pytest_envguard.options import as_lines
 
     try:
         existing = as_lines(current, f"{where} [{table}] envguard") if current is not None else []

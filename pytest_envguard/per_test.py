@@ -1,0 +1,310 @@
+"""Per-test requirements: the ``requires`` marker and ``envguard.require()``.
+
+Imported only when a collected test has a ``requires`` marker, a test asks for
+the ``envguard`` fixture, or a requirement is unmet: a suite with neither never
+loads this module (:mod:`pytest_envguard.plugin` looks for the marker first).
+
+How a test's requirements are enforced, so that they behave like pytest's own
+skips: marker lines are parsed at collection (a bad one is a collection error
+naming the test); at set-up, before pytest's skipping plugin, an unmet marker
+becomes a ``skip`` mark on the item, which pytest's skipping raises with the
+test's location, and an author's ``skip``/``skipif``/``xfail(run=False)``
+wins; in strict mode the test fails after pytest's skipping had its say and
+before its fixtures are set up. What was skipped or failed because of a
+requirement is counted from the reports, not from the decision.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pytest
+
+from pytest_envguard.state import REPORT_ATTRIBUTE, UNMET
+
+if TYPE_CHECKING:
+    from pytest_envguard.environment import Environment
+    from pytest_envguard.grammar import Requirement
+    from pytest_envguard.state import EnvguardState
+    from pytest_envguard.verdicts import Verdict
+
+#: The source of marker requirements in verdicts; errors name the test instead.
+MARKER_SOURCE = "requires marker"
+
+#: The keywords of the marker and of ``envguard.require()`` that are not requirement keys.
+OWN_KEYWORDS = ("strict", "reason")
+
+
+class MarkerRequirements(NamedTuple):
+    """What one test's ``requires`` markers ask for."""
+
+    requirements: tuple[Requirement, ...]
+    strict: bool | None
+    reason: str | None
+
+
+class Unmet(NamedTuple):
+    """A test's unmet requirement, as decided: the summary's group (the first unmet
+    line's skip reason), the message the test is skipped or failed with, whether it
+    fails, and whether pytest's skipping plugin was left to raise the skip."""
+
+    group: str
+    message: str
+    strict: bool
+    left_to_skipping: bool = False
+
+
+class Raised(NamedTuple):
+    """An exception :meth:`EnvguardFixture.require` (or the marker, after pytest's
+    skipping) raised, and what it stands for. A session-scoped fixture's exception is
+    raised again for every test that uses it: each of those tests is counted."""
+
+    error: BaseException
+    unmet: Unmet
+    verdicts: tuple[Verdict, ...]
+    recorded_for: str | None  # the test whose verdicts already hold ``verdicts``
+    from_hook: bool  # raised by a hook: the report takes the test's location
+
+
+
+class MarkerError(ValueError):
+    """A ``requires`` marker that is not valid; the message names the test."""
+
+
+
+def _marker_requirements(item: pytest.Item, cache: dict[object, MarkerRequirements]
+                         ) -> MarkerRequirements:
+    """The requirements of the item's ``requires`` markers, parsed once per distinct set of
+    marker arguments (parametrized and similar tests share them). Raises :class:`MarkerError`."""
+    marks = list(item.iter_markers("requires"))
+    key: object = None
+    try:
+        key = tuple((mark.args, tuple(sorted(mark.kwargs.items()))) for mark in marks)
+        hash(key)
+    except TypeError:  # an unhashable argument: parse it uncached, and report it
+        key = None
+    if key is not None and key in cache:
+        return cache[key]
+    from pytest_envguard.grammar import RequirementError
+
+    try:
+        result = _parse_marks(marks, f"requires marker of {item.nodeid}")
+    except RequirementError as error:
+        raise MarkerError(f"envguard: {error.with_source(f'requires marker of {item.nodeid}')}"
+                          ) from None
+    if key is not None:
+        cache[key] = result
+    return result
+
+
+def _parse_marks(marks: Sequence[pytest.Mark], where: str) -> MarkerRequirements:
+    """The closest marker's ``strict=`` and ``reason=`` win; requirements add up."""
+    from pytest_envguard.grammar import from_keywords, parse_line
+
+    requirements: list[Requirement] = []
+    strict: bool | None = None
+    reason: str | None = None
+    for marker in marks:
+        keywords = dict(marker.kwargs)
+        own_strict, own_reason = keywords.pop("strict", None), keywords.pop("reason", None)
+        _check_own_keywords(keywords, own_strict, own_reason, where)
+        if strict is None and isinstance(own_strict, bool):
+            strict = own_strict
+        if reason is None and isinstance(own_reason, str):
+            reason = own_reason
+        requirements.extend(parse_line(arg, MARKER_SOURCE) for arg in marker.args)
+        requirements.extend(from_keywords(keywords, MARKER_SOURCE))
+    return MarkerRequirements(tuple(requirements), strict, reason)
+
+
+def _check_own_keywords(keywords: dict[str, object], strict: object, reason: object,
+                        where: str) -> None:
+    """``strict=`` and ``reason=`` have the right types, and a keyword that is no
+    requirement key but nearly one of them (``stict=``) is named as such. Raises
+    :class:`MarkerError`."""
+    if strict is not None and not isinstance(strict, bool):
+        raise MarkerError(f"envguard: {where}: strict= must be True, False or None, not {strict!r}")
+    if reason is not None and not isinstance(reason, str):
+        raise MarkerError(f"envguard: {where}: reason= must be a string, not {type(reason).__name__}")
+    import difflib
+
+    from pytest_envguard.grammar import KEYS
+
+    for name in keywords:
+        if name.replace("_", "-").lower() in KEYS:
+            continue
+        near = difflib.get_close_matches(name, OWN_KEYWORDS, n=1, cutoff=0.6)
+        if near:
+            raise MarkerError(f"envguard: {where}: unknown keyword {name}= — did you mean "
+                              f"{near[0]}=?")
+
+
+
+def parse_collected(config: pytest.Config, state: EnvguardState, marked: list[pytest.Item],
+                    items: list[pytest.Item]) -> None:
+    """Parse the ``requires`` markers of the collected tests that carry one (``marked``:
+    collected before any ``pytest_collection_modifyitems`` ran, deselected or not); a
+    bad one is a collection error naming the test, which is taken out of ``items``."""
+    bad: set[int] = set()
+    for item in marked:
+        try:
+            state.marks[id(item)] = _marker_requirements(item, state.marker_cache)
+        except MarkerError as error:
+            bad.add(id(item))
+            report = pytest.CollectReport(item.nodeid, "failed", str(error), [])
+            config.hook.pytest_collectreport(report=report)
+    if bad:
+        items[:] = [item for item in items if id(item) not in bad]
+
+
+def judge(state: EnvguardState, item: pytest.Item, wanted: MarkerRequirements | None) -> None:
+    """At set-up, before pytest's skipping plugin: evaluate the item's markers (those of
+    an item added after collection are parsed now, and fail it if bad); an unmet one in
+    lax mode becomes a ``skip`` mark, which pytest's skipping raises with the test's
+    location — unless the author's own ``skip`` mark is there (it wins) or an
+    ``xfail(run=False)`` mark may apply (then :func:`refuse` decides, once pytest's
+    skipping let the test through)."""
+    if wanted is None:
+        state.collected[id(item)] = item  # looked at now: its id stays its own
+        try:
+            wanted = state.marks[id(item)] = _marker_requirements(item, state.marker_cache)
+        except MarkerError as error:
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
+    verdicts = state.evaluator.evaluate(wanted.requirements)
+    state.tests.setdefault(item.nodeid, []).extend(verdicts)
+    unmet = unmet_of(state, verdicts, wanted.strict, wanted.reason)
+    if unmet is None:
+        return
+    to_skipping = (not unmet.strict and item.config.pluginmanager.hasplugin("skipping")
+                   and not _may_xfail_without_running(item))
+    if to_skipping and item.get_closest_marker("skip") is None:
+        item.add_marker(pytest.mark.skip(reason=unmet.message), append=True)
+    state.mark_reports()
+    item.stash[UNMET] = unmet._replace(left_to_skipping=to_skipping)
+    if not to_skipping:
+        state.refusals = True
+
+
+def refuse(state: EnvguardState, item: pytest.Item, unmet: Unmet) -> None:
+    """After pytest's skipping let the test through: fail a strict test, or skip one
+    whose ``xfail(run=False)`` mark did not apply."""
+    _raise_unmet(state, unmet, (), recorded_for=item.nodeid, from_hook=True)
+
+
+def _may_xfail_without_running(item: pytest.Item) -> bool:
+    return any(mark.kwargs.get("run", True) is False for mark in item.iter_markers("xfail"))
+
+
+
+def unmet_of(state: EnvguardState, verdicts: Sequence[Verdict], strict: bool | None,
+           reason: str | None) -> Unmet | None:
+    failing = next((verdict for verdict in verdicts if not verdict.ok), None)
+    if failing is None:
+        return None
+    message = failing.skip_reason() + (f" ({reason})" if reason else "")
+    return Unmet(failing.skip_reason(), message, state.strict() if strict is None else strict)
+
+
+def _raise_unmet(state: EnvguardState, unmet: Unmet, verdicts: Sequence[Verdict], *,
+                 recorded_for: str | None, from_hook: bool = False) -> None:
+    """Skip (or fail, when strict) with pytest's own exceptions, remembered so that each
+    report they end up in is counted — once per test, even when a session-scoped
+    fixture's exception is raised again for every test that uses it."""
+    # A skip shows the line that called envguard.require(); a failure (pytrace=False) shows
+    # its message, which needs one visible frame.
+    __tracebackhide__ = not unmet.strict
+    error: BaseException = (pytest.fail.Exception(unmet.message, pytrace=False) if unmet.strict
+                            else pytest.skip.Exception(unmet.message))
+    state.raised[id(error)] = Raised(error, unmet, tuple(verdicts), recorded_for, from_hook)
+    state.mark_reports()
+    raise error
+
+
+class ReportMarking:
+    """Marks a report whose skip or failure is a requirement's: :data:`REPORT_ATTRIBUTE`.
+
+    Registered by :meth:`EnvguardState.mark_reports` when the first requirement is unmet:
+    a wrapper around every report would cost a suite that meets everything some 2%."""
+
+    def __init__(self, state: EnvguardState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, Any, None]:
+        outcome = yield
+        if call.excinfo is None:
+            return
+        behind = _requirement_behind(self.state, item, call.when, call.excinfo.value)
+        if behind is None:
+            return
+        unmet, from_hook = behind
+        report = outcome.get_result()
+        setattr(report, REPORT_ATTRIBUTE, unmet.group)
+        if from_hook and report.skipped and isinstance(report.longrepr, tuple):
+            # Raised by a hook, not by the test: shown at the test's location, as pytest's
+            # skipping shows its own.
+            path, line = item.reportinfo()[:2]
+            report.longrepr = (os.fspath(path), (line or 0) + 1, report.longrepr[2])
+
+
+def _requirement_behind(state: EnvguardState, item: pytest.Item, when: str, value: BaseException
+                        ) -> tuple[Unmet, bool] | None:
+    """The unmet requirement that raised ``value``, and whether a hook raised it; None
+    when it is no requirement's (an author's skip that won, a test's own failure)."""
+    raised = state.raised.get(id(value))
+    if raised is not None and raised.error is value:
+        if raised.verdicts and item.nodeid != raised.recorded_for and when == "setup":
+            # A session-scoped fixture's skip, raised again for another test.
+            state.tests.setdefault(item.nodeid, []).extend(raised.verdicts)
+        return raised.unmet, raised.from_hook
+    unmet = item.stash.get(UNMET, None)
+    if (unmet is not None and unmet.left_to_skipping and when == "setup"
+            and isinstance(value, pytest.skip.Exception) and value.msg == unmet.message):
+        return unmet, False  # the skip mark, raised by pytest's skipping
+    return None
+
+
+class EnvguardFixture:
+    """What the ``envguard`` fixture gives: the snapshot and a ``require`` callable."""
+
+    def __init__(self, state: EnvguardState) -> None:
+        self._state = state
+
+    @property
+    def environment(self) -> Environment:
+        return self._state.environment
+
+    def require(self, *lines: str, strict: bool | None = None, reason: str | None = None,
+                **keys: object) -> list[Verdict]:
+        """Skip (or fail, when strict) the running test unless every line is met;
+        returns the verdicts when they are."""
+        __tracebackhide__ = True  # a skip shows the line that called require()
+        from pytest_envguard.grammar import RequirementError, from_keywords, parse_line
+
+        state = self._state
+        item = state.current_item
+        nodeid = item.nodeid if item is not None else None
+        source = f"envguard.require() in {nodeid or 'session set-up'}"
+        try:
+            # The same rules as the marker's (a typed signature does not stop a caller).
+            _check_own_keywords(keys, strict, reason, source)
+            requirements = [parse_line(line, source) for line in lines]
+            requirements += from_keywords(keys, source)
+        except MarkerError as error:
+            message = str(error)
+        except RequirementError as error:
+            message = f"envguard: {error}"
+        else:
+            verdicts = state.evaluator.evaluate(requirements)
+            if nodeid is not None:
+                state.tests.setdefault(nodeid, []).extend(verdicts)
+            unmet = unmet_of(state, verdicts, strict, reason)
+            if unmet is None:
+                return verdicts
+            _raise_unmet(state, unmet, verdicts, recorded_for=nodeid)
+        pytest.fail(message, pytrace=False)
+
+
