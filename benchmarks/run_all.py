@@ -18,6 +18,10 @@ Runs, in a clean virtual environment (pytest-envguard and its dependencies only;
 
 Every figure is a median of paired runs with its spread; a verdict is printed only when
 the spread allows one. Exit status 1 when a script reports OVER or differing verdicts.
+
+Not run from here: ``bench_instructions.py`` counts the start-up and per-test suites in
+instructions under valgrind (the same count on every run: the figure to compare two
+versions by), and the agreement runs ``agreement_native.py`` and ``agreement_hygiene.py``.
 """
 
 from __future__ import annotations

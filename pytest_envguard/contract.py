@@ -18,10 +18,10 @@ import pytest
 
 from pytest_envguard.option_table import EXIT_CONTRACT_UNMET, EXIT_OK, OptionError
 from pytest_envguard.options import find_config
-from pytest_envguard.state import is_xdist_worker
+from pytest_envguard.xdist import is_worker
 
 if TYPE_CHECKING:
-    from pytest_envguard.state import EnvguardState
+    from pytest_envguard.plugin import EnvguardState
 
 class Stop(NamedTuple):
     """Why this session runs no test (report only, or the contract is not met): the
@@ -116,7 +116,7 @@ def show_stop(session: pytest.Session, state: EnvguardState) -> bool | None:
         write_section(config, "envguard contract", render.verdict_table(state.contract_verdicts))
         if state.options.target is not None:
             return None  # collected for the pre-flight of the markers; no test runs
-    elif is_xdist_worker(config):
+    elif is_worker(config):
         # The controller prints the table once, naming this worker and its host, and ends
         # the run; shouldstop would end it too if that failed.
         session.shouldstop = (f"envguard: session contract not met on worker "

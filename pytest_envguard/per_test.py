@@ -22,12 +22,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
-from pytest_envguard.state import REPORT_ATTRIBUTE, UNMET
-
 if TYPE_CHECKING:
     from pytest_envguard.environment import Environment
     from pytest_envguard.grammar import Requirement
-    from pytest_envguard.state import EnvguardState
+    from pytest_envguard.plugin import EnvguardState
     from pytest_envguard.verdicts import Verdict
 
 #: The source of marker requirements in verdicts; errors name the test instead.
@@ -35,6 +33,10 @@ MARKER_SOURCE = "requires marker"
 
 #: The keywords of the marker and of ``envguard.require()`` that are not requirement keys.
 OWN_KEYWORDS = ("strict", "reason")
+
+#: The attribute a test report carries when a requirement skipped or failed it: the
+#: unmet line's skip reason. Plain data, so it crosses the xdist wire with the report.
+REPORT_ATTRIBUTE = "envguard_unmet"
 
 
 class MarkerRequirements(NamedTuple):
@@ -182,15 +184,17 @@ def judge(state: EnvguardState, item: pytest.Item, wanted: MarkerRequirements | 
     if to_skipping and item.get_closest_marker("skip") is None:
         item.add_marker(pytest.mark.skip(reason=unmet.message), append=True)
     state.mark_reports()
-    item.stash[UNMET] = unmet._replace(left_to_skipping=to_skipping)
+    state.unmet[id(item)] = unmet._replace(left_to_skipping=to_skipping)
     if not to_skipping:
         state.refusals = True
 
 
-def refuse(state: EnvguardState, item: pytest.Item, unmet: Unmet) -> None:
-    """After pytest's skipping let the test through: fail a strict test, or skip one
-    whose ``xfail(run=False)`` mark did not apply."""
-    _raise_unmet(state, unmet, (), recorded_for=item.nodeid, from_hook=True)
+def refuse(state: EnvguardState, item: pytest.Item) -> None:
+    """After pytest's skipping let the test through: fail it when strict, or skip it when
+    its ``xfail(run=False)`` mark did not apply, if its markers were not met."""
+    unmet = state.unmet.get(id(item))
+    if unmet is not None and not unmet.left_to_skipping:
+        _raise_unmet(state, unmet, (), recorded_for=item.nodeid, from_hook=True)
 
 
 def _may_xfail_without_running(item: pytest.Item) -> bool:
@@ -260,7 +264,7 @@ def _requirement_behind(state: EnvguardState, item: pytest.Item, when: str, valu
             # A session-scoped fixture's skip, raised again for another test.
             state.tests.setdefault(item.nodeid, []).extend(raised.verdicts)
         return raised.unmet, raised.from_hook
-    unmet = item.stash.get(UNMET, None)
+    unmet = state.unmet.get(id(item))
     if (unmet is not None and unmet.left_to_skipping and when == "setup"
             and isinstance(value, pytest.skip.Exception) and value.msg == unmet.message):
         return unmet, False  # the skip mark, raised by pytest's skipping
@@ -308,3 +312,40 @@ class EnvguardFixture:
         pytest.fail(message, pytrace=False)
 
 
+class Tally:
+    """Counts requirement skips and failures, and records each test's outcome (for the
+    JSON document), from the reports themselves."""
+
+    def __init__(self, state: EnvguardState, *, outcomes: bool) -> None:
+        self.state = state
+        self.outcomes = outcomes
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        state = self.state
+        group = getattr(report, REPORT_ATTRIBUTE, None)
+        if isinstance(group, str):
+            if report.failed:
+                state.groups["failed", group] += 1
+            elif report.skipped and not hasattr(report, "wasxfail"):
+                state.groups["skipped", group] += 1
+        if not self.outcomes:
+            return
+        outcome = outcome_of(report)
+        if outcome is not None and (report.nodeid not in state.outcomes or outcome == "error"):
+            state.outcomes[report.nodeid] = outcome
+
+
+def outcome_of(report: pytest.TestReport) -> str | None:
+    """What one report says of its test, as pytest's summary counts it: ``passed``,
+    ``failed``, ``skipped``, ``xfailed``, ``xpassed`` or ``error`` (a failed set-up or
+    tear-down); None for a passing set-up or tear-down, which says nothing yet."""
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if xfail:
+            return "xfailed" if report.skipped else "xpassed"
+        return str(report.outcome)
+    if report.failed:
+        return "error"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return None

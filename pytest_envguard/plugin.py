@@ -1,36 +1,151 @@
-"""pytest hooks, the ``requires`` marker, the ``envguard`` fixture, exit codes (DESIGN.md §3).
+"""pytest hooks, the ``requires`` marker, the ``envguard`` fixture, the session's state
+under :data:`STATE`, exit codes (DESIGN.md §3).
 
-The module pytest loads in every run, so it is kept to the hooks: what they do
-when there is something to do lives in :mod:`pytest_envguard.contract` (a report,
-an unmet contract, a target, the JSON document) and
-:mod:`pytest_envguard.per_test` (the ``requires`` marker and
-``envguard.require()``), imported the first time a run needs them, as are the
-grammar, the checks and the probes. With no contract and no ``requires``
-marker a run imports only this module, :mod:`~pytest_envguard.option_table` and
-:mod:`~pytest_envguard.state`; the options are resolved (:mod:`~pytest_envguard.options`)
-when one of them is set. pytest-xdist hooks live in
+The module pytest loads in every run, so it is kept to the hooks and the state: what
+the hooks do when there is something to do lives in :mod:`pytest_envguard.contract` (a
+report, an unmet contract, a target, the JSON document) and
+:mod:`pytest_envguard.per_test` (the ``requires`` marker and ``envguard.require()``),
+imported the first time a run needs them, as are the grammar, the checks and the
+probes. With no contract and no ``requires`` marker a run imports only this module and
+:mod:`~pytest_envguard.option_table`; the options are resolved
+(:mod:`~pytest_envguard.options`) when one of them is set. pytest-xdist hooks live in
 :mod:`pytest_envguard.xdist`, CI reports in :mod:`pytest_envguard.ci_reports`.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_envguard.option_table import EXIT_CONTRACT_UNMET, EXIT_OK, INI_OPTIONS, Options
-from pytest_envguard.state import STATE, UNMET, EnvguardState, is_xdist_worker
 
 if TYPE_CHECKING:
-    from pytest_envguard.per_test import EnvguardFixture
+    from pytest_envguard.checks import Evaluator
+    from pytest_envguard.contract import Stop
+    from pytest_envguard.environment import Environment
+    from pytest_envguard.grammar import Requirement
+    from pytest_envguard.per_test import EnvguardFixture, MarkerRequirements, Raised, Unmet
+    from pytest_envguard.verdicts import Verdict
 
 __all__ = ["EXIT_CONTRACT_UNMET", "STATE", "EnvguardState"]
 
 #: The command-line options that take a value: pytest may read that value as a test
 #: path while it looks for its configuration, when written as two words.
 VALUE_OPTIONS = ("--envguard-require", "--envguard-json", "--envguard-target")
+
+
+# -- the session's state -----------------------------------------------------------------------
+
+
+class EnvguardState:
+    """Everything the plugin keeps for one session, under :data:`STATE`."""
+
+    def __init__(self, config: pytest.Config, options: Options) -> None:
+        self.config = config
+        self.options = options
+        self.contract_verdicts: list[Verdict] = []
+        self.contract_left_to_workers = False  # envguard_xdist_controller = skip, on the controller
+        self.stop: Stop | None = None
+        self.tests: dict[str, list[Verdict]] = {}
+        self.outcomes: dict[str, str] = {}
+        self.groups: Counter[tuple[str, str]] = Counter()
+        self.current_item: pytest.Item | None = None
+        self.marker_cache: dict[object, MarkerRequirements] = {}
+        # By id() of the item: every collected test (kept, so that an id is not reused)
+        # and the parsed ``requires`` markers of those that carry one.
+        self.collected: dict[int, pytest.Item] = {}
+        self.marks: dict[int, MarkerRequirements] = {}
+        # (Kept here rather than in each item's stash: a stash key defined in a module that
+        # pytester's in-process runs unload and import again would be another key.)
+        self.unmet: dict[int, Unmet] = {}  # the unmet decision of a test's markers
+        self.raised: dict[int, Raised] = {}  # by id() of the exception
+        self._environment: Environment | None = None
+        self._evaluator: Evaluator | None = None
+        self.refusals = False  # a test's unmet requirement is left to the refusal at set-up
+        self._marking_reports = False
+        self._tallying = False
+        self._cache_dir: Path | None = None
+        self._cache_dir_known = False
+
+    def mark_reports(self) -> None:
+        """From now on, mark the reports that an unmet requirement ends up in, and count
+        them."""
+        if not self._marking_reports:
+            from pytest_envguard.per_test import ReportMarking
+
+            self._marking_reports = True
+            self.config.pluginmanager.register(ReportMarking(self), "envguard-reports")
+        self.tally()
+
+    def tally(self, *, outcomes: bool = False) -> None:
+        """From now on, count the reports of requirement skips and failures (on the xdist
+        controller: the workers' reports), and with ``outcomes``, record each test's
+        outcome. Registered when first needed: a hook on every report would cost a suite
+        that meets everything some 1%."""
+        if not self._tallying:
+            from pytest_envguard.per_test import Tally
+
+            self._tallying = True
+            self.config.pluginmanager.register(Tally(self, outcomes=outcomes), "envguard-tally")
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """``envguard/`` in pytest's cache dir, made the first time a probe may cache;
+        None when the cache provider is disabled (``-p no:cacheprovider``): then nothing
+        is cached on disk."""
+        if not self._cache_dir_known:
+            cache: Any = getattr(self.config, "cache", None)
+            self._cache_dir = Path(cache.mkdir("envguard")) if cache is not None else None
+            self._cache_dir_known = True
+        return self._cache_dir
+
+    @property
+    def contract(self) -> tuple[Requirement, ...]:
+        return self.options.contract
+
+    @property
+    def environment(self) -> Environment:
+        if self._environment is None:
+            from pytest_envguard.environment import Environment
+
+            self._environment = Environment(settings=self.options.settings(
+                cache_dir=self.cache_dir, rootdir=self.config.rootpath),
+                target=self.options.target)
+        return self._environment
+
+    @property
+    def evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            from pytest_envguard.checks import Evaluator
+
+            self._evaluator = Evaluator(self.environment)
+        return self._evaluator
+
+    @property
+    def environment_if_made(self) -> Environment | None:
+        return self._environment
+
+    def strict(self) -> bool:
+        return self.options.strict_now(os.environ)
+
+    def stop_run(self, status: str, exit_status: int, *, shown_by_pytest: bool = False) -> None:
+        """No test runs (or, on the xdist controller, no more): end with ``status``."""
+        from pytest_envguard.contract import Stop
+
+        self.stop = Stop(status, exit_status, shown_by_pytest)
+
+
+STATE = pytest.StashKey[EnvguardState]()
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    # xdist gives each worker's config a ``workerinput`` dict: the documented way to tell.
+    return hasattr(config, "workerinput")
 
 
 # -- options ---------------------------------------------------------------------------------
@@ -300,14 +415,10 @@ class Refusal:
         self.state = state
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if not self.state.refusals:
-            return
-        unmet = item.stash.get(UNMET, None)
-        if unmet is None or unmet.left_to_skipping:
-            return
-        from pytest_envguard import per_test
+        if self.state.refusals:  # only once a marker's unmet decision was left to it
+            from pytest_envguard import per_test
 
-        per_test.refuse(self.state, item, unmet)
+            per_test.refuse(self.state, item)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_envguard.option_table import Options
-    from pytest_envguard.state import EnvguardState
+    from pytest_envguard.plugin import EnvguardState
 
 #: On the controller: what each worker reported, by worker id (for --envguard-json).
 WORKERS = pytest.StashKey[dict[str, dict[str, Any]]]()

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"environment"},
     {"checks"},
     {"render"},
-    {"option_table", "options", "state", "plugin", "contract", "per_test", "xdist", "ci_reports",
+    {"option_table", "options", "plugin", "contract", "per_test", "xdist", "ci_reports",
      "adopt", "merge", "__main__"},
 ]
 
@@ -160,7 +160,7 @@ def test_the_package_imports_only_what_it_declares() -> None:
         assert not foreign, f"{relative(path)} imports {sorted(foreign)}: not a runtime dependency"
 
 
-PYTEST_LAYER = {"state.py", "plugin.py", "contract.py", "per_test.py", "xdist.py", "ci_reports.py"}
+PYTEST_LAYER = {"plugin.py", "contract.py", "per_test.py", "xdist.py", "ci_reports.py"}
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=relative)

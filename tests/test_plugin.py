@@ -554,7 +554,7 @@ def test_no_contract_and_no_marker_loads_only_the_hooks(pytester: pytest.Pyteste
         def test_only_the_hooks_were_imported():
             own = sorted(name for name in sys.modules if name.startswith("pytest_envguard"))
             assert own == ["pytest_envguard", "pytest_envguard.option_table",
-                           "pytest_envguard.plugin", "pytest_envguard.state"]
+                           "pytest_envguard.plugin"]
     """)
     result = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:metadata",
                                            "-p", "no:hypothesispytest", "-p", "no:randomly")

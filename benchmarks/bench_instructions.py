@@ -1,0 +1,96 @@
+"""The plugin's cost counted in instructions, which do not vary from run to run as times do:
+the suites of ``bench_startup.py`` and ``bench_overhead.py`` under valgrind's callgrind,
+with the plugin and with ``-p no:envguard``.
+
+    python benchmarks/bench_instructions.py [--tests 5000] [--python PATH] [--fast-pyc]
+
+Needs ``valgrind`` (not in CI); each run takes some 50 times as long as without it.
+The hash seed is fixed (``PYTHONHASHSEED=0``), so a rerun gives the same counts to a few
+instructions in a million: the figure to compare two versions of the plugin by, where
+times on a shared machine wander by more than the difference. The targets are on time,
+judged by the other scripts; instructions are a proxy, and an upper one: the plugin's
+work is mostly imports, which run at fewer instructions per cycle than pytest's own
+loops, so the time ratios come out lower than these (no contract: 1.03 here, about
+1.02 in time).
+
+``--fast-pyc`` runs both sides with pytest's assertion-rewriting loader reading its
+cached bytecode with ``marshal.loads(fp.read())`` instead of ``marshal.load(fp)`` (which
+reads a file object one token at a time): what the plugin would cost if pytest did so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import bench_overhead
+import bench_startup
+from _paired import bytecode_env, clean_venv
+
+FAST_PYC = """\
+import marshal, types
+import _pytest.assertion.rewrite as _rewrite
+_rewrite.marshal = types.SimpleNamespace(load=lambda fp: marshal.loads(fp.read()),
+                                         loads=marshal.loads, dumps=marshal.dumps)
+"""
+
+
+def instructions(command: list[str], cwd: Path, env: dict[str, str]) -> int:
+    result = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                             *command], cwd=cwd, env=env, capture_output=True, text=True,
+                            check=False)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def measure(python: Path, tests: int, env: dict[str, str]) -> list[str]:
+    base = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    bare = [*base, "-p", "no:envguard", "-W", "ignore::pytest.PytestConfigWarning"]
+    suites = [("one test, cheap contract",
+               lambda folder: bench_startup.write_suite(folder, bench_startup.CHEAP_CONTRACT)),
+              ("one test, no contract", lambda folder: bench_startup.write_suite(folder, ())),
+              (f"{tests} tests, a third marked",
+               lambda folder: bench_overhead.write_suite(folder, tests))]
+    lines = []
+    for name, write in suites:
+        with tempfile.TemporaryDirectory(prefix="envguard-instructions-") as scratch:
+            folder = Path(scratch)
+            write(folder)
+            for command in (base, bare):  # bytecode caches (pytest's rewritten ones too)
+                subprocess.run(command, cwd=folder, env=env, capture_output=True, check=False)
+            ours, reference = instructions(base, folder, env), instructions(bare, folder, env)
+        ratio = ours / reference
+        lines.append(f"{name}: {ours / 1e6:.1f} M instructions vs -p no:envguard "
+                     f"{reference / 1e6:.1f} M; ratio {ratio:.4f} (+{(ours - reference) / 1e6:.1f} M)")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=5000)
+    parser.add_argument("--python", type=Path, help="an interpreter with pytest-envguard installed")
+    parser.add_argument("--fast-pyc", action="store_true",
+                        help="both sides with pytest reading its bytecode cache with marshal.loads")
+    args = parser.parse_args()
+    if subprocess.run(["valgrind", "--version"], capture_output=True, check=False).returncode:
+        sys.exit("valgrind is needed (apt install valgrind)")
+    python = args.python or clean_venv()
+    env = {**bytecode_env(), "PYTHONHASHSEED": "0"}
+    with tempfile.TemporaryDirectory(prefix="envguard-fastpyc-") as site:
+        if args.fast_pyc:
+            Path(site, "sitecustomize.py").write_text(FAST_PYC, encoding="utf-8")
+            env["PYTHONPATH"] = site
+        lines = measure(python, args.tests, env)
+    for line in lines:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
