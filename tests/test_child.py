@@ -198,10 +198,22 @@ def test_the_child_runs_isolated_in_a_neutral_directory(tmp_path: Path,
 HANGS_AT_IMPORT = "import time\ntime.sleep(600)\n"
 
 
+#: pytest, exec'd with SIGINT and SIGQUIT at their defaults, as a terminal's foreground
+#: job has them: a shell without job control starts background commands with both ignored
+#: (``cmd &`` in a script, nohup), children inherit that, and Python then installs no
+#: KeyboardInterrupt handler, so Ctrl-C would do nothing.
+AS_A_FOREGROUND_JOB = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+    "signal.signal(signal.SIGQUIT, signal.SIG_DFL)\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'pytest', *sys.argv[1:]])\n"
+)
+
+
 def start_pytest(project: Path, environ: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    """pytest in a session of its own (as a terminal's foreground job would be)."""
+    """pytest in a session of its own, with the signals of a terminal's foreground job."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
+        [sys.executable, "-c", AS_A_FOREGROUND_JOB, "-p", "no:randomly", "-p", "no:cacheprovider",
          "-p", "no:xdist", *args], cwd=project, env=environ, start_new_session=True,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
