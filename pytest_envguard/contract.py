@@ -23,6 +23,7 @@ from pytest_envguard.xdist import is_worker
 if TYPE_CHECKING:
     from pytest_envguard.plugin import EnvguardState
 
+
 class Stop(NamedTuple):
     """Why this session runs no test (report only, or the contract is not met): the
     one-line status that ends the output, and the exit status."""

@@ -70,10 +70,8 @@ class Raised(NamedTuple):
     from_hook: bool  # raised by a hook: the report takes the test's location
 
 
-
 class MarkerError(ValueError):
     """A ``requires`` marker that is not valid; the message names the test."""
-
 
 
 def _marker_requirements(item: pytest.Item, cache: dict[object, MarkerRequirements]
@@ -143,7 +141,6 @@ def _check_own_keywords(keywords: dict[str, object], strict: object, reason: obj
                               f"{near[0]}=?")
 
 
-
 def parse_collected(config: pytest.Config, state: EnvguardState, marked: list[pytest.Item],
                     items: list[pytest.Item]) -> None:
     """Parse the ``requires`` markers of the collected tests that carry one (``marked``:
@@ -201,9 +198,8 @@ def _may_xfail_without_running(item: pytest.Item) -> bool:
     return any(mark.kwargs.get("run", True) is False for mark in item.iter_markers("xfail"))
 
 
-
 def unmet_of(state: EnvguardState, verdicts: Sequence[Verdict], strict: bool | None,
-           reason: str | None) -> Unmet | None:
+             reason: str | None) -> Unmet | None:
     failing = next((verdict for verdict in verdicts if not verdict.ok), None)
     if failing is None:
         return None

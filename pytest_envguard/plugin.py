@@ -85,7 +85,8 @@ class EnvguardState:
     def tally(self, *, outcomes: bool = False) -> None:
         """From now on, count the reports of requirement skips and failures (on the xdist
         controller: the workers' reports), and with ``outcomes``, record each test's
-        outcome. Registered when first needed: a hook on every report would cost a suite
+        outcome (the first call decides: configure makes it, when the JSON document wants
+        outcomes). Registered when first needed: a hook on every report would cost a suite
         that meets everything some 1%."""
         if not self._tallying:
             from pytest_envguard.per_test import Tally
@@ -287,8 +288,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     state = config.stash[STATE]
     report = config.getoption("envguard_report")
-    if state.contract and not report and state.options.xdist_controller == "skip" and (
-            _leaves_contract_to_workers(config, state.options)):
+    if state.contract and not report and _leaves_contract_to_workers(config, state.options):
         state.contract_left_to_workers = True
     elif state.contract or report:
         verdicts = state.contract_verdicts = state.evaluator.evaluate(state.contract)
@@ -304,6 +304,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _leaves_contract_to_workers(config: pytest.Config, options: Options) -> bool:
+    if options.xdist_controller != "skip":  # the default: xdist.py need not be imported
+        return False
     from pytest_envguard import xdist
 
     return xdist.leaves_contract_to_workers(config, options)

@@ -305,7 +305,6 @@ def test_markers_a_conftest_adds_at_collection_are_judged_and_validated(
         result.stdout.fnmatch_lines([f"SKIPPED [[]2[]] test_dir.py*: {NEEDS}"])
 
 
-
 MARKS_AT_EVERY_LEVEL = f"""
     import unittest
 

@@ -545,8 +545,8 @@ def test_a_cheap_contract_imports_nothing_heavy_into_the_test_process(
 
 def test_no_contract_and_no_marker_loads_only_the_hooks(pytester: pytest.Pytester) -> None:
     """The run developers make dozens of times an hour with no contract: the plugin
-    imports its hooks, its options and its state, nothing else of its own, and leaves no
-    cache folder of its own behind."""
+    imports its hooks (which hold the session's state) and its option table, nothing else
+    of its own, and leaves no cache folder of its own behind."""
     pytester.makeini("[pytest]\n")
     pytester.makepyfile("""
         import sys
