@@ -44,6 +44,14 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2])
 
 
+def _cmdline(pid: int) -> list[bytes]:
+    """The arguments of a process; none when it has exited meanwhile."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # gone between the listing and the read: ESRCH or ENOENT
+        return []
+
+
 def _processes() -> dict[int, tuple[str, int, int]]:
     found = {}
     for entry in os.listdir("/proc"):
@@ -69,7 +77,7 @@ def living(pids: set[int], groups: set[int]) -> list[str]:
     alive = []
     for pid, (state, _, group) in _processes().items():
         if state != "Z" and (pid in pids or group in groups):
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+            command = b" ".join(_cmdline(pid))[:120]
             alive.append(f"{pid} (group {group}): {command.decode(errors='replace')}")
     return alive
 
@@ -219,8 +227,7 @@ def start_pytest(project: Path, environ: dict[str, str], *args: str) -> subproce
 
 
 def a_python_child(pytest_pid: int) -> bool:
-    return any(b"-I" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-               for pid in descendants(pytest_pid) if Path(f"/proc/{pid}/cmdline").exists())
+    return any(b"-I" in _cmdline(pid) for pid in descendants(pytest_pid))
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
