@@ -99,8 +99,8 @@ def stop(state: EnvguardState, *, report: bool) -> Stop | None:
     unmet = [verdict for verdict in verdicts if not verdict.ok]
     first = unmet[0]
     return Stop(f"envguard: {len(unmet)} of {len(verdicts)} contract requirements not met on "
-                f"{render.host()} (first: {first.line} — found {first.found}); no tests were "
-                "collected", EXIT_CONTRACT_UNMET)
+                f"{render.judged_on(state.options.target)} (first: {first.line} — found "
+                f"{first.found}); no tests were collected", EXIT_CONTRACT_UNMET)
 
 
 def show_stop(session: pytest.Session, state: EnvguardState) -> bool | None:
@@ -123,7 +123,8 @@ def show_stop(session: pytest.Session, state: EnvguardState) -> bool | None:
         session.shouldstop = (f"envguard: session contract not met on worker "
                               f"{os.environ.get('PYTEST_XDIST_WORKER', '?')} (host {render.host()})")
     else:
-        write_section(config, f"envguard: session contract not met on {render.host()}",
+        write_section(config, "envguard: session contract not met on "
+                      f"{render.judged_on(state.options.target)}",
                       render.verdict_table(state.contract_verdicts))
     return True
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pytest_envguard.environment import Environment, override_name
 from pytest_envguard.verdicts import Status, Verdict
+
+if TYPE_CHECKING:
+    from pytest_envguard.targets import Target
 
 SCHEMA = "pytest-envguard/1"
 
@@ -40,6 +43,13 @@ def host() -> str:
         return socket.gethostname() or os.uname().nodename
     except OSError:
         return os.uname().nodename
+
+
+def judged_on(target: Target | None, machine: str | None = None) -> str:
+    """Where a contract was judged: this machine (``machine``: its name, the host's by
+    default), or the target it rehearsed there."""
+    machine = machine or host()
+    return machine if target is None else f"target {target.name} (rehearsed on {machine})"
 
 
 def _clip(text: str, width: int) -> str:

@@ -127,7 +127,7 @@ class XdistHooks:
                                                         "contract": payload["contract"]}
         for nodeid, verdicts in payload["tests"].items():
             state.tests.setdefault(nodeid, []).extend(Verdict.from_dict(data) for data in verdicts)
-        where = f"worker {worker} (host {payload['host']})"
+        where = render.judged_on(state.options.target, f"worker {worker} (host {payload['host']})")
         if state.options.junit_properties and contract:
             ci_reports.add_junit_property(config, f"envguard.worker.{worker}",
                                           f"{payload['host']}: contract "

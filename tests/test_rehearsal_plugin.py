@@ -126,6 +126,54 @@ def test_an_unmet_contract_on_the_target_still_shows_the_tests(suite: pytest.Pyt
     assert ran(suite) == []
 
 
+def test_what_the_target_does_not_describe_says_it_is_this_machines(
+        suite: pytest.Pytester) -> None:
+    # manylinux2014 describes the C library, not the CPUs, the interpreter or the GPUs.
+    suite.makepyfile(test_cpus="""
+import pytest
+
+@pytest.mark.requires("cpus >=100000")
+def test_many_cpus():
+    pass
+""")
+    result = suite.runpytest_subprocess("--envguard-target", "manylinux2014", "-rs",
+                                        "--envguard-require", "python >=3.8",
+                                        "--envguard-require", "glibc >=2.17",
+                                        "--envguard-require", "env HOME; sys_platform == 'win32'",
+                                        "--envguard-json=run.json", "test_cpus.py")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*1 test skipped: needs cpus >=100000 — found * (this machine)*"])
+    document = json.loads((suite.path / "run.json").read_text(encoding="utf-8"))
+    found = {verdict["requirement"]["key"]: (verdict["found"], verdict["overridden"])
+             for verdict in document["contract"]}
+    python = ".".join(map(str, sys.version_info[:3]))
+    assert found["python"] == (f"{python} (this machine)", False)
+    assert found["glibc"] == ("2.17 (overridden)", True)
+    assert not found["env"][0].endswith("(this machine)")  # n/a: its condition is false
+    [cpus] = document["tests"].values()
+    assert cpus[0]["found"].endswith(" (this machine)") and not cpus[0]["overridden"]
+    # The same run without a target: every value is this machine's, and nothing says so.
+    plain = suite.runpytest_subprocess("-rs", "--envguard-require", "python >=3.8",
+                                       "--envguard-report")
+    assert plain.ret == 0 and "(this machine)" not in plain.stdout.str()
+
+
+def test_an_unmet_contract_names_the_target_it_was_judged_as(suite: pytest.Pytester) -> None:
+    result = suite.runpytest_subprocess("--envguard-target", "cuda-11.8-t4x2",
+                                        "--envguard-require", "cuda >=12.1",
+                                        "--envguard-require", "glibc >=2.17")
+    assert result.ret == 6
+    result.stdout.fnmatch_lines([
+        "*envguard: session contract not met on target cuda-11.8-t4x2 (rehearsed on *)*",
+        "FAIL  cuda >=12.1   11.8 (overridden)*",
+        "ok    glibc >=2.17  * (this machine)*",  # a CUDA worker's profile has no glibc
+        "envguard: 1 of 2 contract requirements not met on target cuda-11.8-t4x2 "
+        "(rehearsed on *) (first: cuda >=12.1 — found 11.8 (overridden)); no tests were "
+        "collected",
+    ])
+    assert ran(suite) == []
+
+
 def test_a_preflight_that_cannot_collect_keeps_pytests_status(suite: pytest.Pytester) -> None:
     suite.makepyfile(test_broken="import not_a_module_anywhere_xyz\n")
     result = suite.runpytest_subprocess("--envguard-report", "--envguard-target", "manylinux2014")

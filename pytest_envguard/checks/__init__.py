@@ -18,7 +18,7 @@ from types import ModuleType
 
 from pytest_envguard.environment import Environment
 from pytest_envguard.grammar import GPU_KEYS, Requirement
-from pytest_envguard.verdicts import Verdict, not_applicable, unknown
+from pytest_envguard.verdicts import Status, Verdict, not_applicable, unknown
 
 Check = Callable[[Requirement, Environment], Verdict]
 
@@ -106,7 +106,24 @@ def evaluate(requirements: Sequence[Requirement], env: Environment) -> list[Verd
             results = [unknown(r, f"probe failed: {describe_error(error)}") for _, r in gpu_lines]
         for (index, _), verdict in zip(gpu_lines, results, strict=True):
             verdicts[index] = verdict
-    return [verdicts[index] for index in range(len(requirements))]
+    ordered = [verdicts[index] for index in range(len(requirements))]
+    if env.target is not None:
+        ordered = [on_this_machine(verdict) for verdict in ordered]
+    return ordered
+
+
+#: Appended to what a verdict found, under ``--envguard-target``, when the target did not
+#: describe it: the value is this machine's (``python >=3.10  3.11.7 (this machine)``).
+THIS_MACHINE = " (this machine)"
+
+
+def on_this_machine(verdict: Verdict) -> Verdict:
+    """Under a target, a verdict no override answered says that it judged this machine:
+    a target changes what it describes (and that value's consequences), nothing else."""
+    if verdict.overridden or verdict.status is Status.NA or not verdict.found \
+            or verdict.found.endswith(THIS_MACHINE):
+        return verdict
+    return replace(verdict, found=verdict.found + THIS_MACHINE)
 
 
 class Evaluator:
