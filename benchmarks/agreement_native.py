@@ -12,7 +12,9 @@ fails to install is skipped and named). Then it is broken, one case at a time:
 
 * every vendored library (in ``*.libs`` or shipped beside the modules) removed,
   made unreadable (mode 000, judged as a user the modes apply to: root drops its
-  capabilities), cut in half, replaced by text;
+  capabilities), cut in half, replaced by text, and replaced by another build: another
+  wheel's copy of the same library (numpy's OpenBLAS for scipy's, a libgfortran for
+  another), else the next vendored library (other symbols, other versions);
 * shadowing files on ``LD_LIBRARY_PATH`` and in its hardware-capability
   subdirectories (``glibc-hwcaps/x86-64-v3``, ``tls``, …): a copy, text, an empty
   file, a directory, an ELF32 or another machine's copy, a cut copy — of each
@@ -207,9 +209,9 @@ class Target:
 
 
 @contextlib.contextmanager
-def broken(path: Path, how: str) -> Iterator[None]:
-    """``path`` removed, made unreadable, cut in half, replaced by text or renamed to
-    another Python's suffix — and put back afterwards."""
+def broken(path: Path, how: str, other: Path | None = None) -> Iterator[None]:
+    """``path`` removed, made unreadable, cut in half, replaced by text, by ``other``
+    (another build) or renamed to another Python's suffix — and put back afterwards."""
     backup = path.with_name(path.name + ".envguard-backup")
     shutil.copy2(path, backup)
     moved: Path | None = None
@@ -223,6 +225,8 @@ def broken(path: Path, how: str) -> Iterator[None]:
             path.write_bytes(data[:len(data) // 2])
         elif how == "text":
             path.write_text("this is not a shared library\n" * 40)
+        elif how == "swapped" and other is not None:
+            shutil.copyfile(other, path)
         elif how == "other-python":
             tag = path.name.split("cpython-", 1)[1][:3]
             other = "312" if tag != "312" else "311"
@@ -236,6 +240,17 @@ def broken(path: Path, how: str) -> Iterator[None]:
             path.chmod(0o644)
             path.unlink()
         os.replace(backup, path)
+
+
+def another_build(library: Path, libraries: list[Path], index: int) -> Path:
+    """What takes ``library``'s place in a "swapped" case: another wheel's build of the
+    same library when there is one (numpy's and scipy's OpenBLAS, two libgfortrans:
+    other symbols, other versions), else the next library of the list."""
+    stem = library.name.split("-", 1)[0].split(".so", 1)[0]
+    for other in libraries:
+        if other != library and other.name.split("-", 1)[0].split(".so", 1)[0] == stem:
+            return other
+    return libraries[(index + 1) % len(libraries)]
 
 
 def make_shadow(directory: Path, name: str, kind: str, source: str | None) -> None:
@@ -437,12 +452,16 @@ class Bench:
             if name in self.packages:
                 self.judge_extensions(f"extensions {name}: intact", name, environ, with_ldd=True)
         vendored = self.vendored()
-        for dist, library in vendored:
+        for index, (dist, library) in enumerate(vendored):
             for how in ("removed", "unreadable", "cut", "text"):
                 with broken(library, how):
                     self.judge_extensions(f"extensions {dist}: {library.name} {how}", dist,
                                           environ, unprivileged=how == "unreadable",
                                           with_ldd=how == "removed")
+            other = another_build(library, [path for _, path in vendored], index)
+            with broken(library, "swapped", other):
+                self.judge_extensions(f"extensions {dist}: {library.name} swapped for "
+                                      f"{other.parent.name}/{other.name}", dist, environ)
             kinds = ("text", "elf32") if self.quick else ("text", "elf32", "directory", "cut")
             for kind in kinds:
                 for place in ("", "glibc-hwcaps/x86-64-v3", "tls"):

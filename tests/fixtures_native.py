@@ -164,13 +164,19 @@ def _write_dist(site: Path, name: str, files: list[Path], requires: Sequence[str
     (meta / "RECORD").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def write_sources(root: Path, sources: Mapping[str, str]) -> Path:
+    """The C sources (and version scripts) in ``root/src``, for :func:`compile_shared`."""
+    src = root / "src"
+    src.mkdir()
+    for name, text in sources.items():
+        (src / name).write_text(text, encoding="utf-8")
+    return src
+
+
 @pytest.fixture(scope="session")
 def native_build(tmp_path_factory: pytest.TempPathFactory) -> NativeBuild:
     root = tmp_path_factory.mktemp("native")
-    src = root / "src"
-    src.mkdir()
-    for name, text in SOURCES.items():
-        (src / name).write_text(text, encoding="utf-8")
+    src = write_sources(root, SOURCES)
     build = root / "build"  # link-time only: nothing here is on any search path
 
     stub_dir = root / "stublibc"
@@ -369,6 +375,9 @@ def real_loader(target: str | Path, environ: Mapping[str, str] | None = None, *,
     if result.returncode < 0:
         name = signal.Signals(-result.returncode).name
         return LoaderAnswer(False, f"killed by {name}", None, (), name)
+    if result.returncode == 127 and "Inconsistency detected by ld.so" in result.stderr:
+        # ld.so's own assertion (_dl_fatal_printf, exit 127): the load does not happen.
+        return LoaderAnswer(False, result.stderr.strip().splitlines()[-1], None, ())
     assert result.returncode == 0, result.stderr[-2000:]
     loaded, message, path, objects = json.loads(result.stdout.strip().splitlines()[-1])
     return LoaderAnswer(bool(loaded), str(message), path, tuple(objects))

@@ -186,6 +186,10 @@ def _native_hint(problem: NativeProblem, env: Environment,
         return hints.wrong_python_hint(dist)
     if problem.kind == kinds.WRONG_ARCHITECTURE:
         return f"reinstall it for this interpreter: pip install --force-reinstall --no-deps {dist}"
+    if problem.kind == kinds.UNDEFINED_SYMBOL and not problem.interpreter:
+        return (f"a library it loads is not the one {dist} was built against (older, or "
+                f"another build): install {dist} and the packages it builds on at versions "
+                f"made for each other (pip install --force-reinstall {dist})")
     if problem.interpreter:
         return hints.interpreter_hint(None)
     return f"reinstall it: pip install --force-reinstall --no-deps {dist}"
@@ -209,6 +213,9 @@ def _native_cause(problem: NativeProblem, owners: NativeOwners | None = None) ->
         return f"the loader stops at {problem.detail}{where}{via}"
     if problem.kind == kinds.WRONG_PYTHON:
         return f"not a module of this interpreter: {problem.detail}"
+    if problem.kind == kinds.UNDEFINED_SYMBOL and problem.library_path:
+        return (f"{problem.detail}{via}, with {os.path.basename(problem.library_path)}"
+                f"{where}")
     return f"{problem.detail}{via}"
 
 

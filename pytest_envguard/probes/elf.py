@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar
 
 from pytest_envguard.probes import Facts, Failure
 from pytest_envguard.probes._diskcache import DiskCache
@@ -597,9 +597,260 @@ class _Strings:
         return raw.decode("utf-8", "surrogateescape")
 
 
+# -- dynamic symbols -----------------------------------------------------------------------
+#
+# dlopen with RTLD_NOW (Python's import, ctypes) binds every symbol each newly loaded object
+# refers to, or fails with "undefined symbol: NAME". A strong reference (not STB_WEAK: a
+# weak one nothing defines is bound to zero) is bound to the first object of the lookup
+# scope that defines the name as glibc's check_match accepts it:
+#
+# * a reference without a version takes a defined symbol (not SHN_UNDEF; with a value,
+#   unless absolute or thread-local) that is global, weak or STB_GNU_UNIQUE, whose version
+#   index is below 3 (unversioned, or the base), or else the one non-hidden version of that
+#   name in the object;
+# * a reference with one (memcpy@GLIBC_2.14) takes a definition of that version, or one
+#   without a version (index 0 or 1, not hidden), or any definition of the name in an
+#   object that has no version table at all. The version needs themselves are judged
+#   first (a library that lacks the version node fails the load before any binding); a
+#   library with no version definitions passes them, and then binds by name alone.
+
+SHT_DYNSYM, SHT_GNU_VERSYM = 11, 0x6FFFFFFF
+SHN_UNDEF, SHN_ABS = 0, 0xFFF1
+STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 1, 2, 10
+_BINDINGS = frozenset((STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE))  # of a definition that binds
+STT_TLS = 6
+VERSYM_HIDDEN = 0x8000
+
+#: Symbols read at most from one file: more is a crafted or corrupt table.
+MAX_SYMBOLS = 4_000_000
+
+_T = TypeVar("_T")
+
+
+class SymbolTable(NamedTuple):
+    """What one object asks of the lookup scope, and what it offers to it (names as the
+    string table holds them: bytes)."""
+
+    undefined: tuple[bytes, ...]  # strong references without a symbol version
+    needs: tuple[tuple[bytes, bytes, bytes], ...]  # with one: (name, version, library name)
+    defined: frozenset[bytes]  # the names a reference without a version binds to here
+    plain: frozenset[bytes]  # defined without a version (index 0 or 1, not hidden)
+    versioned: frozenset[tuple[bytes, bytes]]  # (name, version) of each versioned definition
+    has_versions: bool  # a version table: without one, any definition binds by name
+
+    def binds(self, name: bytes, version: bytes, *, named: bool = False) -> bool:
+        """Whether a reference ``name@version`` is bound here; ``named``: this object is
+        the library the version is needed from. Without a version table, any definition
+        binds — except in that library, where ld.so stops the process ("Inconsistency
+        detected by ld.so: … check_match: Assertion … failed")."""
+        if not self.has_versions:
+            return not named and name in self.defined
+        return (name, version) in self.versioned or name in self.plain
+
+
+def read_symbols(path: str) -> SymbolTable | None:
+    """The object's dynamic symbols; None when they cannot be read (no section headers,
+    a corrupt or cut table): then nothing can be said of its symbols."""
+    try:
+        with open_regular(path) as file:
+            reader = _Reader(file, path)
+            reader.header()
+            return _symbol_table(reader, reader.sections())
+    except (OSError, ElfFormatError, struct.error, ValueError, OverflowError):
+        return None
+
+
+def _symbol_table(reader: _Reader, sections: list[_Section]) -> SymbolTable | None:
+    dynsym = next((section for section in sections if section.type == SHT_DYNSYM), None)
+    if dynsym is None:
+        return SymbolTable((), (), frozenset(), frozenset(), frozenset(), False) \
+            if sections else None
+    raw = _raw_symbols(reader, sections, dynsym)
+    if raw is None:
+        return None
+    table, names, versions, has_versions = raw
+    version_names, needed_from = _version_names(reader, sections, names) if has_versions \
+        else ({}, {})
+    wide = reader.elf_class == 64
+    # (name, info, shndx, value) of each entry, in the class's own layout
+    form = reader.order + ("IBxHQ8x" if wide else "IIxxxxBxH")
+    undefined: list[bytes] = []
+    needs: list[tuple[bytes, bytes, bytes]] = []
+    direct: set[bytes] = set()
+    plain: set[bytes] = set()
+    versioned: set[tuple[bytes, bytes]] = set()
+    counted: dict[bytes, int] = {}  # name → non-hidden definitions with a version index ≥ 3
+    find = names.find
+    for fields, version in zip(struct.iter_unpack(form, table), versions, strict=True):
+        if wide:
+            name_at, info, shndx, value = fields
+        else:
+            name_at, value, info, shndx = fields
+        if name_at == 0:
+            continue
+        index = version & 0x7FFF
+        if shndx == SHN_UNDEF:
+            if info >> 4 == STB_GLOBAL:
+                name = names[name_at:find(b"\x00", name_at)]
+                if index < 2:
+                    undefined.append(name)
+                elif index in needed_from:
+                    needs.append((name, *needed_from[index]))
+            continue
+        if info >> 4 not in _BINDINGS or (value == 0 and shndx != SHN_ABS
+                                          and info & 0xF != STT_TLS):
+            continue
+        name = names[name_at:find(b"\x00", name_at)]
+        if index < 3:
+            direct.add(name)
+        elif not version & VERSYM_HIDDEN:
+            counted[name] = counted.get(name, 0) + 1
+        if index < 2 and not version & VERSYM_HIDDEN:
+            plain.add(name)
+        elif index in version_names:
+            versioned.add((name, version_names[index]))
+    direct.update(name for name, number in counted.items() if number == 1)
+    return SymbolTable(tuple(undefined), tuple(needs), frozenset(direct), frozenset(plain),
+                       frozenset(versioned), has_versions)
+
+
+def _raw_symbols(reader: _Reader, sections: list[_Section], dynsym: _Section
+                 ) -> tuple[bytes, bytes, tuple[int, ...], bool] | None:
+    """``.dynsym``, its string table, each entry's ``.gnu.version`` index (0 without
+    one) and whether there is one; None for a table that is not one."""
+    if not 0 <= dynsym.link < len(sections):
+        return None
+    entry = 24 if reader.elf_class == 64 else 16
+    count = dynsym.size // entry
+    if count > MAX_SYMBOLS:
+        return None
+    table = reader.bytes_at(dynsym.offset, count * entry, ".dynsym")
+    strtab = sections[dynsym.link]
+    names = reader.bytes_at(strtab.offset, strtab.size, ".dynstr")
+    versym = next((section for section in sections if section.type == SHT_GNU_VERSYM), None)
+    if versym is None or versym.size < 2 * count:
+        return table, names, (0,) * count, False
+    versions = struct.unpack_from(f"{reader.order}{count}H",
+                                  reader.bytes_at(versym.offset, 2 * count, ".gnu.version"))
+    return table, names, versions, True
+
+
+def _version_names(reader: _Reader, sections: list[_Section], names: bytes
+                   ) -> tuple[dict[int, bytes], dict[int, tuple[bytes, bytes]]]:
+    """What the ``.gnu.version`` indexes mean: of the versions this object defines
+    (``.gnu.version_d``), index → name; of those it needs (``.gnu.version_r``), index →
+    (name, the library needed from)."""
+    found: dict[int, bytes] = {}
+    needed: dict[int, tuple[bytes, bytes]] = {}
+
+    def name_at(offset: int) -> bytes:
+        return names[offset:names.find(b"\x00", offset)]
+
+    for section in sections:
+        if section.type == SHT_GNU_VERDEF:
+            # Elf_Verdef: vd_version, vd_flags, vd_ndx, vd_cnt (H×4), vd_hash, vd_aux, vd_next.
+            for position, data in reader._records(section.offset, section.size, section.info,
+                                                  20, ".gnu.version_d"):
+                _, _, ndx, aux_count, _, aux, _ = struct.unpack(reader.order + "HHHHIII", data)
+                if aux_count:
+                    name, _ = struct.unpack(reader.order + "II", reader.bytes_at(
+                        position + aux, 8, ".gnu.version_d aux"))
+                    found[ndx & 0x7FFF] = name_at(name)
+        elif section.type == SHT_GNU_VERNEED:
+            # Elf_Verneed: vn_version, vn_cnt (H H), vn_file, vn_aux, vn_next (I I I).
+            for position, data in reader._records(section.offset, section.size, section.info,
+                                                  16, ".gnu.version_r"):
+                _, aux_count, library, aux, _ = struct.unpack(reader.order + "HHIII", data)
+                aux_position = position + aux
+                for _ in range(aux_count):
+                    reader.spend(1, ".gnu.version_r")
+                    # Elf_Vernaux: vna_hash (I), vna_flags, vna_other (H H), vna_name, vna_next.
+                    _, _, other, name, following = struct.unpack(
+                        reader.order + "IHHII",
+                        reader.bytes_at(aux_position, 16, ".gnu.version_r aux"))
+                    needed[other & 0x7FFF] = (name_at(name), name_at(library))
+                    if following == 0:
+                        break
+                    aux_position += following
+    return found, needed
+
+
+class Scope:
+    """Objects in the lookup scope, as what they bind: their definitions together, so a
+    module's references are looked up in a few set operations. ``tables``: each object's
+    table with the names it is known by (its file name, its soname), which a version
+    need names its library by."""
+
+    def __init__(self, tables: Sequence[tuple[SymbolTable, frozenset[bytes]]]) -> None:
+        self.defined = _union([table.defined for table, _ in tables])
+        versioned = [table for table, _ in tables if table.has_versions]
+        self.plain = _union([table.plain for table in versioned])
+        self.versions = _union([table.versioned for table in versioned])
+        # Without a version table, any definition binds a versioned reference by name —
+        # except in the library the version is needed from (ld.so stops there).
+        self.by_name = [(table.defined, known) for table, known in tables
+                        if not table.has_versions]
+
+    def unbound(self, names: set[bytes]) -> set[bytes]:
+        """Those of these references without a version that no object here binds."""
+        return names - self.defined
+
+    def unbound_versions(self, needs: set[tuple[bytes, bytes, bytes]]
+                         ) -> set[tuple[bytes, bytes, bytes]]:
+        """Those of these ``(name, version, library)`` references no object here binds."""
+        left = {need for need in needs
+                if need[0] not in self.plain and (need[0], need[1]) not in self.versions}
+        for defined, known in self.by_name:
+            left = {need for need in left if need[0] not in defined or need[2] in known}
+        return left
+
+
+def _union(sets: Sequence[frozenset[_T]]) -> frozenset[_T]:
+    """The sets together; one set is itself (a large library's is not copied)."""
+    return sets[0] if len(sets) == 1 else frozenset().union(*sets)
+
+
+def scope_of(paths: Iterable[str], table: Callable[[str], SymbolTable | None] = read_symbols,
+             names: Callable[[str], Iterable[str]] = lambda path: (os.path.basename(path),)
+             ) -> Scope | None:
+    """The :class:`Scope` of these objects; None when a table of one cannot be read."""
+    tables = []
+    for path in dict.fromkeys(paths):
+        found = table(path)
+        if found is None:
+            return None
+        tables.append((found, frozenset(name.encode("utf-8", "surrogateescape")
+                                        for name in names(path))))
+    return Scope(tables)
+
+
+def unbound(objects: Iterable[str], scopes: Sequence[Scope],
+            table: Callable[[str], SymbolTable | None] = read_symbols
+            ) -> dict[str, tuple[str, ...]] | None:
+    """For each of ``objects`` (those the ``dlopen`` loads anew), its strong references
+    that no object of ``scopes`` binds (the lookup scope: the executable and what it
+    loaded, then the module and what it loads), as ``NAME`` or ``NAME@VERSION``; None
+    when a table of one of them cannot be read."""
+    missing: dict[str, tuple[str, ...]] = {}
+    for path in objects:
+        found = table(path)
+        if found is None:
+            return None
+        names, needs = set(found.undefined), set(found.needs)
+        for scope in scopes:
+            names, needs = scope.unbound(names), scope.unbound_versions(needs)
+        absent = [name for name in found.undefined if name in names]
+        absent += [need[0] + b"@" + need[1] for need in found.needs if need in needs]
+        if absent:
+            missing[path] = tuple(dict.fromkeys(
+                name.decode("utf-8", "surrogateescape") for name in absent))
+    return missing
+
+
 # -- the cache -------------------------------------------------------------------------------
 
 CACHE_FILE = "elf-facts.json"
+_DERIVED = "\x00"  # the key prefix of a derived answer: no path starts with it
 _CACHE_LIMIT = 50_000  # entries kept across sessions; the oldest go first
 _CACHE_BYTES = 64 << 20
 
@@ -626,7 +877,8 @@ class ElfCache:
         self.disk = DiskCache(directory, CACHE_FILE, max_bytes=_CACHE_BYTES)
         self._entries: dict[str, Any] | None = None
         self._memory: dict[str, ElfFacts] = {}
-        self._new: dict[str, list[Any]] = {}
+        self._new: dict[str, Any] = {}
+        self._stamps: dict[str, list[int] | None] = {}
         self.hits = 0
         self.misses = 0
 
@@ -668,6 +920,41 @@ class ElfCache:
         if cacheable:
             self._new[path] = [*stamp, facts.to_dict()]
         return facts
+
+    def stamp(self, path: str) -> list[int] | None:
+        """The :func:`file_stamp` of ``path`` (looked at once per session); None when it
+        cannot be looked at."""
+        if path not in self._stamps:
+            try:
+                self._stamps[path] = file_stamp(os.stat(path))
+            except OSError:
+                self._stamps[path] = None
+        return self._stamps[path]
+
+    def derived(self, key: str, paths: Sequence[str]) -> Any:
+        """What :meth:`derive` kept under ``key`` for exactly these files, none of them
+        changed since; None otherwise."""
+        files = self._files(paths)
+        entry = self._load().get(_DERIVED + key) if files is not None else None
+        if isinstance(entry, dict) and entry.get("files") == files:
+            return entry.get("value")
+        return None
+
+    def derive(self, key: str, paths: Sequence[str], value: Any) -> None:
+        """Keep ``value``, a JSON-able answer computed from the bytes of ``paths`` alone
+        (the unbound symbols of a module's closure), until one of them changes."""
+        files = self._files(paths)
+        if files is not None:
+            self._new[_DERIVED + key] = {"files": files, "value": value}
+
+    def _files(self, paths: Sequence[str]) -> list[list[Any]] | None:
+        files = []
+        for path in paths:
+            stamp = self.stamp(path)
+            if stamp is None:
+                return None
+            files.append([path, *stamp])
+        return files
 
     def save(self) -> None:
         """Add this session's new entries to the file; failures only cost the next

@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING
 
 from pytest_envguard.probes import Facts, Failure
 from pytest_envguard.probes._io import TooLarge, read_text
-from pytest_envguard.probes.elf import ElfCache, ElfFacts
+from pytest_envguard.probes.elf import (
+    ElfCache,
+    ElfFacts,
+    Scope,
+    SymbolTable,
+    read_symbols,
+    scope_of,
+    unbound,
+)
 from pytest_envguard.probes.ldcache import LdCacheFacts
 from pytest_envguard.probes.loader import LoaderConfig, Resolution, Resolver
 
@@ -52,6 +60,7 @@ LOADER_ERROR = "loader-error"  # the search stops at a file the loader cannot lo
 WRONG_ARCHITECTURE = "wrong-architecture"  # the module's ELF class or machine
 UNREADABLE = "unreadable"  # the module itself: missing, unreadable, not ELF, cut
 WRONG_PYTHON = "wrong-python"  # a file name this interpreter never imports (cp312 under 3.11)
+UNDEFINED_SYMBOL = "undefined-symbol"  # a reference no object of the lookup scope binds
 
 #: The source of a library a required distribution's import has loaded already.
 LOADED_BY = "loaded by soname"
@@ -572,6 +581,12 @@ class _Closure:
     resolved: dict[str, str | None] = dataclasses.field(default_factory=dict)  # needed name → file
 
 
+def _symbols_text(names: Sequence[str]) -> str:
+    """``undefined symbol: foo_b`` (as the loader says it), ``(+2 more)`` for the rest."""
+    more = f" (+{len(names) - 1} more)" if len(names) > 1 else ""
+    return f"undefined symbol: {names[0]}{more}"
+
+
 class ExtensionChecker:
     """What the loader would do with each extension module ``dlopen``ed by this
     interpreter, with the interpreter's own libraries already loaded."""
@@ -594,6 +609,11 @@ class ExtensionChecker:
         self.base: set[str] = set()
         self.needs: list[ModuleNeeds] = []  # what each checked module needs (not the interpreter's)
         self._interpreter: _Closure | None = None
+        self._symbols: dict[str, SymbolTable | None] = {}  # by path, read when first needed
+        self._token: str | None = None
+        self._base: Scope | None = None
+        self._base_made = False
+        self._base_files: dict[str, None] = {}
         # module → (its display, what its walk resolved: _Closure.resolved)
         self.closures: dict[str, tuple[str, dict[str, str | None]]] = {}
         if not self.executable.ok:
@@ -609,6 +629,8 @@ class ExtensionChecker:
             self.executable, (), preloaded=preloaded_objects(self.executable, self.resolver))
         self.preloaded = {name: path for name, path in self._interpreter.loaded.items() if path}
         self.base = set(self._interpreter.objects)
+        # The files of the process before any module: the interpreter's and LD_PRELOAD's.
+        self._base_files = dict.fromkeys([*self._interpreter.objects, *self.preloaded.values()])
 
     def _resolve(self, name: str, obj: ElfFacts, chain: tuple[ElfFacts, ...]) -> Resolution:
         rpaths = tuple(holder.path for holder in chain if holder.rpath and not holder.runpath)
@@ -764,7 +786,78 @@ class ExtensionChecker:
                     library_path=target_path, source=closure.sources.get(target_path)
                     or self._interpreter_source(target_path),
                     via=object_path if object_path != path else None))
+        if not problems:  # the loader binds symbols once every object is there and fits
+            problems += self._unbound(closure, path, problem, skip_base=skip_base)
         return problems
+
+    def _unbound(self, closure: _Closure, path: str, problem: Callable[..., NativeProblem], *,
+                 skip_base: bool) -> list[NativeProblem]:
+        """The strong references of the objects this load brings in that no object of the
+        lookup scope binds: ``undefined symbol: NAME`` (or ``NAME@VERSION``), one problem
+        per object. Nothing when a symbol table cannot be read (nothing can be said then)."""
+        fresh = [object_path for object_path in closure.objects
+                 if not (skip_base and object_path in self.base)]
+        # Every object in the process when the module's are bound: the interpreter's and
+        # LD_PRELOAD's (matched by name, not walked), then the module's own.
+        scope = [*self._base_files, *closure.objects,
+                 *(found for found in closure.loaded.values() if found)]
+        # Kept on disk until a file changes: the interpreter's files once (in the key),
+        # the module's own in the entry.
+        files = [found for found in dict.fromkeys([*scope, *fresh])
+                 if found not in self._base_files]
+        token = self._base_token()
+        key = f"unbound:{int(skip_base)}:{token}:{path}"
+        kept = self.cache.derived(key, files) if token else None
+        if isinstance(kept, dict):
+            missing: dict[str, tuple[str, ...]] | None = {
+                str(needer): tuple(str(name) for name in names) for needer, names in kept.items()
+                if isinstance(names, list)}
+        else:
+            base = self._base_scope()
+            own = scope_of([found for found in scope if found not in self._base_files],
+                           self._symbol_table, self._known_as)
+            missing = unbound(fresh, [base, own], self._symbol_table) \
+                if base is not None and own is not None else None
+            if missing is not None and token:
+                self.cache.derive(key, files, {needer: list(names)
+                                               for needer, names in missing.items()})
+        if not missing:
+            return []
+        # A library LD_LIBRARY_PATH brings in is the likeliest culprit: the hint names it.
+        leaked = next((object_path for object_path in fresh
+                       if closure.sources.get(object_path) == "LD_LIBRARY_PATH"), None)
+        return [problem(UNDEFINED_SYMBOL, detail=_symbols_text(names),
+                        via=object_path if object_path != path else None,
+                        library_path=leaked, source="LD_LIBRARY_PATH" if leaked else None)
+                for object_path, names in missing.items()]
+
+    def _base_token(self) -> str:
+        """A short digest of the interpreter's files and their stamps ("" when one cannot
+        be looked at: nothing is kept then)."""
+        if self._token is None:
+            import hashlib
+
+            stamps = [self.cache.stamp(found) for found in self._base_files]
+            self._token = "" if None in stamps else hashlib.blake2b(
+                json.dumps([list(self._base_files), stamps]).encode(), digest_size=8).hexdigest()
+        return self._token
+
+    def _base_scope(self) -> Scope | None:
+        """The interpreter's objects as a lookup scope, made once for every module (None
+        when a table of one cannot be read)."""
+        if not self._base_made:
+            self._base = scope_of(self._base_files, self._symbol_table, self._known_as)
+            self._base_made = True
+        return self._base
+
+    def _known_as(self, path: str) -> tuple[str, ...]:
+        soname = self.cache.read(path).soname
+        return (os.path.basename(path), soname) if soname else (os.path.basename(path),)
+
+    def _symbol_table(self, path: str) -> SymbolTable | None:
+        if path not in self._symbols:
+            self._symbols[path] = read_symbols(path)
+        return self._symbols[path]
 
     def _interpreter_source(self, path: str) -> str | None:
         return self._interpreter.sources.get(path) if self._interpreter else None

@@ -1171,6 +1171,8 @@ def problem_text(problem: object) -> str:
                 f"{needer}")
     if kind == "missing-library":
         return f"{library}{needer}: not found"
+    if kind == "undefined-symbol":
+        return f"{getattr(problem, 'detail', '')}{needer}"
     return f"{library}{needer}: {getattr(problem, 'detail', '')}"
 
 
