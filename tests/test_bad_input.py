@@ -928,6 +928,41 @@ def test_elf_reader_on_the_elf_corpus(elf_files: dict[str, Path], native_build: 
         assert (reason is None) is (failure is None), name  # every reason has its kind
 
 
+SYMBOL_READER = """
+import json, sys
+from pytest_envguard.probes import elf
+out = {}
+for name, path in json.loads(sys.argv[1]).items():
+    table = elf.read_symbols(path)
+    scope = elf.scope_of([path])
+    out[name] = None if table is None else [len(table.undefined), len(table.defined),
+                                            scope is not None, elf.unbound([path], [])]
+print(json.dumps(out))
+"""
+
+
+def test_symbol_reader_on_the_elf_corpus(elf_files: dict[str, Path], native_build: Any,
+                                         tmp_path: Path, bad_inputs: Tried) -> None:
+    """``.dynsym`` read from every file of the corpus and every corrupted copy: a table or
+    None (nothing can be said of its symbols), never an exception."""
+    files = {name: str(path) for name, path in elf_files.items() if name != "fifo"}
+    files.update({name: str(path) for name, path in
+                  corrupted_copies(native_build.ext_needs_dep, tmp_path).items()})
+    files["real"] = str(native_build.ext_needs_dep)
+    bad_inputs(len(files) - 1)
+    result = subprocess.run([sys.executable, "-c", SYMBOL_READER, json.dumps(files)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout)
+    assert found["real"] == [1, 1, True, {files["real"]: ["envguard_dep"]}]
+    for name in ("not-elf", "text", "zeros", "missing", "dir", "loop", "truncated-0", "cut-63"):
+        assert found[name] is None, name
+    output = _in_subprocess_with_timeout(  # a FIFO named like a library must not block
+        "from pytest_envguard.probes import elf\n"
+        f"print(elf.read_symbols({str(elf_files['fifo'])!r}))\n", timeout=10)
+    assert output == "None"
+
+
 def test_elf_reader_does_not_block_on_a_fifo(elf_files: dict[str, Path], bad_inputs: Tried) -> None:
     """A FIFO named like a library (in a RECORD, on LD_LIBRARY_PATH) must not hang the session."""
     bad_inputs(1)
