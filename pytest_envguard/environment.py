@@ -33,11 +33,11 @@ if TYPE_CHECKING:
     from pytest_envguard.probes.cpuinfo import CpuFacts
     from pytest_envguard.probes.cudart import CudaRuntimeFacts
     from pytest_envguard.probes.distributions import DistributionFacts, InstalledFacts, SupportedTags
-    from pytest_envguard.probes.extensions import ExtensionsFacts
+    from pytest_envguard.probes.extensions import ExtensionChecker, ExtensionsFacts
     from pytest_envguard.probes.imports import ImportFacts
     from pytest_envguard.probes.interpreter import PythonFacts
     from pytest_envguard.probes.isolation import IsolationFacts
-    from pytest_envguard.probes.loader import LibraryFacts
+    from pytest_envguard.probes.loader import LibraryFacts, Resolver
     from pytest_envguard.probes.locks import LockFacts
     from pytest_envguard.probes.nvml import NvidiaFacts
     from pytest_envguard.probes.system import CpusFacts, LibcFacts, MemoryFacts, PlatformFacts
@@ -122,6 +122,7 @@ class Environment:
         target: Target | None = None,
     ) -> None:
         self._facts: dict[FactKey, Any] = dict(facts or {})
+        self._load_checker: ExtensionChecker | None = None  # for the library lines
         self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
         self.settings = settings or Settings()
         self.target = target
@@ -370,7 +371,17 @@ class Environment:
         """Where the dynamic loader would find ``name`` (``libssl.so.3``, ``cudnn``)."""
         from pytest_envguard.probes import loader
 
-        return self.fact(("library", name), lambda: loader.find_library(name, self.environ))
+        return self.fact(("library", name), lambda: loader.find_library(
+            name, self.environ, load_errors=self._load_errors))
+
+    def _load_errors(self, path: str, resolver: Resolver) -> tuple[str, ...]:
+        """What stops ``dlopen`` of a library found: one checker for every ``library``
+        line, which reads the interpreter's libraries (and their symbols) once."""
+        from pytest_envguard.probes import loader
+
+        if self._load_checker is None:
+            self._load_checker = loader.load_checker(resolver)
+        return loader.load_errors(self._load_checker, path)
 
     def extensions(self, distribution: str | None = None) -> ExtensionsFacts:
         """The native needs of the extension modules of ``distribution`` (None: all)."""

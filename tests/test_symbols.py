@@ -198,6 +198,20 @@ def test_the_library_key_sees_a_dependency_without_the_symbol(built: Built,
     assert "undefined symbol: sym_b" in verdict.reason
 
 
+def test_the_library_lines_of_an_environment_share_one_checker(built: Built) -> None:
+    # One checker reads the interpreter's libraries (and their symbols) once for every
+    # line; each line is still judged on its own file.
+    env = Environment(environ=without_loader_vars(LD_LIBRARY_PATH=str(built.libs)),
+                      settings=Settings())
+    middle, sym = checks.evaluate(grammar.parse_lines(
+        ["library libenvguard_middle.so.1", f"library {SONAME}"]), env)
+    assert middle.status is Status.UNMET and "undefined symbol: sym_b" in middle.reason
+    assert sym.status is Status.MET, sym
+    checker = env._load_checker
+    assert checker is not None
+    assert {str(built.libs / "libenvguard_middle.so.1"), str(built.libs / SONAME)} <= checker.seen
+
+
 def test_symbol_tables_read_as_the_loader_binds(built: Built) -> None:
     old = elf.read_symbols(str(built.builds["old"]))
     versioned = elf.read_symbols(str(built.builds["versioned"]))

@@ -53,11 +53,15 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_envguard.probes import Facts, Failure
 from pytest_envguard.probes._io import explain
 from pytest_envguard.probes.elf import ElfFacts, ElfHeader, read_elf
 from pytest_envguard.probes.ldcache import Abi, LdCacheFacts, read_ld_so_cache
+
+if TYPE_CHECKING:
+    from pytest_envguard.probes.extensions import ExtensionChecker
 
 #: Debian-style multiarch directory names by e_machine (used for the default dirs
 #: when the loader cannot be asked). Source: Debian's multiarch tuples
@@ -974,6 +978,7 @@ def find_library(
     reader: Callable[[str], ElfFacts] = read_elf,
     config: LoaderConfig | None = None,
     loaded: Iterable[str] | None = None,
+    load_errors: Callable[[str, Resolver], tuple[str, ...]] | None = None,
 ) -> LibraryFacts:
     """Find ``name`` (a soname or a short name like ``cudart``) as the loader would
     for a ``dlopen`` from this interpreter (``ctypes.CDLL``).
@@ -983,7 +988,8 @@ def find_library(
     ``sys.path`` entries that have one); ``executable`` the interpreter whose
     RPATH and ELF class apply (default: ``sys.executable``); ``loaded`` the files
     the process has already mapped (default: this process's, when ``executable``
-    is this interpreter). Never raises.
+    is this interpreter); ``load_errors`` what stops the ``dlopen`` of the file found
+    (default: :func:`load_errors` with a checker of its own). Never raises.
     """
     own = executable is None or os.path.realpath(executable) == os.path.realpath(sys.executable)
     executable = os.path.realpath(executable or sys.executable)
@@ -1024,7 +1030,8 @@ def find_library(
                         subdirs=False)
     for prefix in sorted(prefixes):
         scan.search([os.path.join(prefix, "lib")], SOURCE_CONDA, subdirs=False)
-    return _library_facts(name, scan, resolver, caller, already, prefixes)
+    return _library_facts(name, scan, resolver, caller, already, prefixes,
+                          load_errors or _load_errors)
 
 
 def _already_loaded(python: ElfFacts, resolver: Resolver, mapped: Iterable[str]) -> dict[str, str]:
@@ -1103,7 +1110,8 @@ class _Scan:
 
 
 def _library_facts(name: str, scan: _Scan, resolver: Resolver, caller: ElfFacts,
-                   already: Mapping[str, str], prefixes: set[str]) -> LibraryFacts:
+                   already: Mapping[str, str], prefixes: set[str],
+                   load_errors: Callable[[str, Resolver], tuple[str, ...]]) -> LibraryFacts:
     candidates, skipped = scan.candidates, tuple(scan.skipped)
     if not candidates:
         dlopen = resolver.resolve(name, caller) if ".so" in name else None
@@ -1138,26 +1146,35 @@ def _library_facts(name: str, scan: _Scan, resolver: Resolver, caller: ElfFacts,
             best = chosen
     reach = (REACH_LOADED if best.source == SOURCE_LOADED
              else REACH_DLOPEN if dlopen.path is not None else REACH_PACKAGE_RPATH)
-    errors = _load_errors(best.path, resolver) if reach != REACH_LOADED else ()
+    errors = load_errors(best.path, resolver) if reach != REACH_LOADED else ()
     return LibraryFacts(name, best.path, best.source, best.soname, best.version,
                         realpath=os.path.realpath(best.path), candidates=tuple(candidates),
                         skipped=skipped, version_source=best.version_source, loader=dlopen,
                         reach=reach, load_errors=errors)
 
 
-def _load_errors(path: str, resolver: Resolver) -> tuple[str, ...]:
-    """What stops ``dlopen`` once it has the file: its own needs, resolved and checked
-    as for an extension module (the interpreter's libraries already loaded)."""
+def load_checker(resolver: Resolver) -> ExtensionChecker:
+    """What judges a library's own needs for ``dlopen``, as for an extension module (the
+    interpreter's libraries already loaded); one can serve every ``library`` line of an
+    environment (it reads each file once: a snapshot)."""
     from pytest_envguard.probes.elf import ElfCache
     from pytest_envguard.probes.extensions import ExtensionChecker
 
     main = resolver.main.path if resolver.main is not None else None
-    checker = ExtensionChecker(resolver.environ, ElfCache(None), executable=main,
-                               ld_cache=resolver.ld_cache, config=resolver.config)
+    return ExtensionChecker(resolver.environ, ElfCache(None), executable=main,
+                            ld_cache=resolver.ld_cache, config=resolver.config)
+
+
+def load_errors(checker: ExtensionChecker, path: str) -> tuple[str, ...]:
+    """What stops ``dlopen`` once it has the file: its own needs, resolved and checked."""
     if checker.failure is not None:
         return ()
     return tuple(problem_text(problem) for problem in checker.check(path, "")
                  if problem.kind != "unreadable")
+
+
+def _load_errors(path: str, resolver: Resolver) -> tuple[str, ...]:
+    return load_errors(load_checker(resolver), path)
 
 
 def problem_text(problem: object) -> str:
