@@ -120,8 +120,9 @@ def show_stop(session: pytest.Session, state: EnvguardState) -> bool | None:
     elif is_worker(config):
         # The controller prints the table once, naming this worker and its host, and ends
         # the run; shouldstop would end it too if that failed.
-        session.shouldstop = (f"envguard: session contract not met on worker "
-                              f"{os.environ.get('PYTEST_XDIST_WORKER', '?')} (host {render.host()})")
+        worker = f"worker {os.environ.get('PYTEST_XDIST_WORKER', '?')} (host {render.host()})"
+        session.shouldstop = ("envguard: session contract not met on "
+                              f"{render.judged_on(state.options.target, worker)}")
     else:
         write_section(config, "envguard: session contract not met on "
                       f"{render.judged_on(state.options.target)}",

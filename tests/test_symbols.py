@@ -232,10 +232,10 @@ def test_symbol_tables_read_as_the_loader_binds(built: Built) -> None:
     v2 = elf.read_symbols(str(module(built, "uses_b_v2")))
     new = elf.read_symbols(str(built.builds["new"]))
     assert v2 is not None and new is not None and not new.has_versions
-    assert (b"sym_b", b"V2", SONAME.encode()) in v2.needs and b"sym_b" not in v2.undefined
-    assert versioned.binds(b"sym_b", b"V2") and hidden.binds(b"sym_b", b"V2")
-    assert not versioned.binds(b"sym_b", b"V3") and not old.binds(b"sym_b", b"V2")
-    assert new.binds(b"sym_b", b"V2") and not new.binds(b"sym_b", b"V2", named=True)
+    assert (b"sym_b", "V2", SONAME) in v2.needs and b"sym_b" not in v2.undefined
+    assert versioned.binds(b"sym_b", "V2") and hidden.binds(b"sym_b", "V2")
+    assert not versioned.binds(b"sym_b", "V3") and not old.binds(b"sym_b", "V2")
+    assert new.binds(b"sym_b", "V2") and not new.binds(b"sym_b", "V2", named=True)
 
 
 @pytest.mark.parametrize("content", [b"", b"not an ELF file\n" * 8, None])

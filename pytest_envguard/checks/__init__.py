@@ -120,8 +120,7 @@ THIS_MACHINE = " (this machine)"
 def on_this_machine(verdict: Verdict) -> Verdict:
     """Under a target, a verdict no override answered says that it judged this machine:
     a target changes what it describes (and that value's consequences), nothing else."""
-    if verdict.overridden or verdict.status is Status.NA or not verdict.found \
-            or verdict.found.endswith(THIS_MACHINE):
+    if verdict.overridden or verdict.status is Status.NA or not verdict.found:
         return verdict
     return replace(verdict, found=verdict.found + THIS_MACHINE)
 

@@ -304,6 +304,10 @@ class _Reader:
         self.runpath: tuple[str, ...] = ()
         self.needs: list[VersionNeed] = []
         self.defs: list[str] = []
+        # What a .gnu.version index means (for the symbols): a version this file needs,
+        # with the library it is needed from, or one it defines.
+        self.need_indexes: dict[int, tuple[str, str]] = {}
+        self.def_indexes: dict[int, str] = {}
         self.flags_1 = 0
         self.head = b""  # the first bytes of the file, read once
         self.raw_header: ElfHeader | None = None
@@ -391,20 +395,27 @@ class _Reader:
             strings = _Strings(self, strtab.offset, strtab.size)
             tags = self.dynamic_entries(dynamic.offset, dynamic.size)
             self.apply_dynamic(tags, strings)
-            for section in sections:
-                if section.type in (SHT_GNU_VERNEED, SHT_GNU_VERDEF):
-                    if not 0 <= section.link < len(sections):
-                        raise ElfFormatError("corrupt ELF file: a version section's string "
-                                             "table is missing")
-                    link = sections[section.link]
-                    table = strings if link is strtab else _Strings(self, link.offset, link.size)
-                    if section.type == SHT_GNU_VERNEED:
-                        self.version_needs(section.offset, section.size, section.info, table)
-                    else:
-                        self.version_defs(section.offset, section.size, section.info, table)
+            self.versions(sections, (strtab, strings))
         elif not sections:
             self.read_from_segments()
         return self.facts()
+
+    def versions(self, sections: list[_Section],
+                 known: tuple[_Section, _Strings] | None = None) -> None:
+        """Read ``.gnu.version_r`` and ``.gnu.version_d`` (``known``: a string table
+        already read, and its section)."""
+        for section in sections:
+            if section.type in (SHT_GNU_VERNEED, SHT_GNU_VERDEF):
+                if not 0 <= section.link < len(sections):
+                    raise ElfFormatError("corrupt ELF file: a version section's string "
+                                         "table is missing")
+                link = sections[section.link]
+                table = known[1] if known is not None and link is known[0] \
+                    else _Strings(self, link.offset, link.size)
+                if section.type == SHT_GNU_VERNEED:
+                    self.version_needs(section.offset, section.size, section.info, table)
+                else:
+                    self.version_defs(section.offset, section.size, section.info, table)
 
     def segments(self) -> list[tuple[int, int, int, int]]:
         """The program headers: (type, offset, vaddr, filesz) each."""
@@ -535,10 +546,11 @@ class _Reader:
             for _ in range(aux_count):
                 self.spend(1, ".gnu.version_r")
                 # Elf_Vernaux: vna_hash (I), vna_flags, vna_other (H H), vna_name, vna_next (I I).
-                _, flags, _, name, following = struct.unpack(
+                _, flags, index, name, following = struct.unpack(
                     self.order + "IHHII", self.bytes_at(aux_position, 16, ".gnu.version_r aux"))
-                self.needs.append(VersionNeed(library, strings.at(name),
-                                              bool(flags & VER_FLG_WEAK)))
+                version = strings.at(name)
+                self.needs.append(VersionNeed(library, version, bool(flags & VER_FLG_WEAK)))
+                self.need_indexes[index & 0x7FFF] = (version, library)
                 if following == 0:
                     break
                 aux_position += following
@@ -546,13 +558,14 @@ class _Reader:
     def version_defs(self, offset: int, size: int | None, count: int, strings: _Strings) -> None:
         # Elf_Verdef: vd_version, vd_flags, vd_ndx, vd_cnt (H×4), vd_hash, vd_aux, vd_next (I×3).
         for position, data in self._records(offset, size, count, 20, ".gnu.version_d"):
-            _, flags, _, aux_count, _, aux, _ = struct.unpack(self.order + "HHHHIII", data)
+            _, flags, index, aux_count, _, aux, _ = struct.unpack(self.order + "HHHHIII", data)
             if flags & VER_FLG_BASE or aux_count == 0:
                 continue  # the base entry names the file itself
             # Elf_Verdaux: vda_name, vda_next; the first names this version, later ones its parents.
             name, _ = struct.unpack(self.order + "II",
                                     self.bytes_at(position + aux, 8, ".gnu.version_d aux"))
             self.defs.append(strings.at(name))
+            self.def_indexes[index & 0x7FFF] = self.defs[-1]
 
     def facts(self) -> ElfFacts:
         return ElfFacts(
@@ -632,13 +645,13 @@ class SymbolTable(NamedTuple):
     string table holds them: bytes)."""
 
     undefined: tuple[bytes, ...]  # strong references without a symbol version
-    needs: tuple[tuple[bytes, bytes, bytes], ...]  # with one: (name, version, library name)
+    needs: tuple[tuple[bytes, str, str], ...]  # with one: (name, version, library name)
     defined: frozenset[bytes]  # the names a reference without a version binds to here
     plain: frozenset[bytes]  # defined without a version (index 0 or 1, not hidden)
-    versioned: frozenset[tuple[bytes, bytes]]  # (name, version) of each versioned definition
+    versioned: frozenset[tuple[bytes, str]]  # (name, version) of each versioned definition
     has_versions: bool  # a version table: without one, any definition binds by name
 
-    def binds(self, name: bytes, version: bytes, *, named: bool = False) -> bool:
+    def binds(self, name: bytes, version: str, *, named: bool = False) -> bool:
         """Whether a reference ``name@version`` is bound here; ``named``: this object is
         the library the version is needed from. Without a version table, any definition
         binds — except in that library, where ld.so stops the process ("Inconsistency
@@ -669,16 +682,17 @@ def _symbol_table(reader: _Reader, sections: list[_Section]) -> SymbolTable | No
     if raw is None:
         return None
     table, names, versions, has_versions = raw
-    version_names, needed_from = _version_names(reader, sections, names) if has_versions \
-        else ({}, {})
+    if has_versions:
+        reader.versions(sections)
+    version_names, needed_from = reader.def_indexes, reader.need_indexes
     wide = reader.elf_class == 64
     # (name, info, shndx, value) of each entry, in the class's own layout
     form = reader.order + ("IBxHQ8x" if wide else "IIxxxxBxH")
     undefined: list[bytes] = []
-    needs: list[tuple[bytes, bytes, bytes]] = []
+    needs: list[tuple[bytes, str, str]] = []
     direct: set[bytes] = set()
     plain: set[bytes] = set()
-    versioned: set[tuple[bytes, bytes]] = set()
+    versioned: set[tuple[bytes, str]] = set()
     counted: dict[bytes, int] = {}  # name → non-hidden definitions with a version index ≥ 3
     find = names.find
     for fields, version in zip(struct.iter_unpack(form, table), versions, strict=True):
@@ -735,53 +749,13 @@ def _raw_symbols(reader: _Reader, sections: list[_Section], dynsym: _Section
     return table, names, versions, True
 
 
-def _version_names(reader: _Reader, sections: list[_Section], names: bytes
-                   ) -> tuple[dict[int, bytes], dict[int, tuple[bytes, bytes]]]:
-    """What the ``.gnu.version`` indexes mean: of the versions this object defines
-    (``.gnu.version_d``), index → name; of those it needs (``.gnu.version_r``), index →
-    (name, the library needed from)."""
-    found: dict[int, bytes] = {}
-    needed: dict[int, tuple[bytes, bytes]] = {}
-
-    def name_at(offset: int) -> bytes:
-        return names[offset:names.find(b"\x00", offset)]
-
-    for section in sections:
-        if section.type == SHT_GNU_VERDEF:
-            # Elf_Verdef: vd_version, vd_flags, vd_ndx, vd_cnt (H×4), vd_hash, vd_aux, vd_next.
-            for position, data in reader._records(section.offset, section.size, section.info,
-                                                  20, ".gnu.version_d"):
-                _, _, ndx, aux_count, _, aux, _ = struct.unpack(reader.order + "HHHHIII", data)
-                if aux_count:
-                    name, _ = struct.unpack(reader.order + "II", reader.bytes_at(
-                        position + aux, 8, ".gnu.version_d aux"))
-                    found[ndx & 0x7FFF] = name_at(name)
-        elif section.type == SHT_GNU_VERNEED:
-            # Elf_Verneed: vn_version, vn_cnt (H H), vn_file, vn_aux, vn_next (I I I).
-            for position, data in reader._records(section.offset, section.size, section.info,
-                                                  16, ".gnu.version_r"):
-                _, aux_count, library, aux, _ = struct.unpack(reader.order + "HHIII", data)
-                aux_position = position + aux
-                for _ in range(aux_count):
-                    reader.spend(1, ".gnu.version_r")
-                    # Elf_Vernaux: vna_hash (I), vna_flags, vna_other (H H), vna_name, vna_next.
-                    _, _, other, name, following = struct.unpack(
-                        reader.order + "IHHII",
-                        reader.bytes_at(aux_position, 16, ".gnu.version_r aux"))
-                    needed[other & 0x7FFF] = (name_at(name), name_at(library))
-                    if following == 0:
-                        break
-                    aux_position += following
-    return found, needed
-
-
 class Scope:
     """Objects in the lookup scope, as what they bind: their definitions together, so a
     module's references are looked up in a few set operations. ``tables``: each object's
     table with the names it is known by (its file name, its soname), which a version
     need names its library by."""
 
-    def __init__(self, tables: Sequence[tuple[SymbolTable, frozenset[bytes]]]) -> None:
+    def __init__(self, tables: Sequence[tuple[SymbolTable, frozenset[str]]]) -> None:
         self.defined = _union([table.defined for table, _ in tables])
         versioned = [table for table, _ in tables if table.has_versions]
         self.plain = _union([table.plain for table in versioned])
@@ -795,8 +769,7 @@ class Scope:
         """Those of these references without a version that no object here binds."""
         return names - self.defined
 
-    def unbound_versions(self, needs: set[tuple[bytes, bytes, bytes]]
-                         ) -> set[tuple[bytes, bytes, bytes]]:
+    def unbound_versions(self, needs: set[tuple[bytes, str, str]]) -> set[tuple[bytes, str, str]]:
         """Those of these ``(name, version, library)`` references no object here binds."""
         left = {need for need in needs
                 if need[0] not in self.plain and (need[0], need[1]) not in self.versions}
@@ -819,8 +792,7 @@ def scope_of(paths: Iterable[str], table: Callable[[str], SymbolTable | None] = 
         found = table(path)
         if found is None:
             return None
-        tables.append((found, frozenset(name.encode("utf-8", "surrogateescape")
-                                        for name in names(path))))
+        tables.append((found, frozenset(names(path))))
     return Scope(tables)
 
 
@@ -839,11 +811,12 @@ def unbound(objects: Iterable[str], scopes: Sequence[Scope],
         names, needs = set(found.undefined), set(found.needs)
         for scope in scopes:
             names, needs = scope.unbound(names), scope.unbound_versions(needs)
-        absent = [name for name in found.undefined if name in names]
-        absent += [need[0] + b"@" + need[1] for need in found.needs if need in needs]
+        absent = [name.decode("utf-8", "surrogateescape") for name in found.undefined
+                  if name in names]
+        absent += [f"{need[0].decode('utf-8', 'surrogateescape')}@{need[1]}"
+                   for need in found.needs if need in needs]
         if absent:
-            missing[path] = tuple(dict.fromkeys(
-                name.decode("utf-8", "surrogateescape") for name in absent))
+            missing[path] = tuple(dict.fromkeys(absent))
     return missing
 
 
@@ -899,10 +872,12 @@ class ElfCache:
         try:
             info = os.stat(path)
         except OSError as error:
+            self._stamps.setdefault(path, None)
             self._memory[path] = ElfFacts(path, reason=explain(path, error),
                                           failure=failure_of(error))
             return self._memory[path]
         stamp = file_stamp(info)
+        self._stamps.setdefault(path, stamp)  # what stamp() answers for it from now on
         entry = self._load().get(path)
         if isinstance(entry, list) and len(entry) == len(stamp) + 1 and entry[:-1] == stamp \
                 and os.access(path, os.R_OK):
@@ -922,8 +897,8 @@ class ElfCache:
         return facts
 
     def stamp(self, path: str) -> list[int] | None:
-        """The :func:`file_stamp` of ``path`` (looked at once per session); None when it
-        cannot be looked at."""
+        """The :func:`file_stamp` of ``path`` (looked at once per session, by :meth:`read`
+        or here); None when it cannot be looked at."""
         if path not in self._stamps:
             try:
                 self._stamps[path] = file_stamp(os.stat(path))

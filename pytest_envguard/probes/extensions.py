@@ -797,29 +797,28 @@ class ExtensionChecker:
         per object. Nothing when a symbol table cannot be read (nothing can be said then)."""
         fresh = [object_path for object_path in closure.objects
                  if not (skip_base and object_path in self.base)]
-        # Every object in the process when the module's are bound: the interpreter's and
-        # LD_PRELOAD's (matched by name, not walked), then the module's own.
-        scope = [*self._base_files, *closure.objects,
-                 *(found for found in closure.loaded.values() if found)]
-        # Kept on disk until a file changes: the interpreter's files once (in the key),
-        # the module's own in the entry.
-        files = [found for found in dict.fromkeys([*scope, *fresh])
-                 if found not in self._base_files]
+        # The lookup scope: every object in the process when the module's are bound — the
+        # interpreter's and LD_PRELOAD's (matched by name, not walked; :meth:`_base_scope`),
+        # then the module's own, which hold every fresh one. The answer is kept on disk
+        # until a file changes: the interpreter's files once (in the key), the module's
+        # own in the entry.
+        own_files = [found for found in dict.fromkeys(
+            [*closure.objects, *(found for found in closure.loaded.values() if found)])
+            if found not in self._base_files]
         token = self._base_token()
         key = f"unbound:{int(skip_base)}:{token}:{path}"
-        kept = self.cache.derived(key, files) if token else None
+        kept = self.cache.derived(key, own_files) if token else None
         if isinstance(kept, dict):
             missing: dict[str, tuple[str, ...]] | None = {
                 str(needer): tuple(str(name) for name in names) for needer, names in kept.items()
                 if isinstance(names, list)}
         else:
             base = self._base_scope()
-            own = scope_of([found for found in scope if found not in self._base_files],
-                           self._symbol_table, self._known_as)
+            own = scope_of(own_files, self._symbol_table, self._known_as)
             missing = unbound(fresh, [base, own], self._symbol_table) \
                 if base is not None and own is not None else None
             if missing is not None and token:
-                self.cache.derive(key, files, {needer: list(names)
+                self.cache.derive(key, own_files, {needer: list(names)
                                                for needer, names in missing.items()})
         if not missing:
             return []
