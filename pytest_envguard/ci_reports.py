@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pytest
 
     from pytest_envguard.environment import Environment
-    from pytest_envguard.plugin import EnvguardState
+    from pytest_envguard.hooks import EnvguardState
     from pytest_envguard.verdicts import Verdict
 
 

@@ -21,7 +21,7 @@ from pytest_envguard.options import find_config
 from pytest_envguard.xdist import is_worker
 
 if TYPE_CHECKING:
-    from pytest_envguard.plugin import EnvguardState
+    from pytest_envguard.hooks import EnvguardState
 
 
 class Stop(NamedTuple):

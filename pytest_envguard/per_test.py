@@ -2,7 +2,7 @@
 
 Imported only when a collected test has a ``requires`` marker, a test asks for
 the ``envguard`` fixture, or a requirement is unmet: a suite with neither never
-loads this module (:mod:`pytest_envguard.plugin` looks for the marker first).
+loads this module (:mod:`pytest_envguard.hooks` looks for the marker first).
 
 How a test's requirements are enforced, so that they behave like pytest's own
 skips: marker lines are parsed at collection (a bad one is a collection error
@@ -25,7 +25,7 @@ import pytest
 if TYPE_CHECKING:
     from pytest_envguard.environment import Environment
     from pytest_envguard.grammar import Requirement
-    from pytest_envguard.plugin import EnvguardState
+    from pytest_envguard.hooks import EnvguardState
     from pytest_envguard.verdicts import Verdict
 
 #: The source of marker requirements in verdicts; errors name the test instead.

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_envguard.hooks import EnvguardState
     from pytest_envguard.option_table import Options
-    from pytest_envguard.plugin import EnvguardState
 
 #: On the controller: what each worker reported, by worker id (for --envguard-json).
 WORKERS = pytest.StashKey[dict[str, dict[str, Any]]]()

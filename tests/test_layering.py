@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"environment"},
     {"checks"},
     {"render"},
-    {"option_table", "options", "plugin", "contract", "per_test", "xdist", "ci_reports",
+    {"option_table", "options", "plugin", "hooks", "contract", "per_test", "xdist", "ci_reports",
      "adopt", "merge", "__main__"},
 ]
 
@@ -59,13 +59,15 @@ def runtime_imports(source: str) -> list[tuple[int, str]]:
 
 
 def direction_violations(module: str, source: str) -> list[str]:
-    """Imports of ``module`` that go up the layers, or import the plugin."""
+    """Imports of ``module`` that go up the layers, or import the plugin, or the hooks
+    the plugin exposes (only the plugin imports those)."""
     own = layer_of(module)
     bad = []
     for line, name in runtime_imports(source):
         if not name.startswith("pytest_envguard") or name == "pytest_envguard":
             continue
-        if name.startswith("pytest_envguard.plugin") or layer_of(name) > own:
+        if name.startswith("pytest_envguard.plugin") or layer_of(name) > own or (
+                name.startswith("pytest_envguard.hooks") and module != "pytest_envguard.plugin"):
             bad.append(f"{module}:{line} imports {name}")
     return bad
 
@@ -93,6 +95,8 @@ def test_the_direction_detector_detects() -> None:
     assert direction_violations("pytest_envguard.probes.elf",
                                 "from pytest_envguard.checks import evaluate\n") != []
     assert direction_violations("pytest_envguard.render", "import pytest_envguard.plugin\n") != []
+    assert direction_violations("pytest_envguard.contract", "import pytest_envguard.hooks\n") != []
+    assert direction_violations("pytest_envguard.plugin", "import pytest_envguard.hooks\n") == []
     assert direction_violations("pytest_envguard.grammar",
                                 "from pytest_envguard import environment\n") != []
     # Imports only a type checker sees do not count; downward ones are fine.
@@ -160,7 +164,7 @@ def test_the_package_imports_only_what_it_declares() -> None:
         assert not foreign, f"{relative(path)} imports {sorted(foreign)}: not a runtime dependency"
 
 
-PYTEST_LAYER = {"plugin.py", "contract.py", "per_test.py", "xdist.py", "ci_reports.py"}
+PYTEST_LAYER = {"plugin.py", "hooks.py", "contract.py", "per_test.py", "xdist.py", "ci_reports.py"}
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=relative)

@@ -553,14 +553,61 @@ def test_no_contract_and_no_marker_loads_only_the_hooks(pytester: pytest.Pyteste
 
         def test_only_the_hooks_were_imported():
             own = sorted(name for name in sys.modules if name.startswith("pytest_envguard"))
-            assert own == ["pytest_envguard", "pytest_envguard.option_table",
-                           "pytest_envguard.plugin"]
+            assert own == ["pytest_envguard", "pytest_envguard.hooks",
+                           "pytest_envguard.option_table", "pytest_envguard.plugin"]
     """)
     result = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:metadata",
                                            "-p", "no:hypothesispytest", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
     assert (pytester.path / ".pytest_cache").is_dir()
     assert not list(pytester.path.glob(".pytest_cache/**/envguard"))
+
+
+def test_the_plugin_modules_are_not_loaded_through_the_assertion_rewriter(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Installed from a wheel, the package is on pytest's list of modules to rewrite (a
+    distribution with a ``pytest11`` entry point lists its files in RECORD); the plugin
+    takes it off, so that every module but the entry point itself is loaded by Python's
+    own importer, not through pytest's hook (its slow unmarshal, or a rewrite of the
+    source in every run where it cannot cache one). An editable install is not on the
+    list, so the copy here is put on the path with a distribution whose RECORD names it,
+    as a wheel's does."""
+    import shutil
+
+    import pytest_envguard
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(pytest_envguard.__file__).parent, site / "pytest_envguard",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (site / "envguard_wheel_probe.py").write_text("", encoding="utf-8")
+    info = site / "envguard_wheel_probe-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: envguard-wheel-probe\n"
+                                   "Version: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[pytest11]\nwheel-probe = envguard_wheel_probe\n",
+                                           encoding="utf-8")
+    (info / "RECORD").write_text("pytest_envguard/__init__.py,,\nenvguard_wheel_probe.py,,\n",
+                                 encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    pytester.makeini("[pytest]\nenvguard =\n    python >=3.10\n    cpus >=1\n")
+    pytester.makepyfile(f"""
+        import importlib.machinery, sys
+
+        def test_loaders():
+            plugin = sys.modules["pytest_envguard.plugin"]
+            assert plugin.__file__.startswith({str(site)!r})
+            # The package was on the rewriter's list, as in a wheel's install:
+            assert type(plugin.__loader__).__name__ == "AssertionRewritingHook"
+            own = [name for name in sys.modules if name.startswith("pytest_envguard.")
+                   and name != "pytest_envguard.plugin"]
+            assert "pytest_envguard.hooks" in own and "pytest_envguard.grammar" in own
+            rewritten = [name for name in own if type(sys.modules[name].__loader__)
+                         is not importlib.machinery.SourceFileLoader]
+            assert rewritten == []
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:metadata",
+                                           "-p", "no:hypothesispytest", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
 
 
 def test_no_option_set_means_the_defaults() -> None:
