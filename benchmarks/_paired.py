@@ -2,14 +2,19 @@
 
 Two commands are timed in alternation (A B, B A, A B, …) so that drift in the
 machine's load hits both alike; each pair gives one ratio A/B. The result is
-the median of those ratios with its interquartile range, and a verdict against
-a target only when the spread allows one: ``ok`` when even the upper quartile
-is within the target, ``OVER`` when even the lower quartile exceeds it, else
-``unclear`` (run more pairs, or on a quieter machine).
+the median of those ratios with its interquartile range (how much one run
+wanders) and the 95% confidence interval of the median (how well the pairs pin
+the median down: distribution-free, two order statistics of the ratios), and a
+verdict against a target only when that interval allows one: ``ok`` when the
+whole interval is within the target, ``OVER`` when the whole of it exceeds it,
+else ``unclear`` (run more pairs, or on a quieter machine). The targets are on
+the median; a rule on the quartiles could never say ``ok`` for a target closer
+to 1 than a single run wanders (2% where runs wander by 3%), however many pairs.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import subprocess
@@ -47,10 +52,15 @@ class Paired:
         return q1, q3
 
     @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% confidence interval of the median ratio."""
+        return median_interval(self.ratios)
+
+    @property
     def verdict(self) -> str:
         if self.target is None:
             return ""
-        low, high = self.quartiles
+        low, high = self.interval
         if high <= self.target:
             return "ok"
         if low > self.target:
@@ -59,11 +69,31 @@ class Paired:
 
     def line(self) -> str:
         low, high = self.quartiles
+        below, above = self.interval
         ours, reference = statistics.median(self.ours), statistics.median(self.reference)
         target = f" (target <= {self.target})" if self.target is not None else ""
         return (f"{self.name}: {ours * 1000:.1f} ms vs {self.reference_name} {reference * 1000:.1f} ms;"
-                f" ratio median {self.median:.3f} [IQR {low:.3f}-{high:.3f}, {len(self.ratios)} pairs]"
-                f"{target} {self.verdict}").rstrip()
+                f" ratio median {self.median:.3f} [95% CI {below:.3f}-{above:.3f}; IQR {low:.3f}-"
+                f"{high:.3f}; {len(self.ratios)} pairs]{target} {self.verdict}").rstrip()
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The distribution-free confidence interval of the median of ``values``: the k-th
+    smallest and the k-th largest, for the largest k at which the median lies outside
+    them with a probability of at most ``1 - confidence`` (each value falls on either
+    side of the median with probability 1/2: a binomial tail on each side). With too
+    few values for any such k, the smallest and the largest."""
+    ordered = sorted(values)
+    count = len(ordered)
+    tail, k = 0.0, 0
+    while k < count // 2:
+        below = tail + math.comb(count, k) / 2 ** count
+        if 2 * below > 1 - confidence:
+            break
+        tail, k = below, k + 1
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[count - k]
 
 
 def timed(command: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,

@@ -61,6 +61,8 @@ class EnvguardState:
         # and the parsed ``requires`` markers of those that carry one.
         self.collected: dict[int, pytest.Item] = {}
         self.marks: dict[int, MarkerRequirements] = {}
+        # By id() of a parsed marker: (it, its verdicts, whether all are met).
+        self.judged: dict[int, tuple[MarkerRequirements, tuple[Verdict, ...], bool]] = {}
         # (Kept here rather than in each item's stash: a stash key defined in a module that
         # pytester's in-process runs unload and import again would be another key.)
         self.unmet: dict[int, Unmet] = {}  # the unmet decision of a test's markers
@@ -247,8 +249,6 @@ def pytest_configure(config: pytest.Config) -> None:
         contract.values_taken_as_paths(config, VALUE_OPTIONS)
     options = _resolve_options(config)
     state = config.stash[STATE] = EnvguardState(config, options)
-    config.pluginmanager.register(MarkerSetup(state), "envguard-markers")
-    config.pluginmanager.register(Refusal(state), "envguard-refusal")
     worker = is_xdist_worker(config)
     if config.getoption("envguard_json") and not worker:  # a worker writes no JSON document
         state.tally(outcomes=True)
@@ -385,43 +385,41 @@ def _carries_requires(node: pytest.Item | pytest.Collector, seen: dict[int, bool
     return known
 
 
-class MarkerSetup:
+# Two implementations of ``pytest_runtest_setup`` (``specname``, pluggy 1.1) rather than two
+# objects registered at configure time: a registered object costs every run what the whole
+# module with no contract otherwise does (pytest scans it for fixtures).
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
     """Judges a test's ``requires`` markers at set-up, before pytest's skipping plugin
     (``tryfirst``; see :func:`pytest_envguard.per_test.judge`), and tells
     ``envguard.require()`` which test is running."""
+    state = item.config.stash[STATE]
+    state.current_item = item
+    wanted = state.marks.get(id(item))
+    if wanted is None and (id(item) in state.collected
+                           or item.get_closest_marker("requires") is None):
+        return  # no marker (an item added after collection is looked at now)
+    from pytest_envguard import per_test
 
-    def __init__(self, state: EnvguardState) -> None:
-        self.state = state
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        state = self.state
-        state.current_item = item
-        wanted = state.marks.get(id(item))
-        if wanted is None and (id(item) in state.collected
-                               or item.get_closest_marker("requires") is None):
-            return  # no marker (an item added after collection is looked at now)
-        from pytest_envguard import per_test
-
-        per_test.judge(state, item, wanted)
+    per_test.judge(state, item, wanted)
 
 
-class Refusal:
+@pytest.hookimpl(specname="pytest_runtest_setup")
+def pytest_runtest_setup_refusal(item: pytest.Item) -> None:
     """Fails a strict test, or skips one whose ``xfail(run=False)`` mark did not apply,
     once pytest's skipping plugin let it through and before its fixtures are set up.
 
-    Registered at configure time, after pytest's own plugins: its set-up hook runs after
-    pytest's skipping plugin (``tryfirst``) and before pytest's runner (registered
-    earlier) sets up the fixtures."""
+    Not ``tryfirst``, so it runs after pytest's skipping plugin; registered with the
+    plugin, after pytest's own plugins, so before pytest's runner sets up the fixtures,
+    and before the conftest files, whose own set-up hooks run first (a skip they raise
+    wins, as an author's skip mark does)."""
+    state = item.config.stash[STATE]
+    if state.refusals:  # only once a marker's unmet decision was left to it
+        from pytest_envguard import per_test
 
-    def __init__(self, state: EnvguardState) -> None:
-        self.state = state
-
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if self.state.refusals:  # only once a marker's unmet decision was left to it
-            from pytest_envguard import per_test
-
-            per_test.refuse(self.state, item)
+        per_test.refuse(state, item)
 
 
 @pytest.fixture(scope="session")

@@ -171,8 +171,17 @@ def judge(state: EnvguardState, item: pytest.Item, wanted: MarkerRequirements | 
             wanted = state.marks[id(item)] = _marker_requirements(item, state.marker_cache)
         except MarkerError as error:
             raise pytest.fail.Exception(str(error), pytrace=False) from None
-    verdicts = state.evaluator.evaluate(wanted.requirements)
+    # The tests that share a marker share its parsed requirements (by identity), and
+    # their verdicts, kept with it: thousands of marked tests are judged by a lookup.
+    judged = state.judged.get(id(wanted))
+    if judged is None or judged[0] is not wanted:
+        verdicts = tuple(state.evaluator.evaluate(wanted.requirements))
+        judged = state.judged[id(wanted)] = (wanted, verdicts,
+                                              all(verdict.ok for verdict in verdicts))
+    _, verdicts, met = judged
     state.tests.setdefault(item.nodeid, []).extend(verdicts)
+    if met:
+        return
     unmet = unmet_of(state, verdicts, wanted.strict, wanted.reason)
     if unmet is None:
         return

@@ -8,8 +8,9 @@ is loaded through its import hook instead of Python's: its own cache of rewritte
 (read with a slow unmarshal), or, where no such cache can be written
 (``PYTHONDONTWRITEBYTECODE``, a read-only install), a parse, a rewrite and a compile of
 the source in every run. None of the plugin's modules needs it (their asserts are
-invariants, not tests), and on a one-test suite it cost more than the plugin's own work:
-the cheap contract's modules, 5% of the run with pytest's cache, 30% without. So the
+invariants, not tests), and on a one-test suite it cost more than the plugin's own work
+(with the cheap contract, the run took 5% more instructions with pytest's cache and 41%
+more without it; ``benchmarks/bench_instructions.py``). So the
 package is taken off the hook's list before anything else of it is imported, and this
 module, which the hook has already loaded, is kept this small.
 """
@@ -49,6 +50,8 @@ from pytest_envguard.hooks import (  # noqa: E402 (after the package left the ho
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_report_header,
+    pytest_runtest_setup,
+    pytest_runtest_setup_refusal,
     pytest_runtestloop,
     pytest_sessionfinish,
     pytest_sessionstart,
@@ -57,5 +60,6 @@ from pytest_envguard.hooks import (  # noqa: E402 (after the package left the ho
 
 __all__ = ["EXIT_CONTRACT_UNMET", "STATE", "EnvguardState", "envguard", "pytest_addoption",
            "pytest_collection", "pytest_collection_finish", "pytest_collection_modifyitems",
-           "pytest_configure", "pytest_report_header", "pytest_runtestloop",
+           "pytest_configure", "pytest_report_header", "pytest_runtest_setup",
+           "pytest_runtest_setup_refusal", "pytest_runtestloop",
            "pytest_sessionfinish", "pytest_sessionstart", "pytest_terminal_summary"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 
 import pytest
 
@@ -120,6 +121,41 @@ def test_a_module_level_skip_wins_too(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *: author: whole module"])
     assert "envguard: requirements not met" not in result.stdout.str()
+
+
+def test_a_skip_from_a_conftests_own_set_up_hook_wins_too(pytester: pytest.Pytester) -> None:
+    """The usual "slow tests are off" conftest skips in its own ``pytest_runtest_setup``:
+    that skip is an author's too, and wins over a strict unmet marker, from the root's
+    conftest (loaded before the plugin's configure hook) and from a folder's."""
+    hook = """
+        import pytest
+
+        def pytest_runtest_setup(item):
+            if item.get_closest_marker("slow"):
+                pytest.skip("author: slow tests are off")
+    """
+    pytester.makeconftest(hook)
+    pytester.makeini("[pytest]\nmarkers =\n    slow: slow\n")
+    test = f"""
+        import pytest
+
+        @pytest.mark.slow
+        @pytest.mark.requires("{UNMET}", strict=True)
+        def test_x():
+            pass
+    """
+    pytester.makepyfile(test_root=test)
+    pytester.mkpydir("folder")
+    (pytester.path / "folder" / "conftest.py").write_text(textwrap.dedent(hook), encoding="utf-8")
+    (pytester.path / "folder" / "test_folder.py").write_text(textwrap.dedent(test),
+                                                              encoding="utf-8")
+    (pytester.path / "conftest.py").write_text("", encoding="utf-8")  # only the folder's
+    result = pytester.runpytest("-rs", "folder")
+    result.assert_outcomes(skipped=1)
+    pytester.makeconftest(hook)
+    result = pytester.runpytest("-rs", "test_root.py")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *: author: slow tests are off"])
 
 
 LOCATIONS = f"""
