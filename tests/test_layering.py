@@ -279,3 +279,14 @@ def test_the_build_configuration_finds_every_package() -> None:
     on_disk = {module_name(path) for path in PACKAGE.rglob("__init__.py")}
     assert set(found) == on_disk
     assert config["tool"]["setuptools"]["package-data"]["pytest_envguard"] == ["schema.json"]
+
+
+def test_the_plugin_exposes_every_hook_the_hooks_module_defines() -> None:
+    """pytest registers the module of the entry point, ``plugin``: a hook or fixture
+    defined in ``hooks`` and not imported there would silently never run."""
+    from pytest_envguard import hooks, plugin
+
+    defined = {name for name, value in vars(hooks).items()
+               if name.startswith("pytest_") and callable(value)}
+    assert "pytest_runtest_setup_refusal" in defined
+    assert defined | {"envguard", "STATE"} <= set(plugin.__all__) <= set(vars(plugin))
