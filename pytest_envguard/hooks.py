@@ -61,8 +61,6 @@ class EnvguardState:
         # and the parsed ``requires`` markers of those that carry one.
         self.collected: dict[int, pytest.Item] = {}
         self.marks: dict[int, MarkerRequirements] = {}
-        # By id() of a parsed marker: (it, its verdicts, whether all are met).
-        self.judged: dict[int, tuple[MarkerRequirements, tuple[Verdict, ...], bool]] = {}
         # (Kept here rather than in each item's stash: a stash key defined in a module that
         # pytester's in-process runs unload and import again would be another key.)
         self.unmet: dict[int, Unmet] = {}  # the unmet decision of a test's markers

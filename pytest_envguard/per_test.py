@@ -171,20 +171,12 @@ def judge(state: EnvguardState, item: pytest.Item, wanted: MarkerRequirements | 
             wanted = state.marks[id(item)] = _marker_requirements(item, state.marker_cache)
         except MarkerError as error:
             raise pytest.fail.Exception(str(error), pytrace=False) from None
-    # The tests that share a marker share its parsed requirements (by identity), and
-    # their verdicts, kept with it: thousands of marked tests are judged by a lookup.
-    judged = state.judged.get(id(wanted))
-    if judged is None or judged[0] is not wanted:
-        verdicts = tuple(state.evaluator.evaluate(wanted.requirements))
-        judged = state.judged[id(wanted)] = (wanted, verdicts,
-                                              all(verdict.ok for verdict in verdicts))
-    _, verdicts, met = judged
+    verdicts, met = state.evaluator.judge(wanted.requirements)
     state.tests.setdefault(item.nodeid, []).extend(verdicts)
     if met:
         return
     unmet = unmet_of(state, verdicts, wanted.strict, wanted.reason)
-    if unmet is None:
-        return
+    assert unmet is not None  # a verdict is not ok
     to_skipping = (not unmet.strict and item.config.pluginmanager.hasplugin("skipping")
                    and not _may_xfail_without_running(item))
     if to_skipping and item.get_closest_marker("skip") is None:

@@ -134,12 +134,17 @@ class Evaluator:
         self._cache: dict[tuple[Requirement, ...], list[Verdict]] = {}
         # The answer for one tuple object, kept with it: the tests that share a marker's
         # parsed requirements are answered without hashing them again.
-        self._same: dict[int, tuple[tuple[Requirement, ...], list[Verdict]]] = {}
+        self._same: dict[int, tuple[tuple[Requirement, ...], tuple[Verdict, ...], bool]] = {}
 
     def evaluate(self, requirements: Sequence[Requirement]) -> list[Verdict]:
+        return list(self.judge(requirements)[0])
+
+    def judge(self, requirements: Sequence[Requirement]) -> tuple[tuple[Verdict, ...], bool]:
+        """The verdicts, and whether every one is ok: for a tuple seen before (the
+        thousands of tests that share a marker), a lookup by identity."""
         same = self._same.get(id(requirements))
         if same is not None and same[0] is requirements:
-            return list(same[1])
+            return same[1], same[2]
         key = tuple(requirements)
         cached = self._cache.get(key)
         if cached is None:
@@ -149,6 +154,8 @@ class Evaluator:
             # Equal requirements from another source: the verdicts name this caller's.
             cached = [replace(verdict, requirement=requirement)
                       for verdict, requirement in zip(cached, requirements, strict=True)]
+        verdicts = tuple(cached)
+        met = all(verdict.ok for verdict in verdicts)
         if isinstance(requirements, tuple):
-            self._same[id(requirements)] = (requirements, cached)
-        return list(cached)
+            self._same[id(requirements)] = (requirements, verdicts, met)
+        return verdicts, met
