@@ -57,8 +57,9 @@ class EnvguardState:
         self.groups: Counter[tuple[str, str]] = Counter()
         self.current_item: pytest.Item | None = None
         self.marker_cache: dict[object, MarkerRequirements] = {}
-        # By id() of the item: every collected test (kept, so that an id is not reused)
-        # and the parsed ``requires`` markers of those that carry one.
+        # By id() of the item: every collected test (kept, so that an id is not reused; one
+        # that is not among them was added later, and is judged at set-up) and the parsed
+        # ``requires`` markers of those that carry one.
         self.collected: dict[int, pytest.Item] = {}
         self.marks: dict[int, MarkerRequirements] = {}
         # (Kept here rather than in each item's stash: a stash key defined in a module that
@@ -67,7 +68,13 @@ class EnvguardState:
         self.raised: dict[int, Raised] = {}  # by id() of the exception
         self._environment: Environment | None = None
         self._evaluator: Evaluator | None = None
-        self.refusals = False  # a test's unmet requirement is left to the refusal at set-up
+        # Whether set-up has work for a collected test: markers the run loop did not judge
+        # (yet), or an unmet decision left to the refusal at set-up.
+        self.work_at_setup = False
+        self.judged_at_start = False
+        # Each test's verdicts are kept for the JSON document (on an xdist worker: for the
+        # controller's).
+        self.recording = bool(config.getoption("envguard_json"))
         self._marking_reports = False
         self._tallying = False
         self._cache_dir: Path | None = None
@@ -324,10 +331,21 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """Stops the run when the contract did; otherwise judges the markers of the tests about
+    to run, once, before any of them is set up (see :func:`pytest_envguard.per_test.judge`)."""
     state = session.config.stash[STATE]
-    if state.stop is not None and state.options.target is not None and session.testsfailed:
-        return None  # a pre-flight whose collection failed: pytest says so (and runs nothing)
-    return True if state.stop is not None else None
+    if state.stop is not None:
+        if state.options.target is not None and session.testsfailed:
+            return None  # a pre-flight whose collection failed: pytest says so (and runs nothing)
+        return True
+    option = session.config.option
+    if option.collectonly or (session.testsfailed and not option.continue_on_collection_errors):
+        return None  # pytest runs no test
+    if state.marks:
+        from pytest_envguard import per_test
+
+        per_test.judge(state, session.items)
+    return None
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -383,41 +401,21 @@ def _carries_requires(node: pytest.Item | pytest.Collector, seen: dict[int, bool
     return known
 
 
-# Two implementations of ``pytest_runtest_setup`` (``specname``, pluggy 1.1) rather than two
-# objects registered at configure time: a registered object costs every run what the whole
-# module with no contract otherwise does (pytest scans it for fixtures).
-
-
-@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Judges a test's ``requires`` markers at set-up, before pytest's skipping plugin
-    (``tryfirst``; see :func:`pytest_envguard.per_test.judge`), and tells
-    ``envguard.require()`` which test is running."""
+    """Tells ``envguard.require()`` which test is running; fails a strict test, or skips
+    one whose ``xfail(run=False)`` mark did not apply, once pytest's skipping plugin let it
+    through and before its fixtures are set up; judges a test added after collection.
+
+    The one hook the plugin runs for every test. Registered with the plugin, after
+    pytest's own plugins, so it runs after pytest's skipping plugin (``tryfirst``) and
+    before pytest's runner sets up the fixtures, and before the conftest files, whose own
+    set-up hooks run first (a skip they raise wins, as an author's skip mark does)."""
     state = item.config.stash[STATE]
     state.current_item = item
-    wanted = state.marks.get(id(item))
-    if wanted is None and (id(item) in state.collected
-                           or item.get_closest_marker("requires") is None):
-        return  # no marker (an item added after collection is looked at now)
-    from pytest_envguard import per_test
-
-    per_test.judge(state, item, wanted)
-
-
-@pytest.hookimpl(specname="pytest_runtest_setup")
-def pytest_runtest_setup_refusal(item: pytest.Item) -> None:
-    """Fails a strict test, or skips one whose ``xfail(run=False)`` mark did not apply,
-    once pytest's skipping plugin let it through and before its fixtures are set up.
-
-    Not ``tryfirst``, so it runs after pytest's skipping plugin; registered with the
-    plugin, after pytest's own plugins, so before pytest's runner sets up the fixtures,
-    and before the conftest files, whose own set-up hooks run first (a skip they raise
-    wins, as an author's skip mark does)."""
-    state = item.config.stash[STATE]
-    if state.refusals:  # only once a marker's unmet decision was left to it
+    if state.work_at_setup or id(item) not in state.collected:
         from pytest_envguard import per_test
 
-        per_test.refuse(state, item)
+        per_test.at_setup(state, item)
 
 
 @pytest.fixture(scope="session")

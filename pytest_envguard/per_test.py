@@ -6,11 +6,12 @@ loads this module (:mod:`pytest_envguard.hooks` looks for the marker first).
 
 How a test's requirements are enforced, so that they behave like pytest's own
 skips: marker lines are parsed at collection (a bad one is a collection error
-naming the test); at set-up, before pytest's skipping plugin, an unmet marker
-becomes a ``skip`` mark on the item, which pytest's skipping raises with the
+naming the test); when the run loop starts, before any test is set up, the
+markers of the tests about to run are judged, and an unmet one becomes a
+``skip`` mark on the item, which pytest's skipping raises at set-up with the
 test's location, and an author's ``skip``/``skipif``/``xfail(run=False)``
-wins; in strict mode the test fails after pytest's skipping had its say and
-before its fixtures are set up. What was skipped or failed because of a
+wins; in strict mode the test fails at set-up after pytest's skipping had its
+say and before its fixtures are set up. What was skipped or failed because of a
 requirement is counted from the reports, not from the decision.
 """
 
@@ -156,25 +157,36 @@ def parse_collected(config: pytest.Config, state: EnvguardState, marked: list[py
             config.hook.pytest_collectreport(report=report)
     if bad:
         items[:] = [item for item in items if id(item) not in bad]
+    state.work_at_setup = bool(state.marks)  # until the run loop judged them
 
 
-def judge(state: EnvguardState, item: pytest.Item, wanted: MarkerRequirements | None) -> None:
-    """At set-up, before pytest's skipping plugin: evaluate the item's markers (those of
-    an item added after collection are parsed now, and fail it if bad); an unmet one in
-    lax mode becomes a ``skip`` mark, which pytest's skipping raises with the test's
-    location — unless the author's own ``skip`` mark is there (it wins) or an
-    ``xfail(run=False)`` mark may apply (then :func:`refuse` decides, once pytest's
-    skipping let the test through)."""
-    if wanted is None:
-        state.collected[id(item)] = item  # looked at now: its id stays its own
-        try:
-            wanted = state.marks[id(item)] = _marker_requirements(item, state.marker_cache)
-        except MarkerError as error:
-            raise pytest.fail.Exception(str(error), pytrace=False) from None
-    verdicts, met = state.evaluator.judge(wanted.requirements)
-    state.tests.setdefault(item.nodeid, []).extend(verdicts)
-    if met:
-        return
+def judge(state: EnvguardState, items: Sequence[pytest.Item]) -> None:
+    """When the run loop starts, before any test is set up: evaluate the markers of the
+    tests about to run (the tests that share a marker share its verdicts). An unmet one in
+    lax mode becomes a ``skip`` mark, which pytest's skipping raises at set-up with the
+    test's location — unless the author's own ``skip`` mark is there (it wins) or an
+    ``xfail(run=False)`` mark may apply (then :func:`at_setup` decides, once pytest's
+    skipping let the test through); a strict one is failed by :func:`at_setup`."""
+    state.work_at_setup = False
+    state.judged_at_start = True
+    marks = state.marks
+    judge_requirements = state.evaluator.judge
+    recorded: dict[str, MarkerRequirements] = {}
+    for item in items:
+        wanted = marks.get(id(item))
+        if wanted is None:
+            continue
+        if state.recording:
+            recorded[item.nodeid] = wanted
+        verdicts, met = judge_requirements(wanted.requirements)
+        if not met:
+            _decide(state, item, wanted, verdicts)
+    if recorded:
+        state.config.pluginmanager.register(VerdictRecorder(state, recorded))
+
+
+def _decide(state: EnvguardState, item: pytest.Item, wanted: MarkerRequirements,
+            verdicts: Sequence[Verdict]) -> None:
     unmet = unmet_of(state, verdicts, wanted.strict, wanted.reason)
     assert unmet is not None  # a verdict is not ok
     to_skipping = (not unmet.strict and item.config.pluginmanager.hasplugin("skipping")
@@ -184,15 +196,59 @@ def judge(state: EnvguardState, item: pytest.Item, wanted: MarkerRequirements | 
     state.mark_reports()
     state.unmet[id(item)] = unmet._replace(left_to_skipping=to_skipping)
     if not to_skipping:
-        state.refusals = True
+        state.work_at_setup = True
 
 
-def refuse(state: EnvguardState, item: pytest.Item) -> None:
+def at_setup(state: EnvguardState, item: pytest.Item) -> None:
     """After pytest's skipping let the test through: fail it when strict, or skip it when
-    its ``xfail(run=False)`` mark did not apply, if its markers were not met."""
+    its ``xfail(run=False)`` mark did not apply, if its markers were not met. A test the
+    run loop did not judge (added after collection, or the loop was another plugin's) is
+    judged now: its markers parsed (and the test failed if one is bad), and an unmet one
+    raised here, as the author's skips have had their say."""
     unmet = state.unmet.get(id(item))
-    if unmet is not None and not unmet.left_to_skipping:
+    if unmet is not None:
+        if not unmet.left_to_skipping:
+            _raise_unmet(state, unmet, (), recorded_for=item.nodeid, from_hook=True)
+        return
+    if id(item) in state.collected:
+        wanted = None if state.judged_at_start else state.marks.get(id(item))
+        if wanted is None:
+            return
+    else:
+        state.collected[id(item)] = item
+        if item.get_closest_marker("requires") is None:
+            return
+        try:
+            wanted = state.marks[id(item)] = _marker_requirements(item, state.marker_cache)
+        except MarkerError as error:
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
+    verdicts, met = state.evaluator.judge(wanted.requirements)
+    if state.recording:
+        state.tests.setdefault(item.nodeid, []).extend(verdicts)
+    if not met:
+        unmet = unmet_of(state, verdicts, wanted.strict, wanted.reason)
+        assert unmet is not None  # a verdict is not ok
+        state.unmet[id(item)] = unmet
         _raise_unmet(state, unmet, (), recorded_for=item.nodeid, from_hook=True)
+
+
+class VerdictRecorder:
+    """Records the verdicts of each judged test's markers once it is set up (its set-up
+    report), for the JSON document: registered by :func:`judge` when one is written."""
+
+    def __init__(self, state: EnvguardState, wanted: dict[str, MarkerRequirements]) -> None:
+        self.state = state
+        self.wanted = wanted
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "setup":
+            return
+        wanted = self.wanted.pop(report.nodeid, None)
+        if wanted is not None:
+            # First: a test's markers are judged before its fixtures call require().
+            tests = self.state.tests
+            verdicts = self.state.evaluator.judge(wanted.requirements)[0]
+            tests[report.nodeid] = [*verdicts, *tests.get(report.nodeid, ())]
 
 
 def _may_xfail_without_running(item: pytest.Item) -> bool:

@@ -51,7 +51,6 @@ from pytest_envguard.hooks import (  # noqa: E402 (after the package left the ho
     pytest_configure,
     pytest_report_header,
     pytest_runtest_setup,
-    pytest_runtest_setup_refusal,
     pytest_runtestloop,
     pytest_sessionfinish,
     pytest_sessionstart,
@@ -61,5 +60,5 @@ from pytest_envguard.hooks import (  # noqa: E402 (after the package left the ho
 __all__ = ["EXIT_CONTRACT_UNMET", "STATE", "EnvguardState", "envguard", "pytest_addoption",
            "pytest_collection", "pytest_collection_finish", "pytest_collection_modifyitems",
            "pytest_configure", "pytest_report_header", "pytest_runtest_setup",
-           "pytest_runtest_setup_refusal", "pytest_runtestloop",
+           "pytest_runtestloop",
            "pytest_sessionfinish", "pytest_sessionstart", "pytest_terminal_summary"]

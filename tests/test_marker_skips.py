@@ -453,6 +453,79 @@ def test_markers_of_a_test_added_after_collection_are_judged_at_set_up(
     assert "During handling" not in result.stdout.str()
 
 
+def test_markers_are_judged_at_set_up_when_another_plugin_runs_the_loop(
+        pytester: pytest.Pytester) -> None:
+    """The markers are judged once, when the run loop starts; a plugin whose own
+    ``tryfirst`` loop runs the tests instead (ours then never starts) must not turn an
+    unmet marker into a pass: set-up judges each test then."""
+    pytester.makeconftest("""
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtestloop(session):
+            for index, item in enumerate(session.items):
+                following = session.items[index + 1] if index + 1 < len(session.items) else None
+                item.config.hook.pytest_runtest_protocol(item=item, nextitem=following)
+            return True
+    """)
+    pytester.makepyfile(test_own_loop=f"""
+        import pytest
+
+        @pytest.mark.requires("{UNMET}")
+        def test_lax():
+            pass
+
+        @pytest.mark.requires("{UNMET}", strict=True)
+        def test_strict():
+            pass
+
+        @pytest.mark.requires("python")
+        def test_met():
+            pass
+
+        def test_plain():
+            pass
+    """)
+    result = pytester.runpytest("-rsE", "-p", "no:randomly", "--envguard-json", "out.json")
+    result.assert_outcomes(passed=2, skipped=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_strict*", NEEDS,
+                                 f"SKIPPED [[]1[]] test_own_loop.py:3: {NEEDS}"])
+    document = json.loads((pytester.path / "out.json").read_text())
+    assert sorted(document["tests"]) == [f"test_own_loop.py::test_{name}"
+                                         for name in ("lax", "met", "strict")]
+
+
+def test_json_keeps_the_verdicts_of_the_tests_set_up_marker_first(
+        pytester: pytest.Pytester) -> None:
+    """The markers of every test about to run are judged before the first one, but the
+    document has the verdicts of those that were set up (``-x`` stops after the first
+    failure), a marker's first and then those of ``envguard.require()``."""
+    pytester.makepyfile(test_stops=f"""
+        import pytest
+
+        @pytest.mark.requires("python")
+        def test_both(envguard):
+            envguard.require("cpus >=1")
+
+        def test_fails():
+            assert False
+
+        @pytest.mark.requires("{UNMET}")
+        def test_never_set_up():
+            pass
+    """)
+    result = pytester.runpytest("-x", "-p", "no:randomly", "--envguard-json", "out.json")
+    result.assert_outcomes(passed=1, failed=1)
+    document = json.loads((pytester.path / "out.json").read_text())
+    assert list(document["tests"]) == ["test_stops.py::test_both"]
+    assert [(verdict["line"], verdict["source"]) for verdict in document["tests"][
+        "test_stops.py::test_both"]] == [
+        ("python", "requires marker"),
+        ("cpus >=1", "envguard.require() in test_stops.py::test_both")]
+    assert document["outcomes"] == {"test_stops.py::test_both": "passed",
+                                    "test_stops.py::test_fails": "failed"}
+
+
 def test_near_keywords_of_require_are_named_too(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
         def test_x(envguard):

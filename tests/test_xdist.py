@@ -213,7 +213,8 @@ def pytest_sessionfinish(session):
     pytester.makepyfile(test_marked=MARKED_MODULE)
     payload_file = tmp_path / "payloads.jsonl"
     monkeypatch.setenv("PAYLOAD_FILE", str(payload_file))
-    result = pytester.runpytest_subprocess("-n", "2", timeout=120)
+    # (A worker keeps each test's verdicts for the controller's JSON document, when it writes one.)
+    result = pytester.runpytest_subprocess("-n", "2", "--envguard-json", "out.json", timeout=120)
     result.assert_outcomes(passed=3, skipped=7)
     payloads = [json.loads(line) for line in payload_file.read_text().splitlines()]
     assert len(payloads) == 2
