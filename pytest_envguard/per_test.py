@@ -171,14 +171,14 @@ def judge(state: EnvguardState, items: Sequence[pytest.Item]) -> None:
     state.judged_at_start = True
     marks = state.marks
     judge_requirements = state.evaluator.judge
-    recorded: dict[str, MarkerRequirements] = {}
+    recorded: dict[str, tuple[Verdict, ...]] = {}
     for item in items:
         wanted = marks.get(id(item))
         if wanted is None:
             continue
-        if state.recording:
-            recorded[item.nodeid] = wanted
         verdicts, met = judge_requirements(wanted.requirements)
+        if state.recording:
+            recorded[item.nodeid] = verdicts
         if not met:
             _decide(state, item, wanted, verdicts)
     if recorded:
@@ -236,18 +236,17 @@ class VerdictRecorder:
     """Records the verdicts of each judged test's markers once it is set up (its set-up
     report), for the JSON document: registered by :func:`judge` when one is written."""
 
-    def __init__(self, state: EnvguardState, wanted: dict[str, MarkerRequirements]) -> None:
+    def __init__(self, state: EnvguardState, verdicts: dict[str, tuple[Verdict, ...]]) -> None:
         self.state = state
-        self.wanted = wanted
+        self.verdicts = verdicts  # by node id, those of the tests not set up yet
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "setup":
             return
-        wanted = self.wanted.pop(report.nodeid, None)
-        if wanted is not None:
+        verdicts = self.verdicts.pop(report.nodeid, None)
+        if verdicts is not None:
             # First: a test's markers are judged before its fixtures call require().
             tests = self.state.tests
-            verdicts = self.state.evaluator.judge(wanted.requirements)[0]
             tests[report.nodeid] = [*verdicts, *tests.get(report.nodeid, ())]
 
 
