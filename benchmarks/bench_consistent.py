@@ -13,7 +13,10 @@ has no pip, the pip of the interpreter that started the script, through ``pip
 
 * ``probe``: what the plugin pays, in process: scan sys.path and judge;
 * ``python -m pytest_envguard consistent``: a whole new interpreter, imports
-  included, timed in alternation with ``pip check``.
+  included, timed in alternation with ``pip check``;
+* the floor: a new interpreter that only imports ``argparse`` and ``dataclasses``
+  (what any command line built on DESIGN.md's frozen dataclasses starts with),
+  timed in the same alternation.
 
 Exit status 1 when the verdicts differ (the problems ``pip check`` reports
 compared with those ``consistent`` reports that ``pip check`` would too).
@@ -174,12 +177,18 @@ def main() -> int:
     def run(command: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, capture_output=True, text=True, check=False)
 
+    # The floor of any CLI built as DESIGN.md says (frozen dataclasses, argparse): a new
+    # interpreter that imports those two modules and does nothing else.
+    floor_cli = [sys.executable, "-c", "import argparse, dataclasses"]
+
     t_probe = median_of(args.repeat, probe)
-    clis, pips = [], []
-    for _ in range(args.repeat):  # in alternation: drift hits both alike
+    clis, pips, floors = [], [], []
+    for _ in range(args.repeat):  # in alternation: drift hits all alike
         clis.append(median_of(1, lambda: run(ours_cli)))
         pips.append(median_of(1, lambda: run(pip)))
+        floors.append(median_of(1, lambda: run(floor_cli)))
     t_cli, t_pip = statistics.median(clis), statistics.median(pips)
+    t_floor = statistics.median(floors)
 
     pip_result = run(pip)
     pip_problems = parse_pip_check(pip_result.stdout)
@@ -192,6 +201,8 @@ def main() -> int:
           f"({t_pip / t_cli:5.1f}x faster)")
     print(f"probe in process (what pytest pays):  {t_probe * 1000:8.1f} ms  "
           f"({t_pip / t_probe:5.1f}x faster)")
+    print(f"floor: python -c 'import argparse, dataclasses': {t_floor * 1000:5.1f} ms  "
+          f"({t_pip / t_floor:5.1f}x faster; no CLI that imports them can be faster)")
     print(f"pip check exit {pip_result.returncode}, {len(pip_problems)} problems; "
           f"consistent: {len(ours)} of the same kind, {len(beyond)} beyond pip check")
     for line in beyond:

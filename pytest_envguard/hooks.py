@@ -374,29 +374,27 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     yield
     state = config.stash[STATE]
     state.collected.update(zip(map(id, collected), collected, strict=True))
-    seen: dict[int, bool] = {}
-    marked = [item for item in collected if _carries_requires(item, seen)]
+    seen: dict[int, tuple[pytest.Mark, ...]] = {}
+    marked = [(item, marks) for item in collected if (marks := _requires_marks(item, seen))]
     if marked:
         from pytest_envguard import per_test
 
         per_test.parse_collected(config, state, marked, items)
 
 
-def _carries_requires(node: pytest.Item | pytest.Collector, seen: dict[int, bool]) -> bool:
-    """Whether ``node`` or a node above it carries a ``requires`` marker, as
-    ``get_closest_marker("requires")`` answers it (the ``own_markers`` of each node up
-    the chain), with each node's answer kept in ``seen`` by identity: the tests of a
-    module share the nodes above them."""
+def _requires_marks(node: pytest.Item | pytest.Collector,
+                    seen: dict[int, tuple[pytest.Mark, ...]]) -> tuple[pytest.Mark, ...]:
+    """The ``requires`` marks of ``node`` and of the nodes above it, closest first, as
+    ``iter_markers("requires")`` yields them (the ``own_markers`` of each node up the
+    chain), with each node's kept in ``seen`` by identity: the tests of a module share
+    the nodes above them, so each test costs a look at its own marks."""
     known = seen.get(id(node))
     if known is None:
-        known = False
-        for mark in node.own_markers:
-            if getattr(mark, "name", None) == "requires":
-                known = True
-                break
-        else:
-            parent = node.parent
-            known = parent is not None and _carries_requires(parent, seen)
+        parent = node.parent
+        known = () if parent is None else _requires_marks(parent, seen)
+        own = [mark for mark in node.own_markers if getattr(mark, "name", None) == "requires"]
+        if own:
+            known = (*own, *known)
         seen[id(node)] = known
     return known
 

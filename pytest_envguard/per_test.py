@@ -75,11 +75,13 @@ class MarkerError(ValueError):
     """A ``requires`` marker that is not valid; the message names the test."""
 
 
-def _marker_requirements(item: pytest.Item, cache: dict[object, MarkerRequirements]
-                         ) -> MarkerRequirements:
-    """The requirements of the item's ``requires`` markers, parsed once per distinct set of
-    marker arguments (parametrized and similar tests share them). Raises :class:`MarkerError`."""
-    marks = list(item.iter_markers("requires"))
+def _marker_requirements(item: pytest.Item, cache: dict[object, MarkerRequirements],
+                         marks: Sequence[pytest.Mark] | None = None) -> MarkerRequirements:
+    """The requirements of the item's ``requires`` markers (``marks``, closest first, when
+    the caller has them), parsed once per distinct set of marker arguments (parametrized
+    and similar tests share them). Raises :class:`MarkerError`."""
+    if marks is None:
+        marks = list(item.iter_markers("requires"))
     key: object = None
     try:
         key = tuple((mark.args, tuple(sorted(mark.kwargs.items()))) for mark in marks)
@@ -142,15 +144,17 @@ def _check_own_keywords(keywords: dict[str, object], strict: object, reason: obj
                               f"{near[0]}=?")
 
 
-def parse_collected(config: pytest.Config, state: EnvguardState, marked: list[pytest.Item],
+def parse_collected(config: pytest.Config, state: EnvguardState,
+                    marked: list[tuple[pytest.Item, tuple[pytest.Mark, ...]]],
                     items: list[pytest.Item]) -> None:
     """Parse the ``requires`` markers of the collected tests that carry one (``marked``:
-    collected before any ``pytest_collection_modifyitems`` ran, deselected or not); a
-    bad one is a collection error naming the test, which is taken out of ``items``."""
+    each with its marks, closest first; collected before any
+    ``pytest_collection_modifyitems`` ran, deselected or not); a bad one is a collection
+    error naming the test, which is taken out of ``items``."""
     bad: set[int] = set()
-    for item in marked:
+    for item, marks in marked:
         try:
-            state.marks[id(item)] = _marker_requirements(item, state.marker_cache)
+            state.marks[id(item)] = _marker_requirements(item, state.marker_cache, marks)
         except MarkerError as error:
             bad.add(id(item))
             report = pytest.CollectReport(item.nodeid, "failed", str(error), [])

@@ -379,11 +379,11 @@ MARKS_AT_EVERY_LEVEL = f"""
 """
 
 
-def test_the_marker_scan_answers_as_get_closest_marker(pytester: pytest.Pytester) -> None:
-    """Which collected tests carry a ``requires`` marker is read from each node's
-    ``own_markers`` up the chain (the nodes above shared): the same answer as pytest's
-    ``get_closest_marker``, for marks on modules, classes, nested classes, parameters,
-    unittest cases and those a conftest adds."""
+def test_the_marker_scan_finds_the_marks_iter_markers_yields(pytester: pytest.Pytester) -> None:
+    """The ``requires`` marks of each collected test are read from each node's
+    ``own_markers`` up the chain (the nodes above shared): the same marks in the same order
+    as pytest's ``iter_markers``, for marks on modules, classes, nested classes,
+    parameters, unittest cases and those a conftest adds."""
     pytester.makepyfile(test_levels=MARKS_AT_EVERY_LEVEL)
     pytester.makepyfile(test_module_marked=f"""
         import pytest
@@ -396,6 +396,12 @@ def test_the_marker_scan_answers_as_get_closest_marker(pytester: pytest.Pytester
 
         def test_function():
             pass
+
+        @pytest.mark.requires("python >=3")
+        class TestLayers:  # three marks, on the method, the class and the module
+            @pytest.mark.requires("cpus >=1")
+            def test_layers(self):
+                pass
     """)
     pytester.makeconftest("""
         import pytest
@@ -406,18 +412,21 @@ def test_the_marker_scan_answers_as_get_closest_marker(pytester: pytest.Pytester
                     item.add_marker(pytest.mark.requires("python >=3"))
 
         def pytest_collection_finish(session):
-            from pytest_envguard.hooks import _carries_requires
+            from pytest_envguard.hooks import _requires_marks
 
             seen = {}
-            answers = {item.nodeid: (_carries_requires(item, seen),
-                                     item.get_closest_marker("requires") is not None)
+            answers = {item.nodeid: (_requires_marks(item, seen),
+                                     tuple(item.iter_markers("requires")))
                        for item in session.items}
-            assert len(answers) == 11
-            assert [nodeid for nodeid, (ours, pytests) in answers.items() if ours != pytests] == []
-            assert sum(pytests for _, pytests in answers.values()) == 8
+            assert len(answers) == 12
+            # The same Mark objects in the same order (closest first), not merely equal ones.
+            assert [nodeid for nodeid, (ours, pytests) in answers.items()
+                    if list(map(id, ours)) != list(map(id, pytests))] == []
+            assert sum(bool(pytests) for _, pytests in answers.values()) == 9
+            assert max(len(pytests) for _, pytests in answers.values()) == 3
     """)
     result = pytester.runpytest_subprocess("-p", "no:randomly")
-    result.assert_outcomes(passed=4, skipped=7)
+    result.assert_outcomes(passed=4, skipped=8)
 
 
 def test_markers_of_a_test_added_after_collection_are_judged_at_set_up(

@@ -9,6 +9,7 @@ check`` and more), which wheels this interpreter cannot use
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -356,7 +357,8 @@ _PARTS = ("interpreter", "abi", "platform")
 
 
 def _mismatch(dist: InstalledDistribution, supported: set[str],
-              parts_supported: tuple[set[str], set[str], set[str]]) -> WheelMismatch | None:
+              parts_of: Callable[[], tuple[set[str], set[str], set[str]]],
+              ) -> WheelMismatch | None:
     if dist.wheel_tags is None:
         return None
     expanded = _expand(dist.wheel_tags)
@@ -367,6 +369,8 @@ def _mismatch(dist: InstalledDistribution, supported: set[str],
         return None
     if not expanded:  # pip check: no Tag at all supports nothing
         return WheelMismatch(dist.display, (), "none", (), "its WHEEL file has no valid Tag line")
+
+    parts_supported = parts_of()
 
     def misfit(tag: tuple[str, str, str]) -> tuple[str, ...]:
         return tuple(_PARTS[i] for i in range(3) if tag[i] not in parts_supported[i])
@@ -384,13 +388,20 @@ def _mismatch(dist: InstalledDistribution, supported: set[str],
 def _mismatches(installed: InstalledFacts, supported: Iterable[str],
                 ) -> list[tuple[InstalledDistribution, WheelMismatch]]:
     supported_set = set(supported)
-    parts_supported: tuple[set[str], set[str], set[str]] = (set(), set(), set())
-    for tag in supported_set:
-        for index, part in enumerate(tag.split("-")):
-            parts_supported[index].add(part)
+
+    @functools.cache
+    def parts_of() -> tuple[set[str], set[str], set[str]]:
+        """Each part of the supported tags on its own: what says which part of a
+        wheel's tag does not fit (built when the first wheel does not fit)."""
+        parts: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        for tag in supported_set:
+            for index, part in enumerate(tag.split("-")):
+                parts[index].add(part)
+        return parts
+
     found = []
     for dist in installed.active().values():
-        mismatch = _mismatch(dist, supported_set, parts_supported)
+        mismatch = _mismatch(dist, supported_set, parts_of)
         if mismatch is not None:
             found.append((dist, mismatch))
     return found
