@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from packaging import tags
 from pytest_envguard.checks import hygiene
 from pytest_envguard.probes import Failure
 from pytest_envguard.probes import distributions as packages
+from pytest_envguard.probes._io import TooLarge
 from pytest_envguard.probes.distributions import (
     InstalledDistribution,
     InstalledFacts,
@@ -144,6 +146,68 @@ def test_metadata_headers_stop_at_the_body(tmp_path: Path) -> None:
                         encoding="utf-8")
     headers = packages.read_metadata_headers(str(metadata))
     assert headers == {"name": ["foo"], "version": ["1.0"], "requires-dist": ["bar>=1"]}
+
+
+#: Pieces of metadata files, as bytes: line ends of every kind, folds, headers the scan
+#: keeps, separators, a body, and what decodes oddly (non-ASCII, a lone continuation
+#: byte, a character cut in two, bytes that other line splitters treat as line ends).
+_METADATA_PIECES = [b"\n", b"\r", b"\r\n", b"\n\n", b" ", b"\t", b":", b"  folded",
+                    b"Name: pkg", b"name:other", b"Version: 1.0", b"Requires-Dist: a>=1",
+                    b"Provides-Extra: x", b"Summary: s", b"body", b"no colon here",
+                    b"\xc3\xa9", b"\xe2\x80\xa8", b"\xc2\x85", b"\x85", b"\xff", b"\xc3",
+                    b"\x0b", b"\x0c", b"\x1c", b"\x00"]
+
+
+def _headers_or_error(read: Callable[[], object]) -> object:
+    try:
+        return read()
+    except TooLarge as error:
+        return ("TooLarge", str(error))
+
+
+@settings(max_examples=600, deadline=None)
+@given(pieces=st.lists(st.sampled_from(_METADATA_PIECES), max_size=40),
+       chunk=st.sampled_from([1, 2, 3, 5, 8, 13, 64, packages.HEADER_CHUNK]),
+       line_limit=st.sampled_from([4, 9, 30, packages.MAX_HEADER_LINE]),
+       header_limit=st.sampled_from([1, 2, 5, packages.MAX_HEADERS]))
+def test_the_one_read_header_parser_agrees_with_the_line_by_line_one(
+        tmp_path_factory: pytest.TempPathFactory, pieces: list[bytes], chunk: int,
+        line_limit: int, header_limit: int) -> None:
+    """The metadata headers read in one chunk (split into lines as a text file is) and
+    read line by line through a text file object: the same headers, the same cut, the
+    same refusal, for every input and every chunk size (the block ending within the chunk,
+    at its end, past it), and with the bounds on a line and on the header count small
+    enough to be hit."""
+    path = tmp_path_factory.mktemp("metadata", numbered=True) / "METADATA"
+    path.write_bytes(b"".join(pieces))
+    saved = packages.HEADER_CHUNK, packages.MAX_HEADER_LINE, packages.MAX_HEADERS
+    packages.HEADER_CHUNK, packages.MAX_HEADER_LINE, packages.MAX_HEADERS = (
+        chunk, line_limit, header_limit)
+    try:
+        fast = _headers_or_error(lambda: packages._read_headers(str(path)))
+
+        def line_by_line() -> object:
+            with open(path, encoding="utf-8", errors="surrogateescape") as file:
+                return packages._parse_headers(file.readline, str(path), True)
+
+        assert fast == _headers_or_error(line_by_line)
+    finally:
+        packages.HEADER_CHUNK, packages.MAX_HEADER_LINE, packages.MAX_HEADERS = saved
+
+
+def test_the_one_read_header_parser_agrees_on_every_metadata_file_here() -> None:
+    """The same two readers on the metadata of every distribution installed for the
+    interpreters on this machine (this venv's, and pyenv's where there is one)."""
+    roots = {Path(entry) for entry in sys.path if entry.endswith("-packages")}
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    roots.update(pyenv.glob("*/lib/python3*/site-packages"))
+    files = [path for root in roots for pattern in ("*.dist-info/METADATA", "*.egg-info/PKG-INFO")
+             for path in root.glob(pattern)]
+    assert len(files) >= 20
+    for path in files:
+        with open(path, encoding="utf-8", errors="surrogateescape") as file:
+            expected = packages._parse_headers(file.readline, str(path), True)
+        assert packages._read_headers(str(path)) == expected, path
 
 
 def test_headers_past_the_bound_are_said_not_read(tmp_path: Path) -> None:

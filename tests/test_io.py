@@ -130,7 +130,7 @@ def test_reads_are_bounded(tmp_path: Path, bad_inputs: Tried) -> None:
 _REPLACED_AT_OPEN = """
 import json, os, sys
 from pytest_envguard.probes import _io
-path, times = sys.argv[1], int(sys.argv[2])
+path, times, reader = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 replaced = []
 def hook(event, args):
     if event == "open" and args and args[0] == path and len(replaced) < times:
@@ -140,24 +140,31 @@ def hook(event, args):
         os.replace(path + ".new", path)
 sys.addaudithook(hook)
 try:
-    with _io.open_regular(path, "utf-8") as file:
-        print(json.dumps({"read": file.read(), "replaced": len(replaced)}))
+    if reader == "open_regular":
+        with _io.open_regular(path, "utf-8") as file:
+            text = file.read()
+    else:
+        text = _io.read_bytes(path, 4096).decode()
+    print(json.dumps({"read": text, "replaced": len(replaced)}))
 except OSError as error:
     print(json.dumps({"error": str(error), "kind": _io.failure_of(error).value,
                       "replaced": len(replaced)}))
 """
 
 
+@pytest.mark.parametrize("reader", ["open_regular", "read_bytes"])
 @pytest.mark.parametrize("times", [1, 2, 3])
-def test_a_file_replaced_while_it_is_opened_is_read_anew(tmp_path: Path, times: int) -> None:
+def test_a_file_replaced_while_it_is_opened_is_read_anew(tmp_path: Path, times: int,
+                                                         reader: str) -> None:
     """Replaced between the stat and the open (once, or on every try): the reader reads
     the file as it now is; only a file that changes at every one of its tries is refused,
-    with the reason."""
+    with the reason. Both ways in: a file object, and the descriptor read directly."""
     from pytest_envguard.probes._io import REOPEN_TRIES
 
     path = tmp_path / "requirements.txt"
     path.write_text("version 0\n")
-    result = subprocess.run([sys.executable, "-c", _REPLACED_AT_OPEN, str(path), str(times)],
+    result = subprocess.run([sys.executable, "-c", _REPLACED_AT_OPEN, str(path), str(times),
+                             reader],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)

@@ -50,16 +50,27 @@ def open_regular(path: str, encoding: str | None = None, errors: str | None = No
     check and the open is checked and opened again (``EAGAIN`` after
     :data:`REOPEN_TRIES` tries).
     """
+    fd = _open_regular_fd(path, follow_symlinks)
+    try:
+        if encoding is None:
+            return os.fdopen(fd, "rb")
+        return os.fdopen(fd, encoding=encoding, errors=errors)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_regular_fd(path: str, follow_symlinks: bool) -> int:
+    """:func:`open_regular`'s checks and tries, giving the descriptor, in blocking mode."""
     for _ in range(REOPEN_TRIES):
-        opened = _open_if_unchanged(path, encoding, errors, follow_symlinks)
-        if opened is not None:
-            return opened
+        fd = _open_if_unchanged(path, follow_symlinks)
+        if fd is not None:
+            return fd
     raise OSError(errno.EAGAIN, "the file changed while it was opened", path)
 
 
-def _open_if_unchanged(path: str, encoding: str | None, errors: str | None,
-                       follow_symlinks: bool) -> IO[Any] | None:
-    """The file opened, or None when what was opened is not the file that was checked."""
+def _open_if_unchanged(path: str, follow_symlinks: bool) -> int | None:
+    """The file's descriptor, or None when what was opened is not the file that was checked."""
     info = os.stat(path, follow_symlinks=follow_symlinks)
     _require_regular(info.st_mode, path)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
@@ -71,12 +82,10 @@ def _open_if_unchanged(path: str, encoding: str | None, errors: str | None,
             return None
         _require_regular(opened.st_mode, path)
         os.set_blocking(fd, True)
-        if encoding is None:
-            return os.fdopen(fd, "rb")
-        return os.fdopen(fd, encoding=encoding, errors=errors)
     except BaseException:
         os.close(fd)
         raise
+    return fd
 
 
 def _require_regular(mode: int, path: str) -> None:
@@ -88,11 +97,30 @@ def _require_regular(mode: int, path: str) -> None:
 
 def read_bytes(path: str, limit: int, *, follow_symlinks: bool = True) -> bytes:
     """The whole file, at most ``limit`` bytes; :class:`TooLarge` past that."""
-    with open_regular(path, follow_symlinks=follow_symlinks) as file:
-        data: bytes = file.read(limit + 1)
-    if len(data) > limit:
+    data, whole = read_prefix(path, limit + 1, follow_symlinks=follow_symlinks)
+    if not whole:  # limit + 1 bytes or more
         raise TooLarge(f"{path}: larger than {_size(limit)}")
     return data
+
+
+def read_prefix(path: str, size: int, *, follow_symlinks: bool = True) -> tuple[bytes, bool]:
+    """The first ``size`` bytes of the file (all of it when shorter), and whether that is
+    the whole file (False when it holds ``size`` bytes or more). Read from the descriptor,
+    with no file object: most files the probes read are a few hundred bytes, where
+    setting up a buffered (and a text) reader cost more than the read."""
+    fd = _open_regular_fd(path, follow_symlinks)
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        while got < size:
+            chunk = os.read(fd, size - got)
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            got += len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks), False
 
 
 def read_text(path: str, limit: int, *, errors: str = "replace") -> str:

@@ -18,15 +18,16 @@ nothing more than a well-formed one.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_envguard.probes import Facts, Failure, describe_error
-from pytest_envguard.probes._io import TooLarge, failure_of, open_regular, read_small
+from pytest_envguard.probes._io import TooLarge, failure_of, open_regular, read_prefix, read_small
 
 #: Bounds on what one distribution's metadata may make the scan read.
 MAX_HEADER_LINE = 64 << 10  # characters in one header line (folded lines joined)
@@ -201,36 +202,61 @@ def read_metadata_headers(path: str) -> dict[str, list[str]]:
     return _read_headers(path)[0]
 
 
+#: The first read of a metadata file: the header block of nearly every distribution fits
+#: (the body, a long description, is not read); a longer block is read again line by line.
+HEADER_CHUNK = 32 << 10
+
+
 def _read_headers(path: str) -> tuple[dict[str, list[str]], bool]:
     """The headers, and whether the block goes on past :data:`MAX_HEADERS` lines
-    (then the headers after that were not read)."""
+    (then the headers after that were not read).
+
+    One read of :data:`HEADER_CHUNK` bytes, split into lines as a text file is
+    (universal newlines: ``\n``, ``\r\n``, ``\r``); when the block does not end
+    within it, the file is read again through a text file object, line by line. A
+    test holds the two ways to the same answers on every input, at every chunk size."""
+    data, whole = read_prefix(path, HEADER_CHUNK)
+    text = io.StringIO(data.decode("utf-8", "surrogateescape"), newline=None)
+    parsed = _parse_headers(text.readline, path, whole)
+    if parsed is None:
+        with open_regular(path, "utf-8", "surrogateescape") as file:
+            parsed = _parse_headers(file.readline, path, True)
+    assert parsed is not None  # the whole file was there to read
+    return parsed
+
+
+def _parse_headers(readline: Callable[[int], str], path: str, whole: bool,
+                   ) -> tuple[dict[str, list[str]], bool] | None:
+    """:func:`_read_headers` over the lines ``readline`` gives; None when they run out
+    before the block ends and are not the ``whole`` file (the rest was not read)."""
     headers: dict[str, list[str]] = {}
     last: str | None = None
     kept = 0
-    with open_regular(path, "utf-8", "surrogateescape") as file:
-        while True:
-            raw = file.readline(MAX_HEADER_LINE + 1)
-            if len(raw) > MAX_HEADER_LINE:
-                raise TooLarge(f"{path}: a header line longer than {MAX_HEADER_LINE} characters")
-            line = raw.rstrip("\r\n")
-            if not line:
-                break
-            if kept == MAX_HEADERS:
-                return headers, True  # one more header line: the block goes on
-            kept += 1
-            if line[0] in " \t":  # a folded continuation line
-                if last is not None and last in headers:
-                    joined = headers[last][-1] + " " + line.strip()
-                    if len(joined) > MAX_HEADER_LINE:
-                        raise TooLarge(f"{path}: a header longer than {MAX_HEADER_LINE} characters")
-                    headers[last][-1] = joined
-                continue
-            key, colon, value = line.partition(":")
-            if not colon:
-                break  # not a header: the body started without a blank line
-            last = key.strip().lower()
-            if last in _HEADERS:
-                headers.setdefault(last, []).append(value.strip())
+    while True:
+        raw = readline(MAX_HEADER_LINE + 1)
+        if not whole and not raw.endswith("\n"):
+            return None  # the read ended within this line (or before it)
+        if len(raw) > MAX_HEADER_LINE:
+            raise TooLarge(f"{path}: a header line longer than {MAX_HEADER_LINE} characters")
+        line = raw.rstrip("\r\n")
+        if not line:
+            break
+        if kept == MAX_HEADERS:
+            return headers, True  # one more header line: the block goes on
+        kept += 1
+        if line[0] in " \t":  # a folded continuation line
+            if last is not None and last in headers:
+                joined = headers[last][-1] + " " + line.strip()
+                if len(joined) > MAX_HEADER_LINE:
+                    raise TooLarge(f"{path}: a header longer than {MAX_HEADER_LINE} characters")
+                headers[last][-1] = joined
+            continue
+        key, colon, value = line.partition(":")
+        if not colon:
+            break  # not a header: the body started without a blank line
+        last = key.strip().lower()
+        if last in _HEADERS:
+            headers.setdefault(last, []).append(value.strip())
     return headers, False
 
 
