@@ -122,6 +122,48 @@ def test_reads_are_bounded(tmp_path: Path, bad_inputs: Tried) -> None:
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("limit", [10, 3 * (64 << 10) + 7])
+def test_a_read_gives_the_whole_file_up_to_its_bound_and_no_byte_more(tmp_path: Path,
+                                                                      limit: int) -> None:
+    """At and around the bound and the read's chunk size: the whole file when it fits,
+    TooLarge from one byte past; a prefix says whether it is the whole file."""
+    from pytest_envguard.probes._io import _CHUNK, read_prefix
+
+    path = tmp_path / "data"
+    for length in sorted({0, 1, limit - 1, limit, limit + 1, _CHUNK - 1, _CHUNK, _CHUNK + 1,
+                          2 * _CHUNK + 3}):
+        content = bytes(index % 251 for index in range(length))
+        path.write_bytes(content)
+        if length <= limit:
+            assert read_bytes(str(path), limit) == content
+        else:
+            with pytest.raises(TooLarge):
+                read_bytes(str(path), limit)
+        assert read_prefix(str(path), limit) == (content[:limit], length < limit)
+
+
+def test_a_proc_file_longer_than_a_chunk_is_read_whole() -> None:
+    """A /proc file says its size is 0: it is read in chunks to its end (a child with
+    thousands of mappings holds its maps file still while it is read twice)."""
+    from pytest_envguard.probes._io import _CHUNK
+
+    with subprocess.Popen(
+            [sys.executable, "-c", "import mmap, sys\n"
+             "held = [mmap.mmap(-1, 4096 * (1 + i % 2)) for i in range(4000)]\n"
+             "print('ready', flush=True)\nsys.stdin.read()\n"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            maps = f"/proc/{child.pid}/maps"
+            assert os.stat(maps).st_size == 0
+            with open(maps, "rb") as file:
+                expected = file.read()
+            assert len(expected) > 2 * _CHUNK
+            assert read_bytes(maps, 64 << 20) == expected
+        finally:
+            child.kill()
+
+
 # -- a file replaced between its check and its open ---------------------------------------------
 
 # In a child (audit hooks cannot be removed): at the "open" event of the watched path,

@@ -50,7 +50,7 @@ def open_regular(path: str, encoding: str | None = None, errors: str | None = No
     check and the open is checked and opened again (``EAGAIN`` after
     :data:`REOPEN_TRIES` tries).
     """
-    fd = _open_regular_fd(path, follow_symlinks)
+    fd, _ = _open_regular_fd(path, follow_symlinks)
     try:
         if encoding is None:
             return os.fdopen(fd, "rb")
@@ -60,17 +60,19 @@ def open_regular(path: str, encoding: str | None = None, errors: str | None = No
         raise
 
 
-def _open_regular_fd(path: str, follow_symlinks: bool) -> int:
-    """:func:`open_regular`'s checks and tries, giving the descriptor, in blocking mode."""
+def _open_regular_fd(path: str, follow_symlinks: bool) -> tuple[int, int]:
+    """:func:`open_regular`'s checks and tries, giving the descriptor, in blocking mode,
+    and the file's size when it was opened (0 for most ``/proc`` files, whatever they hold)."""
     for _ in range(REOPEN_TRIES):
-        fd = _open_if_unchanged(path, follow_symlinks)
-        if fd is not None:
-            return fd
+        opened = _open_if_unchanged(path, follow_symlinks)
+        if opened is not None:
+            return opened
     raise OSError(errno.EAGAIN, "the file changed while it was opened", path)
 
 
-def _open_if_unchanged(path: str, follow_symlinks: bool) -> int | None:
-    """The file's descriptor, or None when what was opened is not the file that was checked."""
+def _open_if_unchanged(path: str, follow_symlinks: bool) -> tuple[int, int] | None:
+    """The file's descriptor and size, or None when what was opened is not the file that
+    was checked."""
     info = os.stat(path, follow_symlinks=follow_symlinks)
     _require_regular(info.st_mode, path)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
@@ -85,7 +87,7 @@ def _open_if_unchanged(path: str, follow_symlinks: bool) -> int | None:
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, opened.st_size
 
 
 def _require_regular(mode: int, path: str) -> None:
@@ -103,17 +105,25 @@ def read_bytes(path: str, limit: int, *, follow_symlinks: bool = True) -> bytes:
     return data
 
 
+#: What :func:`read_prefix` asks of ``read`` past the file's size.
+_CHUNK = 64 << 10
+
+
 def read_prefix(path: str, size: int, *, follow_symlinks: bool = True) -> tuple[bytes, bool]:
     """The first ``size`` bytes of the file (all of it when shorter), and whether that is
     the whole file (False when it holds ``size`` bytes or more). Read from the descriptor,
     with no file object: most files the probes read are a few hundred bytes, where
     setting up a buffered (and a text) reader cost more than the read."""
-    fd = _open_regular_fd(path, follow_symlinks)
+    fd, length = _open_regular_fd(path, follow_symlinks)
     chunks: list[bytes] = []
     got = 0
+    # One byte past the size it had, to see the end in the same read; then (a file that
+    # grew, a /proc file that says 0) in chunks: never a buffer of the whole bound.
+    want = length + 1 if length else _CHUNK
     try:
         while got < size:
-            chunk = os.read(fd, size - got)
+            chunk = os.read(fd, min(want, size - got))
+            want = _CHUNK
             if not chunk:
                 return b"".join(chunks), True
             chunks.append(chunk)
