@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,10 +135,31 @@ def clean_venv(directory: Path | None = None) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
     # The checkout as it is now (not editable: no finder on sys.path to slow imports).
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
-                    str(ROOT)], check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
-    subprocess.run([str(python), "-m", "pip", "install", "-q", str(ROOT)], check=True)
+    with tempfile.TemporaryDirectory(prefix="envguard-source-") as scratch:
+        source = working_tree(Path(scratch))
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--force-reinstall",
+                        "--no-deps", str(source)], check=True,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+        subprocess.run([str(python), "-m", "pip", "install", "-q", str(source)], check=True)
     return python
+
+
+def working_tree(directory: Path) -> Path:
+    """A copy of the checkout's files as they are now, tracked and new ones, without what
+    git ignores: a ``build/`` folder left by an earlier in-tree build would otherwise be
+    installed in place of the sources when it is the newer (a copied checkout), and a
+    module since deleted would linger in it. Outside a git checkout: the checkout itself."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, check=False)
+    if listed.returncode != 0:
+        return ROOT
+    for name in filter(None, listed.stdout.split(b"\0")):
+        origin = ROOT / os.fsdecode(name)
+        if origin.is_file():  # a tracked file deleted in the working tree is left out
+            target = directory / os.fsdecode(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+    return directory
 
 
 def bytecode_env() -> dict[str, str]:
