@@ -5,10 +5,11 @@ Two ways in:
 * :func:`probe_distribution` asks ``importlib.metadata`` about one name (the
   ``package`` key);
 * :func:`scan_distributions` walks every ``sys.path`` entry once with
-  ``os.scandir``, reading only the header block of each ``METADATA`` /
-  ``PKG-INFO`` (never the long description) plus ``INSTALLER`` and
-  ``WHEEL``. That is what ``consistent``, ``wheels`` and ``lock`` judge, and
-  why they cost milliseconds where ``pip check`` costs most of a second.
+  ``os.scandir``, reading the header block of each ``METADATA`` /
+  ``PKG-INFO`` (one read of at most :data:`HEADER_CHUNK` bytes: never the
+  whole long description) plus ``INSTALLER`` and ``WHEEL``. That is what
+  ``consistent``, ``wheels`` and ``lock`` judge, and why they cost
+  milliseconds where ``pip check`` costs most of a second.
 
 Facts only: what is inconsistent, unsupported or off the lock is judged in
 :mod:`pytest_envguard.checks.hygiene`. Every read is bounded (header lines,
