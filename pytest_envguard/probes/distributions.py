@@ -213,7 +213,7 @@ def _read_headers(path: str) -> tuple[dict[str, list[str]], bool]:
     (then the headers after that were not read).
 
     One read of :data:`HEADER_CHUNK` bytes, split into lines as a text file is
-    (universal newlines: ``\n``, ``\r\n``, ``\r``); when the block does not end
+    (universal newlines: ``\\n``, ``\\r\\n``, ``\\r``); when the block does not end
     within it, the file is read again through a text file object, line by line. A
     test holds the two ways to the same answers on every input, at every chunk size."""
     data, whole = read_prefix(path, HEADER_CHUNK)
