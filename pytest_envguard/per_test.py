@@ -220,10 +220,12 @@ def at_setup(state: EnvguardState, item: pytest.Item) -> None:
             return
     else:
         state.collected[id(item)] = item
-        if item.get_closest_marker("requires") is None:
+        marks = list(item.iter_markers("requires"))
+        if not marks:
             return
         try:
-            wanted = state.marks[id(item)] = _marker_requirements(item, state.marker_cache)
+            wanted = state.marks[id(item)] = _marker_requirements(item, state.marker_cache,
+                                                                  marks)
         except MarkerError as error:
             raise pytest.fail.Exception(str(error), pytrace=False) from None
     verdicts, met = state.evaluator.judge(wanted.requirements)

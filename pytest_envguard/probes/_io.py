@@ -1,6 +1,7 @@
 """Reading files the plugin does not control: stat before open, bounded reads.
 
-Everything a probe reads goes through :func:`open_regular`: the path is
+Everything a probe reads goes through :func:`open_regular` (or
+:func:`read_prefix`, which reads the descriptor itself): the path is
 checked with ``stat`` *before* it is opened, because opening some files has
 effects (a FIFO blocks until a writer comes, some device files act on open),
 and it is opened non-blocking and checked again on the descriptor, so a file

@@ -467,12 +467,11 @@ def scan_distributions(paths: Sequence[str], prefix: str | None = None,
             continue
         scanned.append(location)
         scope = scope_of(location, prefix, base_prefix)
-        conda: tuple[str, dict[str, str]] | None = None
-        looked = False  # for conda-meta: once per location, and only where there is metadata
-        for meta_path in _metadata_entries(location):
+        entries = list(_metadata_entries(location))
+        # conda-meta: looked for once per location, and only where there is metadata.
+        conda = _conda_metadata_owners(location, conda_cache) if entries else None
+        for meta_path in entries:
             dist = read_distribution(meta_path, location)
-            if not looked:
-                conda, looked = _conda_metadata_owners(location, conda_cache), True
             if conda is not None:
                 package = conda[1].get(os.path.relpath(meta_path, conda[0]))
                 if package is not None:
